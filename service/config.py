@@ -1,0 +1,89 @@
+"""Typed settings, read from the environment (prefix CLUSTERMATCH_) once per process and injected.
+
+Nothing here touches the disk at import time: `Settings()` only reads environment variables, and
+paths are resolved by the properties below when something asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.errors import ModelUnavailable
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKOUT_DIR = PACKAGE_DIR.parent
+MODELS_DIR = CHECKOUT_DIR / "models"
+
+
+def _default_data_dir() -> Path:
+    """The repo's `indexes/` folder when run from a checkout, else a per-user folder."""
+    if (CHECKOUT_DIR / "pyproject.toml").is_file() and (CHECKOUT_DIR / "indexes").is_dir():
+        return CHECKOUT_DIR / "indexes"
+    return Path.home() / ".local" / "share" / "clustermatch"
+
+
+Aggregate = Literal["max", "coverage"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLUSTERMATCH_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Holds the SQLite store and, unless `index_dir` says otherwise, the index generations."""
+    index_dir: Path | None = None
+    database_url: str | None = None
+    """SQLAlchemy URL of the store; default `sqlite:///<data_dir>/store.sqlite3`."""
+
+    model: str = "all-minilm-l6-v2"
+    """Name of a model profile in `models/<name>.json`."""
+    threads: int = Field(default=2, ge=1, le=64)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+
+    aggregate: Aggregate = "coverage"
+    """How chunk similarities become an actor score (see service.matching)."""
+    max_query_chunks: int = Field(default=48, ge=1, le=1024)
+    keep_generations: int = Field(default=3, ge=1, le=100)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.data_dir
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'store.sqlite3'}"
+
+    def model_profile(self) -> ModelProfile:
+        return ModelProfile.load(self.model)
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """An embedding model as recorded in `models/<name>.json`."""
+
+    id: str
+    name: str
+    package: str
+    module: str
+    dim: int
+    max_tokens: int
+    chunk_tokens: int
+    query_prefix: str
+    passage_prefix: str
+
+    @classmethod
+    def load(cls, name: str) -> ModelProfile:
+        path = MODELS_DIR / f"{name}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
+            raise ModelUnavailable(f"unknown model profile {name!r}; known: {', '.join(known)}")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})

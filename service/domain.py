@@ -1,0 +1,228 @@
+"""The values clustermatch works with: actor profiles, their documents, chunks and matches.
+
+Profiles are validated here, once, for every entry point (CLI file, HTTP body, bulk import): a
+profile that constructs is a profile the store accepts. Validation problems come out as one
+`InvalidInput` naming each bad field (`documents[1].text: must not be empty`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from service.countries import ISO_3166_ALPHA2, normalise_country
+from service.errors import FieldProblem, InvalidInput
+
+# Limits that keep one profile from starving the service. They are deliberately generous for real
+# profiles (the largest CORDIS 2014 organisation has 130 projects) and enforced on every path.
+MAX_TEXT_CHARS = 100_000
+MAX_DOCUMENTS_PER_ACTOR = 1_000
+MAX_NAME_CHARS = 500
+
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
+NUTS_CODE = re.compile(r"^[A-Z]{2}[0-9A-Z]{0,3}$")
+NACE_CODE = re.compile(r"^(?:[A-U](?:\d{2}(?:\.\d{1,2})?)?|\d{2}(?:\.\d{1,2})?)$")
+PATENT_CLASS = re.compile(r"^[A-HY]\d{2}[A-Z](?:\s?\d{1,4}/\d{1,6})?$")
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+
+
+class ActorKind(StrEnum):
+    COMPANY = "company"
+    RESEARCH = "research"
+    UNIVERSITY = "university"
+    CLUSTER = "cluster"
+    PUBLIC = "public"
+    OTHER = "other"
+
+
+class DocumentKind(StrEnum):
+    DESCRIPTION = "description"
+    WORKSHOP_NOTE = "workshop_note"
+    PATENT = "patent"
+    SELF_ASSESSMENT = "self_assessment"
+
+
+class Visibility(StrEnum):
+    PUBLIC = "public"
+    NETWORK = "network"
+    PRIVATE = "private"
+
+
+class Intent(StrEnum):
+    OFFER = "offer"
+    NEED = "need"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Document(_Strict):
+    """One text about an actor: a description, workshop note, patent abstract or self-assessment."""
+
+    id: Identifier
+    kind: DocumentKind
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    title: str | None = Field(default=None, max_length=1_000)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+    visibility: Visibility = Visibility.PUBLIC
+    intent: Intent | None = None
+    codes: tuple[str, ...] = ()
+
+    @field_validator("codes")
+    @classmethod
+    def _patent_classes(cls, codes: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(c.strip().upper() for c in codes)
+        bad = [raw for raw, c in zip(codes, cleaned, strict=True) if not PATENT_CLASS.match(c)]
+        if bad:
+            raise ValueError(f"not CPC/IPC classes: {', '.join(bad)} (expected e.g. F03D 1/06)")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _codes_only_on_patents(self) -> Document:
+        if self.codes and self.kind is not DocumentKind.PATENT:
+            raise ValueError("codes: only documents of kind 'patent' carry CPC/IPC codes")
+        return self
+
+
+class Actor(_Strict):
+    """A company, research institute, university, cluster or public body, with its documents."""
+
+    id: Identifier
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    kind: ActorKind
+    country: str
+    region: str | None = None
+    sectors: tuple[str, ...] = ()
+    clusters: tuple[Identifier, ...] = ()
+    url: str | None = Field(default=None, max_length=2_000, pattern=r"^https?://\S+$")
+    documents: tuple[Document, ...] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_ACTOR)
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _iso_country(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO 3166 alpha-2 code such as AT")
+        code = normalise_country(value)
+        if code not in ISO_3166_ALPHA2:
+            raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code (e.g. AT, DE, IT)")
+        return code
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _nuts_region(cls, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        code = str(value).strip().upper()
+        if not NUTS_CODE.match(code):
+            raise ValueError(f"{value!r} is not a NUTS code (e.g. AT3, DE21, ITC4C)")
+        return code
+
+    @field_validator("sectors", mode="before")
+    @classmethod
+    def _nace_sectors(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        codes = [str(v).strip().upper() for v in value]
+        bad = [c for c in codes if not NACE_CODE.match(c)]
+        if bad:
+            raise ValueError(f"not NACE Rev.2 codes: {', '.join(bad)} (expected e.g. C28, 28.11)")
+        return tuple(dict.fromkeys(codes))
+
+    @model_validator(mode="after")
+    def _unique_document_ids(self) -> Actor:
+        seen: set[str] = set()
+        for doc in self.documents:
+            if doc.id in seen:
+                raise ValueError(f"documents: duplicate document id {doc.id!r}")
+            seen.add(doc.id)
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> Actor:
+        """Validate `data` (a decoded JSON object) into an Actor or raise `InvalidInput`."""
+        if not isinstance(data, dict):
+            raise InvalidInput([FieldProblem("", "a profile must be a JSON object")])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput(problems_from(exc)) from None
+
+
+def problems_from(exc: ValidationError) -> list[FieldProblem]:
+    """Turn pydantic's errors into `FieldProblem`s with JSON-path-like field names."""
+    problems = []
+    for error in exc.errors():
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "enum":
+            message = f"{error['input']!r} is not allowed; {error['msg'].lower()}"
+        problems.append(FieldProblem(path, message))
+    return problems
+
+
+# --- derived values -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of one document, small enough for the model's token window.
+
+    `id` is the store's stable int64 id; it doubles as the FAISS id of the chunk's vector.
+    """
+
+    id: int
+    actor_id: str
+    document_id: str
+    ordinal: int
+    text: str
+    content_hash: str
+    language: str
+
+
+@dataclass(frozen=True)
+class ActorSummary:
+    """The part of an actor that a match result shows."""
+
+    id: str
+    name: str
+    kind: str
+    country: str
+    region: str | None
+    sectors: tuple[str, ...]
+    clusters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A passage of the matched actor that supports the match, with its similarity."""
+
+    document_id: str
+    document_kind: str
+    text: str
+    score: float
+    query_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    actor: ActorSummary
+    score: float
+    evidence: tuple[Evidence, ...] = field(default_factory=tuple)
