@@ -1,0 +1,126 @@
+"""The boundary of the profile store: the source of truth every index is derived from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from service.domain import Actor, ActorSummary
+from service.index.base import ChunkSelection
+
+SameAttribute = Literal["sector", "region", "country", "kind", "cluster"]
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    """A chunk before the store has given it an id."""
+
+    document_id: str
+    ordinal: int
+    text: str
+    content_hash: str
+    language: str
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: int
+    actor_id: str
+    document_id: str
+    document_kind: str
+    visibility: str
+    ordinal: int
+    text: str
+    content_hash: str
+    language: str
+
+
+@dataclass(frozen=True)
+class ActorFilter:
+    """Which actors may appear in a result.
+
+    Positive filters (`countries`, ...) keep an actor when it matches any value of every given
+    filter; regions match by NUTS prefix (AT3 keeps AT31). `exclude_same` drops actors that share
+    the named attribute with `reference` (the query's actor); `exclude_actor_ids` drops actors.
+    """
+
+    countries: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    sectors: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    exclude_actor_ids: frozenset[str] = frozenset()
+    exclude_same: frozenset[SameAttribute] = frozenset()
+    reference: ActorSummary | None = None
+
+    @property
+    def has_positive(self) -> bool:
+        return bool(self.countries or self.regions or self.kinds or self.sectors or self.clusters)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.has_positive or self.exclude_actor_ids or self.exclude_same)
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    actors: int
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ActorPage:
+    actors: list[ActorSummary]
+    next_cursor: str | None
+    total: int = field(default=0)
+
+
+class ProfileStore(Protocol):
+    def upsert_actors(self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]]) -> list[bool]:
+        """Write each actor with its documents and chunks, all in one transaction.
+
+        Returns, per actor, True when it was created and False when it replaced a stored one.
+        """
+        ...
+
+    def delete_actor(self, actor_id: str) -> bool: ...
+
+    def get_actor(self, actor_id: str) -> Actor | None: ...
+
+    def actor_summaries(self, actor_ids: Sequence[str]) -> dict[str, ActorSummary]: ...
+
+    def list_actors(
+        self,
+        limit: int,
+        after: str | None = None,
+        countries: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        clusters: Sequence[str] = (),
+    ) -> ActorPage: ...
+
+    def chunks_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]: ...
+
+    def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]: ...
+
+    def iter_chunks(self, batch_size: int = 2_000) -> Iterator[list[StoredChunk]]: ...
+
+    def select_chunks(self, actor_filter: ActorFilter) -> ChunkSelection: ...
+
+    def cached_vectors(
+        self, content_hashes: Sequence[str], model_id: str
+    ) -> dict[str, npt.NDArray[np.float32]]: ...
+
+    def put_vectors(
+        self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]
+    ) -> None: ...
+
+    def counts(self) -> StoreCounts: ...
+
+    def max_chunk_id(self) -> int: ...
+
+    def close(self) -> None: ...

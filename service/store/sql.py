@@ -1,0 +1,558 @@
+"""The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL-ready.
+
+All SQL of the project lives in this module. Every write is one transaction, so a profile is either
+stored whole (actor, documents, chunks) or not at all. Chunk ids come from an AUTOINCREMENT key:
+they are never reused, which lets them double as stable FAISS ids and lets "chunks newer than the
+index" be a simple `id > watermark`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from service.domain import Actor, ActorSummary, Document
+from service.index.base import ChunkSelection
+from service.store.base import (
+    ActorFilter,
+    ActorPage,
+    ChunkDraft,
+    StoreCounts,
+    StoredChunk,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+actors = sa.Table(
+    "actors",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, index=True),
+    sa.Column("country", sa.String(2), nullable=False, index=True),
+    sa.Column("region", sa.String(5), nullable=True, index=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+actor_sectors = sa.Table(
+    "actor_sectors",
+    metadata,
+    sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(16), nullable=False, index=True),
+)
+
+actor_clusters = sa.Table(
+    "actor_clusters",
+    metadata,
+    sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    sa.Column("cluster_id", sa.String(128), nullable=False, index=True),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("ordinal", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("language_given", sa.Boolean, nullable=False),
+    sa.Column("visibility", sa.String(16), nullable=False),
+    sa.Column("intent", sa.String(8), nullable=True),
+    sa.Column("codes", sa.Text, nullable=False),  # JSON list of CPC/IPC classes
+)
+
+chunks = sa.Table(
+    "chunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("document_id", sa.String(128), nullable=False),
+    sa.Column("ordinal", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Index("ix_chunks_actor", "actor_id"),
+    sqlite_autoincrement=True,  # never reuse an id: ids are FAISS ids and watermarks
+)
+
+embeddings = sa.Table(
+    "embeddings",
+    metadata,
+    sa.Column("content_hash", sa.String(64), primary_key=True),
+    sa.Column("model_id", sa.String(200), primary_key=True),
+    sa.Column("vector", sa.LargeBinary, nullable=False),  # float32, little-endian
+)
+
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer; a crash mid-write rolls back to the last commit.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _chunked(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
+    """SQLite caps bound parameters per statement; query long id lists in slices."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SqlProfileStore:
+    """`ProfileStore` over SQLAlchemy Core. Cheap to construct; connects on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            if self.url.startswith("sqlite:///"):
+                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(self.url, future=True)
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            metadata.create_all(engine)
+            with engine.begin() as conn:
+                self._check_schema(conn)
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @staticmethod
+    def _check_schema(conn: Connection) -> None:
+        row = conn.execute(
+            sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")
+        ).scalar()
+        if row is None:
+            conn.execute(
+                store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+            )
+        elif int(row) != SCHEMA_VERSION:
+            raise RuntimeError(f"store schema {row} is not the supported {SCHEMA_VERSION}")
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def upsert_actors(self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]]) -> list[bool]:
+        created: list[bool] = []
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self.engine.begin() as conn:
+            for actor, drafts in items:
+                existed = self._delete(conn, actor.id)
+                self._insert(conn, actor, drafts, now)
+                created.append(not existed)
+        return created
+
+    def delete_actor(self, actor_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return self._delete(conn, actor_id)
+
+    @staticmethod
+    def _delete(conn: Connection, actor_id: str) -> bool:
+        # Children first, explicitly: PostgreSQL and SQLite agree on this without relying on
+        # ON DELETE CASCADE being enabled for every connection.
+        for table in (chunks, documents, actor_sectors, actor_clusters):
+            conn.execute(table.delete().where(table.c.actor_id == actor_id))
+        return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0
+
+    @staticmethod
+    def _insert(conn: Connection, actor: Actor, drafts: Sequence[ChunkDraft], now: str) -> None:
+        conn.execute(
+            actors.insert().values(
+                id=actor.id,
+                name=actor.name,
+                kind=actor.kind.value,
+                country=actor.country,
+                region=actor.region,
+                url=actor.url,
+                updated_at=now,
+            )
+        )
+        if actor.sectors:
+            conn.execute(
+                actor_sectors.insert(),
+                [
+                    {"actor_id": actor.id, "ordinal": i, "code": c}
+                    for i, c in enumerate(actor.sectors)
+                ],
+            )
+        if actor.clusters:
+            conn.execute(
+                actor_clusters.insert(),
+                [
+                    {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
+                    for i, c in enumerate(actor.clusters)
+                ],
+            )
+        languages = {d.document_id: d.language for d in drafts}
+        conn.execute(
+            documents.insert(),
+            [
+                {
+                    "actor_id": actor.id,
+                    "id": doc.id,
+                    "ordinal": i,
+                    "kind": doc.kind.value,
+                    "title": doc.title,
+                    "text": doc.text,
+                    "language": doc.language or languages.get(doc.id, "en"),
+                    "language_given": doc.language is not None,
+                    "visibility": doc.visibility.value,
+                    "intent": doc.intent.value if doc.intent else None,
+                    "codes": json.dumps(list(doc.codes)),
+                }
+                for i, doc in enumerate(actor.documents)
+            ],
+        )
+        if drafts:
+            conn.execute(
+                chunks.insert(),
+                [
+                    {
+                        "actor_id": actor.id,
+                        "document_id": d.document_id,
+                        "ordinal": d.ordinal,
+                        "text": d.text,
+                        "content_hash": d.content_hash,
+                        "language": d.language,
+                    }
+                    for d in drafts
+                ],
+            )
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get_actor(self, actor_id: str) -> Actor | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(actors).where(actors.c.id == actor_id)).mappings().first()
+            if row is None:
+                return None
+            sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, [actor_id])
+            clusters = self._codes(conn, actor_clusters, actor_clusters.c.cluster_id, [actor_id])
+            docs = conn.execute(
+                sa.select(documents)
+                .where(documents.c.actor_id == actor_id)
+                .order_by(documents.c.ordinal)
+            ).mappings()
+            return Actor.model_validate(
+                {
+                    "id": row["id"],
+                    "name": row["name"],
+                    "kind": row["kind"],
+                    "country": row["country"],
+                    "region": row["region"],
+                    "url": row["url"],
+                    "sectors": sectors.get(actor_id, ()),
+                    "clusters": clusters.get(actor_id, ()),
+                    "documents": [
+                        Document(
+                            id=d["id"],
+                            kind=d["kind"],
+                            text=d["text"],
+                            title=d["title"],
+                            language=d["language"],
+                            visibility=d["visibility"],
+                            intent=d["intent"],
+                            codes=tuple(json.loads(d["codes"])),
+                        )
+                        for d in docs
+                    ],
+                }
+            )
+
+    @staticmethod
+    def _codes(
+        conn: Connection, table: sa.Table, column: sa.Column[Any], actor_ids: Sequence[str]
+    ) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        for part in _chunked(actor_ids):
+            rows = conn.execute(
+                sa.select(table.c.actor_id, column)
+                .where(table.c.actor_id.in_(part))
+                .order_by(table.c.actor_id, table.c.ordinal)
+            )
+            for actor_id, code in rows:
+                found.setdefault(actor_id, []).append(code)
+        return {k: tuple(v) for k, v in found.items()}
+
+    def actor_summaries(self, actor_ids: Sequence[str]) -> dict[str, ActorSummary]:
+        ids = list(dict.fromkeys(actor_ids))
+        with self.engine.connect() as conn:
+            return self._summaries(conn, ids)
+
+    def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
+        sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, ids)
+        clusters = self._codes(conn, actor_clusters, actor_clusters.c.cluster_id, ids)
+        out: dict[str, ActorSummary] = {}
+        for part in _chunked(ids):
+            rows = conn.execute(
+                sa.select(
+                    actors.c.id, actors.c.name, actors.c.kind, actors.c.country, actors.c.region
+                ).where(actors.c.id.in_(part))
+            )
+            for row in rows:
+                out[row.id] = ActorSummary(
+                    id=row.id,
+                    name=row.name,
+                    kind=row.kind,
+                    country=row.country,
+                    region=row.region,
+                    sectors=sectors.get(row.id, ()),
+                    clusters=clusters.get(row.id, ()),
+                )
+        return out
+
+    def list_actors(
+        self,
+        limit: int,
+        after: str | None = None,
+        countries: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        clusters: Sequence[str] = (),
+    ) -> ActorPage:
+        query = sa.select(actors.c.id)
+        if countries:
+            query = query.where(actors.c.country.in_(countries))
+        if kinds:
+            query = query.where(actors.c.kind.in_(kinds))
+        if clusters:
+            query = query.where(
+                actors.c.id.in_(
+                    sa.select(actor_clusters.c.actor_id).where(
+                        actor_clusters.c.cluster_id.in_(clusters)
+                    )
+                )
+            )
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+            if after is not None:
+                query = query.where(actors.c.id > after)
+            ids = list(conn.execute(query.order_by(actors.c.id).limit(limit + 1)).scalars())
+            page = ids[:limit]
+            summaries = self._summaries(conn, page)
+        return ActorPage(
+            actors=[summaries[i] for i in page],
+            next_cursor=page[-1] if len(ids) > limit else None,
+            total=int(total or 0),
+        )
+
+    _CHUNK_COLUMNS = (
+        chunks.c.id,
+        chunks.c.actor_id,
+        chunks.c.document_id,
+        documents.c.kind,
+        documents.c.visibility,
+        chunks.c.ordinal,
+        chunks.c.text,
+        chunks.c.content_hash,
+        chunks.c.language,
+    )
+
+    @classmethod
+    def _chunk_query(cls) -> sa.Select[Any]:
+        return sa.select(*cls._CHUNK_COLUMNS).join(
+            documents,
+            sa.and_(
+                documents.c.actor_id == chunks.c.actor_id, documents.c.id == chunks.c.document_id
+            ),
+        )
+
+    @staticmethod
+    def _chunk(row: Any) -> StoredChunk:
+        return StoredChunk(*row)
+
+    def chunks_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
+        out: dict[int, StoredChunk] = {}
+        with self.engine.connect() as conn:
+            for part in _chunked([int(i) for i in chunk_ids]):
+                for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
+                    out[row[0]] = self._chunk(row)
+        return out
+
+    def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]:
+        out: list[StoredChunk] = []
+        with self.engine.connect() as conn:
+            for part in _chunked(list(actor_ids)):
+                query = self._chunk_query().where(chunks.c.actor_id.in_(part))
+                out.extend(self._chunk(r) for r in conn.execute(query.order_by(chunks.c.id)))
+        return out
+
+    def iter_chunks(self, batch_size: int = 2_000) -> Iterator[list[StoredChunk]]:
+        """All chunks in id order, in batches; each batch is read in its own short transaction."""
+        last = 0
+        while True:
+            with self.engine.connect() as conn:
+                query = self._chunk_query().where(chunks.c.id > last).order_by(chunks.c.id)
+                batch = [self._chunk(r) for r in conn.execute(query.limit(batch_size))]
+            if not batch:
+                return
+            last = batch[-1].id
+            yield batch
+
+    def select_chunks(self, actor_filter: ActorFilter) -> ChunkSelection:
+        if actor_filter.is_empty:
+            return ChunkSelection()
+        conditions = self._positive_conditions(actor_filter)
+        exclusions = self._exclusion_conditions(actor_filter)
+        with self.engine.connect() as conn:
+            if conditions:
+                # An allow-list: exact, and FAISS then never returns a filtered-out chunk.
+                query = sa.select(chunks.c.id).join(actors, actors.c.id == chunks.c.actor_id)
+                query = query.where(*conditions, *(sa.not_(e) for e in exclusions))
+                ids = np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+                return ChunkSelection(allow=ids)
+            query = sa.select(chunks.c.id).join(actors, actors.c.id == chunks.c.actor_id)
+            query = query.where(sa.or_(*exclusions))
+            ids = np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+            return ChunkSelection(deny=ids)
+
+    @staticmethod
+    def _positive_conditions(f: ActorFilter) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if f.countries:
+            conditions.append(actors.c.country.in_(f.countries))
+        if f.kinds:
+            conditions.append(actors.c.kind.in_(f.kinds))
+        if f.regions:
+            conditions.append(sa.or_(*(actors.c.region.startswith(r) for r in f.regions)))
+        if f.sectors:
+            conditions.append(
+                actors.c.id.in_(
+                    sa.select(actor_sectors.c.actor_id).where(actor_sectors.c.code.in_(f.sectors))
+                )
+            )
+        if f.clusters:
+            conditions.append(
+                actors.c.id.in_(
+                    sa.select(actor_clusters.c.actor_id).where(
+                        actor_clusters.c.cluster_id.in_(f.clusters)
+                    )
+                )
+            )
+        return conditions
+
+    @staticmethod
+    def _exclusion_conditions(f: ActorFilter) -> list[sa.ColumnElement[bool]]:
+        out: list[sa.ColumnElement[bool]] = []
+        if f.exclude_actor_ids:
+            out.append(actors.c.id.in_(sorted(f.exclude_actor_ids)))
+        ref = f.reference
+        if ref is None:
+            return out
+        if "country" in f.exclude_same:
+            out.append(actors.c.country == ref.country)
+        if "kind" in f.exclude_same:
+            out.append(actors.c.kind == ref.kind)
+        if "region" in f.exclude_same and ref.region:
+            # Same region at the coarser of the two NUTS levels: AT3 and AT31 share a region.
+            out.append(
+                sa.or_(
+                    actors.c.region.startswith(ref.region),
+                    sa.literal(ref.region).startswith(actors.c.region),
+                )
+            )
+        if "sector" in f.exclude_same and ref.sectors:
+            out.append(
+                actors.c.id.in_(
+                    sa.select(actor_sectors.c.actor_id).where(actor_sectors.c.code.in_(ref.sectors))
+                )
+            )
+        if "cluster" in f.exclude_same and ref.clusters:
+            out.append(
+                actors.c.id.in_(
+                    sa.select(actor_clusters.c.actor_id).where(
+                        actor_clusters.c.cluster_id.in_(ref.clusters)
+                    )
+                )
+            )
+        return out
+
+    # --- embedding cache -------------------------------------------------------------------
+
+    def cached_vectors(
+        self, content_hashes: Sequence[str], model_id: str
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        out: dict[str, npt.NDArray[np.float32]] = {}
+        with self.engine.connect() as conn:
+            for part in _chunked(list(dict.fromkeys(content_hashes))):
+                rows = conn.execute(
+                    sa.select(embeddings.c.content_hash, embeddings.c.vector).where(
+                        embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
+                    )
+                )
+                for content_hash, blob in rows:
+                    out[content_hash] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        return out
+
+    def put_vectors(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
+        if not vectors:
+            return
+        with self.engine.begin() as conn:
+            known: set[str] = set()
+            for part in _chunked(list(vectors)):
+                known.update(
+                    conn.execute(
+                        sa.select(embeddings.c.content_hash).where(
+                            embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
+                        )
+                    ).scalars()
+                )
+            rows = [
+                {
+                    "content_hash": h,
+                    "model_id": model_id,
+                    "vector": np.asarray(v, dtype="<f4").tobytes(),
+                }
+                for h, v in vectors.items()
+                if h not in known
+            ]
+            if rows:
+                conn.execute(embeddings.insert(), rows)
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def counts(self) -> StoreCounts:
+        with self.engine.connect() as conn:
+
+            def count(table: sa.Table) -> int:
+                return int(
+                    conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0
+                )
+
+            return StoreCounts(
+                actors=count(actors), documents=count(documents), chunks=count(chunks)
+            )
+
+    def max_chunk_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(chunks.c.id))).scalar() or 0)
