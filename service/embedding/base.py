@@ -1,0 +1,39 @@
+"""The boundary every embedding backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Role = Literal["query", "passage"]
+"""Asymmetric models (e5) embed queries and passages with different prefixes; MiniLM ignores it."""
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of shape (len(texts), dim)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str], role: Role = "passage") -> Vectors: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model would see for `text`, special tokens included (for chunking)."""
+        ...
+
+
+def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
+    out = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    out /= norms
+    return out

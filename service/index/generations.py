@@ -1,0 +1,216 @@
+"""Immutable, versioned index generations on disk, published by an atomic pointer swap.
+
+Layout under the index directory:
+
+    generations/<generation-id>/index.faiss    the FAISS index (ids are store chunk ids)
+    generations/<generation-id>/manifest.json  model, dim, counts, watermark, checksum, versions
+    CURRENT                                    the id of the generation being served
+
+A generation is built in `generations/.tmp-<id>/`, fsynced, renamed into place, and only then named
+in CURRENT (written to a temporary file and `os.replace`d). A crash at any step leaves CURRENT
+naming the previous, complete generation; leftovers are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.errors import CorruptArtifact, IndexMismatch, NotFound
+from service.index.base import VectorIndex
+from service.index.faiss_index import FaissIndex
+
+MANIFEST_FORMAT = 1
+INDEX_FILE = "index.faiss"
+MANIFEST_FILE = "manifest.json"
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    generation: str
+    model_id: str
+    dim: int
+    index_kind: str
+    chunks: int
+    actors: int
+    watermark: int
+    """The highest store chunk id known when the build started; newer chunks are not in it."""
+    built_at: str
+    build_seconds: float
+    checksum: str
+    """sha256 of the index file."""
+    libraries: dict[str, str] = field(default_factory=dict)
+    format: int = MANIFEST_FORMAT
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Manifest:
+        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class LoadedGeneration:
+    manifest: Manifest
+    index: VectorIndex
+
+
+def new_generation_id() -> str:
+    """Sortable by build time, unique across concurrent builders."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(3)}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class GenerationStore:
+    """Publishes, finds and loads generations under one directory. Cheap to construct."""
+
+    def __init__(self, root: Path, keep: int = 3) -> None:
+        self.root = root
+        self.keep = keep
+
+    @property
+    def generations_dir(self) -> Path:
+        return self.root / "generations"
+
+    @property
+    def pointer(self) -> Path:
+        return self.root / "CURRENT"
+
+    def current_id(self) -> str | None:
+        try:
+            name = self.pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def list_ids(self) -> list[str]:
+        if not self.generations_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.generations_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(TMP_PREFIX) and (p / MANIFEST_FILE).is_file()
+        )
+
+    def read_manifest(self, generation: str) -> Manifest:
+        path = self.generations_dir / generation / MANIFEST_FILE
+        try:
+            return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError as exc:
+            raise NotFound(f"index generation {generation!r} does not exist") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptArtifact(f"manifest of generation {generation!r} is unreadable") from exc
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def publish(self, index: VectorIndex, **fields: Any) -> Manifest:
+        """Write `index` as a new generation and make it current. `fields` fill the manifest."""
+        self.clean_debris()
+        generation = new_generation_id()
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.generations_dir / f"{TMP_PREFIX}{generation}"
+        staging.mkdir()
+        index_path = staging / INDEX_FILE
+        index.save(index_path)
+        _fsync_path(index_path)
+        manifest = Manifest(
+            generation=generation,
+            dim=index.dim,
+            index_kind=index.kind,
+            chunks=len(index),
+            checksum=_sha256(index_path),
+            **fields,
+        )
+        manifest_path = staging / MANIFEST_FILE
+        manifest_path.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        _fsync_path(manifest_path)
+        final = self.generations_dir / generation
+        os.replace(staging, final)
+        _fsync_path(self.generations_dir)
+        self.point_to(generation)
+        self.prune()
+        return manifest
+
+    def point_to(self, generation: str) -> None:
+        """Atomically make `generation` current (it must exist)."""
+        if not (self.generations_dir / generation / MANIFEST_FILE).is_file():
+            raise NotFound(f"index generation {generation!r} does not exist")
+        tmp = self.root / f".CURRENT.{secrets.token_hex(4)}"
+        tmp.write_text(generation + "\n", encoding="utf-8")
+        _fsync_path(tmp)
+        os.replace(tmp, self.pointer)
+        _fsync_path(self.root)
+
+    def clean_debris(self) -> list[str]:
+        """Remove half-written generations and pointer files a killed build left behind."""
+        removed = []
+        if self.generations_dir.is_dir():
+            for path in self.generations_dir.iterdir():
+                if path.name.startswith(TMP_PREFIX):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path.name)
+        for path in self.root.glob(".CURRENT.*"):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        return removed
+
+    def prune(self) -> list[str]:
+        """Keep the newest `keep` generations and always the current one."""
+        current = self.current_id()
+        ids = self.list_ids()
+        doomed = [g for g in ids[: max(0, len(ids) - self.keep)] if g != current]
+        for generation in doomed:
+            shutil.rmtree(self.generations_dir / generation, ignore_errors=True)
+        return doomed
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def load(
+        self, generation: str | None = None, *, model_id: str, dim: int
+    ) -> LoadedGeneration | None:
+        """Load `generation` (default: CURRENT), refusing one built for another model or dim.
+
+        Returns None when nothing has been published yet.
+        """
+        generation = generation or self.current_id()
+        if generation is None:
+            return None
+        manifest = self.read_manifest(generation)
+        if manifest.model_id != model_id or manifest.dim != dim:
+            raise IndexMismatch(
+                f"index generation {generation} was built with model {manifest.model_id!r} "
+                f"(dim {manifest.dim}), but the configured model is {model_id!r} (dim {dim}); "
+                f"run `clustermatch reindex` to rebuild it for the configured model"
+            )
+        index_path = self.generations_dir / generation / INDEX_FILE
+        if _sha256(index_path) != manifest.checksum:
+            raise CorruptArtifact(f"index file of generation {generation} fails its checksum")
+        index = FaissIndex.load(index_path)
+        if index.dim != manifest.dim or len(index) != manifest.chunks:
+            raise CorruptArtifact(
+                f"index of generation {generation} holds {len(index)} vectors of dim {index.dim}, "
+                f"manifest says {manifest.chunks} of dim {manifest.dim}"
+            )
+        return LoadedGeneration(manifest=manifest, index=index)

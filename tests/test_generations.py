@@ -1,0 +1,66 @@
+"""Generations: atomic publish, refusal of another model's index, checksum, pruning, debris."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.errors import CorruptArtifact, IndexMismatch
+from service.index.faiss_index import FaissIndex
+from service.index.generations import GenerationStore
+
+FIELDS = {
+    "model_id": "m/one",
+    "actors": 1,
+    "watermark": 3,
+    "built_at": "2026-01-01T00:00:00+00:00",
+    "build_seconds": 0.1,
+}
+
+
+def small_index() -> FaissIndex:
+    index = FaissIndex(4)
+    index.add(np.arange(1, 4, dtype=np.int64), np.eye(4, dtype=np.float32)[:3])
+    return index
+
+
+def test_publish_then_load(tmp_path: Path) -> None:
+    store = GenerationStore(tmp_path)
+    manifest = store.publish(small_index(), **FIELDS)
+    assert store.current_id() == manifest.generation
+    loaded = store.load(model_id="m/one", dim=4)
+    assert loaded is not None and len(loaded.index) == 3 and loaded.manifest.chunks == 3
+
+
+def test_nothing_published_loads_none(tmp_path: Path) -> None:
+    assert GenerationStore(tmp_path).load(model_id="m/one", dim=4) is None
+
+
+@pytest.mark.parametrize(("model_id", "dim"), [("m/other", 4), ("m/one", 8)])
+def test_mismatch_refused_with_clear_error(tmp_path: Path, model_id: str, dim: int) -> None:
+    store = GenerationStore(tmp_path)
+    store.publish(small_index(), **FIELDS)
+    with pytest.raises(IndexMismatch, match="clustermatch reindex"):
+        store.load(model_id=model_id, dim=dim)
+
+
+def test_tampered_index_fails_checksum(tmp_path: Path) -> None:
+    store = GenerationStore(tmp_path)
+    manifest = store.publish(small_index(), **FIELDS)
+    path = tmp_path / "generations" / manifest.generation / "index.faiss"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip one byte inside the vectors
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifact, match="checksum"):
+        store.load(model_id="m/one", dim=4)
+
+
+def test_prune_keeps_newest_and_debris_is_cleaned(tmp_path: Path) -> None:
+    store = GenerationStore(tmp_path, keep=2)
+    (tmp_path / "generations" / ".tmp-killed-build").mkdir(parents=True)
+    published = [store.publish(small_index(), **FIELDS).generation for _ in range(4)]
+    assert store.list_ids() == sorted(published)[-2:]
+    assert store.current_id() == published[-1]
+    assert not (tmp_path / "generations" / ".tmp-killed-build").exists()

@@ -1,0 +1,81 @@
+"""One contract, every backend: FAISS must answer exactly like the numpy oracle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.embedding.base import l2_normalise
+from service.index.base import ChunkSelection, VectorIndex
+from service.index.exact import ExactIndex
+from service.index.faiss_index import FaissIndex
+
+DIM = 16
+BACKENDS: dict[str, Callable[[int], VectorIndex]] = {"faiss": FaissIndex, "exact": ExactIndex}
+
+
+def clustered_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Clustered, not uniform: real embeddings are clustered, and ties should be rare."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, DIM))
+    points = centres[rng.integers(0, 8, n)] + 0.3 * rng.normal(size=(n, DIM))
+    return l2_normalise(points)
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def index(request: pytest.FixtureRequest) -> VectorIndex:
+    built = BACKENDS[request.param](DIM)
+    built.add(np.arange(1000, 1200, dtype=np.int64), clustered_vectors(200))
+    return built
+
+
+def test_search_matches_oracle(index: VectorIndex) -> None:
+    oracle = ExactIndex(DIM)
+    oracle.add(np.arange(1000, 1200, dtype=np.int64), clustered_vectors(200))
+    queries = clustered_vectors(5, seed=1)
+    scores, ids = index.search(queries, 10)
+    want_scores, want_ids = oracle.search(queries, 10)
+    assert np.array_equal(ids, want_ids)
+    assert np.allclose(scores, want_scores, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all(), "best first"
+
+
+def test_allow_list_fills_k(index: VectorIndex) -> None:
+    allowed = np.arange(1100, 1200, 7, dtype=np.int64)
+    _, ids = index.search(clustered_vectors(3, seed=2), 10, ChunkSelection(allow=allowed))
+    assert set(ids.ravel()) <= set(allowed)
+    assert (ids >= 0).all(), "k eligible ids exist, so every row is full"
+
+
+def test_deny_list_never_returned(index: VectorIndex) -> None:
+    queries = clustered_vectors(3, seed=3)
+    _, top = index.search(queries, 5)
+    denied = np.unique(top)
+    _, ids = index.search(queries, 5, ChunkSelection(deny=denied))
+    assert not set(ids.ravel()) & set(denied)
+    assert (ids >= 0).all()
+
+
+def test_short_result_is_padded(index: VectorIndex) -> None:
+    scores, ids = index.search(clustered_vectors(1), 5, ChunkSelection(allow=np.array([1003])))
+    assert ids[0, 0] == 1003
+    assert (ids[0, 1:] == -1).all() and np.isneginf(scores[0, 1:]).all()
+
+
+def test_remove_and_reconstruct(index: VectorIndex) -> None:
+    vectors = clustered_vectors(200)
+    assert np.allclose(index.reconstruct(np.array([1005, 1010])), vectors[[5, 10]], atol=1e-6)
+    assert index.remove(np.array([1005, 99999])) == 1
+    assert len(index) == 199 and 1005 not in set(index.ids())
+
+
+def test_saved_faiss_index_loads_identically(tmp_path: Path) -> None:
+    built = FaissIndex(DIM)
+    built.add(np.arange(50, dtype=np.int64), clustered_vectors(50))
+    built.save(tmp_path / "i.faiss")
+    loaded = FaissIndex.load(tmp_path / "i.faiss")
+    queries = clustered_vectors(4, seed=9)
+    assert np.array_equal(loaded.search(queries, 5)[1], built.search(queries, 5)[1])
