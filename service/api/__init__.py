@@ -1,0 +1,1 @@
+"""The HTTP API: `create_app(runtime)` builds the FastAPI application."""

@@ -1,0 +1,303 @@
+"""The `clustermatch` command: ingest, reindex, search, match, demo, serve.
+
+Each subcommand is a small function from parsed arguments to an exit code. Output is for people by
+default and one JSON document with `--json`. Errors of the domain hierarchy print one clear line and
+exit with code 2 (bad input) or 1 (anything else the operator must fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from service.config import CHECKOUT_DIR, Settings
+from service.errors import ClusterMatchError, FieldProblem, InvalidInput
+from service.runtime import Runtime
+from service.store import ActorFilter
+
+DEMO_FILE = CHECKOUT_DIR / "data" / "demo" / "actors.jsonl.gz"
+SAME_CHOICES = ("sector", "region", "country", "kind", "cluster")
+KIND_CHOICES = ("company", "research", "university", "cluster", "public", "other")
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _out(args: argparse.Namespace, payload: Any, human: Callable[[], None]) -> None:
+    if args.json:
+        json.dump(payload, sys.stdout, ensure_ascii=False, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        human()
+
+
+@contextmanager
+def _progress(total: int | None, description: str, unit: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when a person is watching (a TTY); silent in pipes and CI."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=description, unit=unit, disable=None, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _open_text(path: Path) -> TextIO:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def _count_lines(path: Path) -> int:
+    with _open_text(path) as handle:
+        return sum(1 for _ in handle)
+
+
+def _filters(args: argparse.Namespace) -> ActorFilter:
+    def upper(values: list[str] | None) -> tuple[str, ...]:
+        return tuple(v.upper() for v in values or ())
+
+    return ActorFilter(
+        countries=upper(args.country),
+        regions=upper(args.region),
+        kinds=tuple(args.kind or ()),
+        sectors=upper(args.sector),
+        clusters=tuple(args.cluster or ()),
+        exclude_same=frozenset(getattr(args, "exclude_same", None) or ()),
+    )
+
+
+def _print_matches(result: Any) -> None:
+    if not result.matches:
+        print("no matching actors")
+        return
+    for rank, match in enumerate(result.matches, start=1):
+        actor = match.actor
+        where = actor.country + (
+            f"/{actor.region}" if actor.region and actor.region != actor.country else ""
+        )
+        print(f"{rank:>3}. {match.score:.3f}  {actor.name}  ({actor.kind}, {where})  [{actor.id}]")
+        for item in match.evidence[:1]:
+            text = item.text.replace("\n", " ")
+            print(f"       {item.document_id} ({item.score:.3f}): {text[:160]}")
+    print(f"\ngeneration {result.generation}, model {result.model}")
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {
+        "matches": [asdict(m) for m in result.matches],
+        "generation": result.generation,
+        "model": result.model,
+    }
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_ingest(runtime: Runtime, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidInput([FieldProblem("FILE", f"{path} is not a readable file")])
+    total = _count_lines(path)
+    with _open_text(path) as handle, _progress(total, "ingest", "lines") as step:
+        report = runtime.ingestor.ingest_lines(handle, on_line=lambda: step(1))
+    payload = {
+        "stored": report.stored,
+        "created": report.created,
+        "replaced": report.replaced,
+        "errors": [asdict(e) for e in report.errors],
+        "warnings": [asdict(w) for w in report.warnings],
+    }
+
+    def human() -> None:
+        for warning in report.warnings:
+            print(f"line {warning.line}: warning: {warning.message}", file=sys.stderr)
+        for error in report.errors:
+            print(f"line {error.line}: {error.message}", file=sys.stderr)
+        print(
+            f"stored {report.stored} actors ({report.created} new, {report.replaced} replaced), "
+            f"{len(report.errors)} lines rejected"
+        )
+        if report.stored:
+            print("run `clustermatch reindex` to make them findable")
+
+    _out(args, payload, human)
+    return EXIT_BAD_INPUT if report.errors else EXIT_OK
+
+
+def cmd_reindex(runtime: Runtime, args: argparse.Namespace) -> int:
+    total = runtime.store.counts().chunks
+    with _progress(total, "reindex", "chunks") as step:
+        report = runtime.reindexer.run(full=args.full, progress=step)
+    _out(
+        args,
+        asdict(report),
+        lambda: print(
+            f"generation {report.generation}: {report.actors} actors, {report.chunks} chunks "
+            f"({report.embedded} embedded, {report.reused} from cache) in {report.seconds:.1f} s"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_search(runtime: Runtime, args: argparse.Namespace) -> int:
+    result = runtime.matcher.search(args.query, limit=args.limit, filters=_filters(args))
+    _out(args, _result_json(result), lambda: _print_matches(result))
+    return EXIT_OK
+
+
+def cmd_match(runtime: Runtime, args: argparse.Namespace) -> int:
+    result = runtime.matcher.match_actor(args.actor_id, limit=args.limit, filters=_filters(args))
+    _out(args, _result_json(result), lambda: _print_matches(result))
+    return EXIT_OK
+
+
+def cmd_demo(runtime: Runtime, args: argparse.Namespace) -> int:
+    counts = runtime.store.counts()
+    loaded = 0
+    if counts.actors and not args.if_empty:
+        print(
+            f"the store already holds {counts.actors} actors; `clustermatch demo` only fills an "
+            f"empty store (use --if-empty to skip loading and just make sure an index exists)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if not counts.actors:
+        path = Path(args.file)
+        with _open_text(path) as handle, _progress(_count_lines(path), "demo", "actors") as step:
+            report = runtime.ingestor.ingest_lines(handle, on_line=lambda: step(1))
+        loaded = report.stored
+        if report.errors:
+            print(
+                f"{len(report.errors)} demo lines rejected; first: {report.errors[0]}",
+                file=sys.stderr,
+            )
+    current = runtime.generations.current_id()
+    needs_index = loaded > 0 or current is None
+    if not needs_index:
+        manifest = runtime.generations.read_manifest(current) if current else None
+        needs_index = manifest is None or manifest.model_id != runtime.embedder.model_id
+    generation = current
+    if needs_index:
+        with _progress(runtime.store.counts().chunks, "reindex", "chunks") as step:
+            generation = runtime.reindexer.run(progress=step).generation
+    payload = {"loaded": loaded, "generation": generation, "actors": runtime.store.counts().actors}
+    _out(
+        args,
+        payload,
+        lambda: print(
+            f"demo ready: {payload['actors']} actors, generation {generation}"
+            + ("" if loaded else " (store already filled; nothing loaded)")
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api.app import create_app
+
+    host = args.host or runtime.settings.host
+    port = args.port or runtime.settings.port
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level=args.log_level)
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def _add_filter_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (repeat an option to allow several values)")
+    group.add_argument("--country", action="append", metavar="CC", help="ISO 3166 code, e.g. AT")
+    group.add_argument("--region", action="append", metavar="NUTS", help="NUTS code or prefix")
+    group.add_argument("--kind", action="append", choices=KIND_CHOICES, help="actor kind")
+    group.add_argument("--sector", action="append", metavar="NACE", help="NACE Rev.2 code")
+    group.add_argument("--cluster", action="append", metavar="ID", help="cluster id")
+    parser.add_argument("--limit", type=int, default=10, help="how many actors (default 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clustermatch",
+        description="Match innovation-cluster actors across sectors and regions.",
+        epilog="Settings come from CLUSTERMATCH_* environment variables; see README.md.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "ingest", parents=[common], help="store actor profiles from a JSON-lines file"
+    )
+    p.add_argument("file", metavar="FILE.jsonl", help="one profile per line (.gz accepted)")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser(
+        "reindex", parents=[common], help="build a new index generation from the store"
+    )
+    p.add_argument("--full", action="store_true", help="re-embed everything, ignoring the cache")
+    p.set_defaults(handler=cmd_reindex)
+
+    p = sub.add_parser("search", parents=[common], help="free-text search for actors")
+    p.add_argument("query", help='what to look for, e.g. "offshore wind turbine blades"')
+    _add_filter_options(p)
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser(
+        "match", parents=[common], help="actors similar to a stored actor (never itself)"
+    )
+    p.add_argument("actor_id")
+    _add_filter_options(p)
+    p.add_argument(
+        "--exclude-same",
+        action="append",
+        choices=SAME_CHOICES,
+        help="drop actors sharing this attribute with the query actor (repeatable)",
+    )
+    p.set_defaults(handler=cmd_match)
+
+    p = sub.add_parser(
+        "demo", parents=[common], help="load the bundled CORDIS demo data and build the index"
+    )
+    p.add_argument("--file", default=str(DEMO_FILE), help="demo file (default: bundled)")
+    p.add_argument(
+        "--if-empty", action="store_true", help="do nothing if the store already holds actors"
+    )
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "serve", parents=[common], help="serve the HTTP API (never loads demo data by itself)"
+    )
+    p.add_argument("--host", help="bind address (default CLUSTERMATCH_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default CLUSTERMATCH_PORT or 8000)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runtime = runtime or Runtime(Settings())
+    try:
+        code: int = args.handler(runtime, args)
+        return code
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ClusterMatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        runtime.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

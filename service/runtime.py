@@ -1,0 +1,114 @@
+"""Wiring: one object that builds the service's parts from `Settings`, each on first use.
+
+The CLI and the HTTP app both start from a `Runtime`; tests build one with a fake embedder and a
+temporary data directory. Constructing it is free: nothing loads until a property is read.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from service.config import ModelProfile, Settings
+from service.domain import Actor
+from service.embedding.base import Embedder
+from service.index.generations import GenerationStore, LoadedGeneration
+from service.ingest import Ingestor
+from service.matching import Matcher
+from service.reindex import Reindexer
+from service.store import ChunkDraft, ProfileStore, SqlProfileStore
+from service.text import Chunker
+
+
+class IndexHolder:
+    """The generation being served. Swapping it is one reference assignment, so a request that
+    already holds the old generation finishes on it."""
+
+    def __init__(self, generations: GenerationStore, model_id: str, dim: int) -> None:
+        self._generations = generations
+        self._model_id = model_id
+        self._dim = dim
+        self._current: LoadedGeneration | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> LoadedGeneration | None:
+        current = self._current
+        if current is None:
+            return self.reload()
+        return current
+
+    def reload(self) -> LoadedGeneration | None:
+        """Load what CURRENT names (if it changed) and swap it in; returns the served generation."""
+        with self._lock:
+            wanted = self._generations.current_id()
+            if wanted is None:
+                return self._current
+            if self._current is not None and self._current.manifest.generation == wanted:
+                return self._current
+            loaded = self._generations.load(wanted, model_id=self._model_id, dim=self._dim)
+            self._current = loaded
+            return loaded
+
+
+class Runtime:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+
+    @cached_property
+    def profile(self) -> ModelProfile:
+        return self.settings.model_profile()
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        if self._embedder is not None:
+            return self._embedder
+        from service.embedding.sentence_transformers import load_embedder
+
+        return load_embedder(
+            self.profile, threads=self.settings.threads, batch_size=self.settings.batch_size
+        )
+
+    @cached_property
+    def store(self) -> ProfileStore:
+        return SqlProfileStore(self.settings.resolved_database_url)
+
+    @cached_property
+    def chunker(self) -> Chunker:
+        return Chunker(self.embedder.count_tokens, max_tokens=self.profile.chunk_tokens)
+
+    @cached_property
+    def generations(self) -> GenerationStore:
+        return GenerationStore(
+            self.settings.resolved_index_dir, keep=self.settings.keep_generations
+        )
+
+    @cached_property
+    def index(self) -> IndexHolder:
+        return IndexHolder(self.generations, self.embedder.model_id, self.embedder.dim)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.store, self.chunker)
+
+    @cached_property
+    def reindexer(self) -> Reindexer:
+        return Reindexer(self.store, self.embedder, self.generations)
+
+    def prepare(self, actor: Actor) -> list[ChunkDraft]:
+        return self.ingestor.prepare([actor])[0][1]
+
+    @cached_property
+    def matcher(self) -> Matcher:
+        return Matcher(
+            self.store,
+            self.embedder,
+            self.index.get,
+            self.prepare,
+            aggregate=self.settings.aggregate,
+            max_query_chunks=self.settings.max_query_chunks,
+        )
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

@@ -1,0 +1,107 @@
+"""Matching on the fake embedder: ranking, filters that still fill `limit`, exclusions, evidence."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.errors import IndexUnavailable, NotFound
+from service.runtime import Runtime
+from service.store import ActorFilter
+from tests.factories import make_actor
+
+WIND = "offshore wind turbine blade composite materials"
+
+
+def seed(runtime: Runtime) -> None:
+    actors = [
+        make_actor(f"wind-at-{i}", [f"{WIND} test bench {i}"], country="AT", kind="company")
+        for i in range(12)
+    ]
+    actors += [
+        make_actor(f"wind-de-{i}", [f"wind turbine maintenance robots {i}"], country="DE")
+        for i in range(6)
+    ]
+    actors += [
+        make_actor("bakery", ["sourdough bread and pastry production"], country="IT"),
+        make_actor(
+            "lab",
+            ["battery cell chemistry", f"{WIND} fatigue testing"],
+            country="SE",
+            kind="research",
+        ),
+    ]
+    runtime.ingestor.upsert(actors)
+    runtime.reindexer.run()
+
+
+def ids(result: object) -> list[str]:
+    return [m.actor.id for m in result.matches]  # type: ignore[attr-defined]
+
+
+def test_search_ranks_related_actors_with_evidence(runtime: Runtime) -> None:
+    seed(runtime)
+    result = runtime.matcher.search(WIND, limit=5)
+    assert len(result.matches) == 5
+    assert all(i.startswith("wind-at") or i == "lab" for i in ids(result))
+    best = result.matches[0]
+    assert best.evidence and WIND in best.evidence[0].text
+    assert [m.score for m in result.matches] == sorted(
+        (m.score for m in result.matches), reverse=True
+    )
+    assert "bakery" not in ids(runtime.matcher.search(WIND, limit=19))
+
+
+def test_filter_fills_limit_when_candidates_exist(runtime: Runtime) -> None:
+    seed(runtime)
+    result = runtime.matcher.search(WIND, limit=6, filters=ActorFilter(countries=("DE",)))
+    assert sorted(ids(result)) == sorted(f"wind-de-{i}" for i in range(6))
+    research = runtime.matcher.search(WIND, limit=3, filters=ActorFilter(kinds=("research",)))
+    assert ids(research) == ["lab"], "only one research actor exists: fewer is honest"
+
+
+def test_deleted_actors_vanish_and_limit_is_still_filled(runtime: Runtime) -> None:
+    seed(runtime)
+    top = ids(runtime.matcher.search(WIND, limit=8))
+    for actor_id in top[:8]:
+        runtime.store.delete_actor(actor_id)
+    after = ids(runtime.matcher.search(WIND, limit=8))
+    assert len(after) == 8
+    assert not set(after) & set(top[:8])
+
+
+def test_match_never_returns_self_and_excludes_same_country(runtime: Runtime) -> None:
+    seed(runtime)
+    result = runtime.matcher.match_actor("wind-at-0", limit=10)
+    assert "wind-at-0" not in ids(result)
+    assert ids(result)[0].startswith("wind-at")
+    foreign = runtime.matcher.match_actor(
+        "wind-at-0", limit=10, filters=ActorFilter(exclude_same=frozenset({"country"}))
+    )
+    assert foreign.matches and all(m.actor.country != "AT" for m in foreign.matches)
+    assert ids(foreign)[0] == "lab", "the Swedish lab shares the wind text"
+
+
+def test_new_actor_can_be_matched_before_reindex(runtime: Runtime) -> None:
+    seed(runtime)
+    runtime.ingestor.upsert([make_actor("newcomer", [f"{WIND} recycling"], country="RO")])
+    result = runtime.matcher.match_actor("newcomer", limit=3)
+    assert len(result.matches) == 3 and "newcomer" not in ids(result)
+
+
+def test_aggregates_differ_on_multi_chunk_queries(runtime: Runtime) -> None:
+    seed(runtime)
+    query = make_actor("q", ["battery cell chemistry", f"{WIND} fatigue testing"], country="PL")
+    runtime.matcher.aggregate = "coverage"
+    coverage = runtime.matcher.match_profile(query, limit=3)
+    assert ids(coverage)[0] == "lab", "the lab covers both of the query's documents"
+    runtime.matcher.aggregate = "max"
+    best = runtime.matcher.match_profile(query, limit=3)
+    assert best.matches[0].score >= coverage.matches[0].score
+
+
+def test_unknown_actor_and_missing_index(runtime: Runtime) -> None:
+    with pytest.raises(IndexUnavailable, match="reindex"):
+        runtime.matcher.search("anything")
+    seed(runtime)
+    with pytest.raises(NotFound, match="nobody"):
+        runtime.matcher.match_actor("nobody")
