@@ -98,10 +98,9 @@ class Document(_Strict):
         return self
 
 
-class Actor(_Strict):
-    """A company, research institute, university, cluster or public body, with its documents."""
+class ProfileFields(_Strict):
+    """Everything of an actor profile except its id (the HTTP API takes the id from the path)."""
 
-    id: Identifier
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     kind: ActorKind
     country: str
@@ -142,14 +141,21 @@ class Actor(_Strict):
             raise ValueError(f"not NACE Rev.2 codes: {', '.join(bad)} (expected e.g. C28, 28.11)")
         return tuple(dict.fromkeys(codes))
 
-    @model_validator(mode="after")
-    def _unique_document_ids(self) -> Actor:
+    @field_validator("documents")
+    @classmethod
+    def _unique_document_ids(cls, documents: tuple[Document, ...]) -> tuple[Document, ...]:
         seen: set[str] = set()
-        for doc in self.documents:
+        for doc in documents:
             if doc.id in seen:
-                raise ValueError(f"documents: duplicate document id {doc.id!r}")
+                raise ValueError(f"duplicate document id {doc.id!r}")
             seen.add(doc.id)
-        return self
+        return documents
+
+
+class Actor(ProfileFields):
+    """A company, research institute, university, cluster or public body, with its documents."""
+
+    id: Identifier
 
     @classmethod
     def parse(cls, data: Any) -> Actor:
@@ -198,8 +204,42 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who wrote an actor: the tenant of the writing API key and that key's networks.
+
+    Profiles written by the CLI or an open (keyless) service belong to the tenant `local`.
+    """
+
+    tenant: str = "local"
+    networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking, which decides whose document texts may be shown as evidence.
+
+    - `public` text is shown to everyone;
+    - `network` text to the owner's tenant and to tenants sharing one of the owner's networks;
+    - `private` text only to the owner's tenant.
+    `tenant=None` is the operator (CLI, open loopback service), who sees everything.
+    Visibility never changes scores: a private document still counts for matching its actor.
+    """
+
+    tenant: str | None = None
+    networks: frozenset[str] = frozenset()
+
+    def can_see(self, visibility: str, owner: Owner) -> bool:
+        if self.tenant is None or visibility == Visibility.PUBLIC or self.tenant == owner.tenant:
+            return True
+        return visibility == Visibility.NETWORK and not self.networks.isdisjoint(owner.networks)
+
+
+OPERATOR = Viewer()
+
+
+@dataclass(frozen=True)
 class ActorSummary:
-    """The part of an actor that a match result shows."""
+    """The part of an actor that a match result shows (and whose evidence it may show)."""
 
     id: str
     name: str
@@ -208,6 +248,7 @@ class ActorSummary:
     region: str | None
     sectors: tuple[str, ...]
     clusters: tuple[str, ...] = ()
+    owner: Owner = field(default_factory=Owner)
 
 
 @dataclass(frozen=True)

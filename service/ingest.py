@@ -6,12 +6,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from service.domain import Actor, Document
+from service.domain import Actor, Document, Owner
 from service.errors import ClusterMatchError, FieldProblem, InvalidInput
 from service.store import ChunkDraft, ProfileStore
 from service.text import Chunker, detect_language
 
+LOCAL = Owner()
 WRITE_BATCH = 200
 """Validated profiles written per transaction during a file import (each stays all-or-nothing)."""
 
@@ -33,16 +35,42 @@ class LineError:
     message: str
 
 
+@dataclass(frozen=True)
+class LineOutcome:
+    line: int
+    actor_id: str | None
+    status: Literal["created", "replaced", "rejected"]
+    message: str | None = None
+
+
 @dataclass
 class IngestReport:
-    created: int = 0
-    replaced: int = 0
-    errors: list[LineError] = field(default_factory=list)
+    outcomes: list[LineOutcome] = field(default_factory=list)
+    """One per non-blank line, in line order."""
     warnings: list[LineError] = field(default_factory=list)
+
+    def _count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def created(self) -> int:
+        return self._count("created")
+
+    @property
+    def replaced(self) -> int:
+        return self._count("replaced")
 
     @property
     def stored(self) -> int:
         return self.created + self.replaced
+
+    @property
+    def errors(self) -> list[LineError]:
+        return [
+            LineError(o.line, o.actor_id, o.message or "")
+            for o in self.outcomes
+            if o.status == "rejected"
+        ]
 
 
 class Ingestor:
@@ -51,6 +79,8 @@ class Ingestor:
     def __init__(self, store: ProfileStore, chunker: Chunker) -> None:
         self.store = store
         self.chunker = chunker
+        self.written: list[Callable[[Sequence[str]], None]] = []
+        """Called with the ids of actors after each committed write (e.g. to refresh a delta)."""
 
     def prepare(self, actors: Sequence[Actor]) -> list[tuple[Actor, list[ChunkDraft]]]:
         """Chunk every document of `actors` (language detected where not given)."""
@@ -71,14 +101,18 @@ class Ingestor:
             )
         return list(zip(actors, drafts, strict=True))
 
-    def upsert(self, actors: Sequence[Actor]) -> list[bool]:
+    def upsert(self, actors: Sequence[Actor], owner: Owner = LOCAL) -> list[bool]:
         """Store `actors`; per actor True when created, False when replaced."""
-        return self.store.upsert_actors(self.prepare(actors))
+        created = self.store.upsert_actors(self.prepare(actors), owner)
+        for listener in self.written:
+            listener([a.id for a in actors])
+        return created
 
     def ingest_lines(
         self,
         lines: Iterable[str],
         on_line: Callable[[], None] | None = None,
+        owner: Owner = LOCAL,
     ) -> IngestReport:
         """Import JSON lines: bad lines are reported with their number, good ones are stored."""
         report = IngestReport()
@@ -92,7 +126,7 @@ class Ingestor:
             try:
                 actor = parse_line(raw)
             except InvalidInput as exc:
-                report.errors.append(LineError(number, _id_of(raw), str(exc)))
+                report.outcomes.append(LineOutcome(number, _id_of(raw), "rejected", str(exc)))
                 continue
             if actor.id in seen_in_file:
                 report.warnings.append(
@@ -106,23 +140,25 @@ class Ingestor:
             seen_in_file[actor.id] = number
             batch.append((number, actor))
             if len(batch) >= WRITE_BATCH:
-                self._flush(batch, report)
+                self._flush(batch, report, owner)
                 batch = []
-        self._flush(batch, report)
-        report.errors.sort(key=lambda e: e.line)
+        self._flush(batch, report, owner)
+        report.outcomes.sort(key=lambda o: o.line)
         return report
 
-    def _flush(self, batch: list[tuple[int, Actor]], report: IngestReport) -> None:
+    def _flush(self, batch: list[tuple[int, Actor]], report: IngestReport, owner: Owner) -> None:
         if not batch:
             return
         try:
-            created = self.upsert([actor for _, actor in batch])
+            created = self.upsert([actor for _, actor in batch], owner)
         except ClusterMatchError as exc:
             # Should not happen for validated profiles; keep the failure per line, not per file.
-            report.errors.extend(LineError(n, a.id, str(exc)) for n, a in batch)
+            report.outcomes.extend(LineOutcome(n, a.id, "rejected", str(exc)) for n, a in batch)
             return
-        report.created += sum(created)
-        report.replaced += len(created) - sum(created)
+        report.outcomes.extend(
+            LineOutcome(n, a.id, "created" if new else "replaced")
+            for (n, a), new in zip(batch, created, strict=True)
+        )
 
 
 def parse_line(raw: str) -> Actor:

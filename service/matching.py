@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.config import Aggregate
-from service.domain import Actor, ActorSummary, Evidence, Match
+from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
 from service.errors import FieldProblem, IndexUnavailable, InvalidInput, NotFound
 from service.index.generations import LoadedGeneration
@@ -49,7 +49,8 @@ class MatchResult:
 @dataclass(frozen=True)
 class QueryChunk:
     text: str
-    content_hash: str | None = None
+    visible: bool = True
+    """Whether the viewer may see this query passage (another tenant's private text is hidden)."""
 
 
 Prepare = Callable[[Actor], list[ChunkDraft]]
@@ -77,16 +78,26 @@ class Matcher:
 
     # --- entry points ----------------------------------------------------------------------
 
-    def search(self, text: str, limit: int = 10, filters: ActorFilter | None = None) -> MatchResult:
+    def search(
+        self,
+        text: str,
+        limit: int = 10,
+        filters: ActorFilter | None = None,
+        viewer: Viewer = OPERATOR,
+    ) -> MatchResult:
         """Actors whose passages are closest to a free-text query."""
         query = text.strip()
         if not query:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
-        return self._rank(vectors, [QueryChunk(query)], limit, filters or ActorFilter())
+        return self._rank(vectors, [QueryChunk(query)], limit, filters or ActorFilter(), viewer)
 
     def match_actor(
-        self, actor_id: str, limit: int = 10, filters: ActorFilter | None = None
+        self,
+        actor_id: str,
+        limit: int = 10,
+        filters: ActorFilter | None = None,
+        viewer: Viewer = OPERATOR,
     ) -> MatchResult:
         """Actors similar to a stored actor; never the actor itself."""
         chunks = self.store.chunks_of_actors([actor_id])
@@ -99,11 +110,15 @@ class Matcher:
         actor_filter = replace(
             base, reference=summary, exclude_actor_ids=base.exclude_actor_ids | {actor_id}
         )
-        queries = [QueryChunk(c.text, c.content_hash) for c in picked]
-        return self._rank(vectors, queries, limit, actor_filter)
+        queries = [QueryChunk(c.text, viewer.can_see(c.visibility, summary.owner)) for c in picked]
+        return self._rank(vectors, queries, limit, actor_filter, viewer)
 
     def match_profile(
-        self, actor: Actor, limit: int = 10, filters: ActorFilter | None = None
+        self,
+        actor: Actor,
+        limit: int = 10,
+        filters: ActorFilter | None = None,
+        viewer: Viewer = OPERATOR,
     ) -> MatchResult:
         """Actors similar to a profile that need not be stored (e.g. POSTed by another system)."""
         drafts = self._prepare(actor)
@@ -122,8 +137,8 @@ class Matcher:
         actor_filter = replace(
             base, reference=summary, exclude_actor_ids=base.exclude_actor_ids | {actor.id}
         )
-        queries = [QueryChunk(d.text, d.content_hash) for d in picked]
-        return self._rank(vectors, queries, limit, actor_filter)
+        queries = [QueryChunk(d.text) for d in picked]  # the caller's own text
+        return self._rank(vectors, queries, limit, actor_filter, viewer)
 
     # --- internals -------------------------------------------------------------------------
 
@@ -154,12 +169,13 @@ class Matcher:
         queries: Sequence[QueryChunk],
         limit: int,
         actor_filter: ActorFilter,
+        viewer: Viewer,
     ) -> MatchResult:
         generation = self._current()
         if len(queries) == 0:
             return MatchResult([], generation.manifest.generation, generation.manifest.model_id)
         candidates = self._candidates(generation, query_vectors, limit, actor_filter)
-        scored = self._score(generation, query_vectors, queries, candidates)
+        scored = self._score(generation, query_vectors, queries, candidates, viewer)
         scored.sort(key=lambda m: (-m.score, m.actor.id))
         return MatchResult(
             scored[:limit], generation.manifest.generation, generation.manifest.model_id
@@ -203,6 +219,7 @@ class Matcher:
         query_vectors: npt.NDArray[np.float32],
         queries: Sequence[QueryChunk],
         candidates: Sequence[str],
+        viewer: Viewer,
     ) -> list[Match]:
         if not candidates:
             return []
@@ -220,11 +237,14 @@ class Matcher:
             if actor_id not in summaries:
                 continue  # deleted between the two stages
             block = sims[:, cols]
+            summary = summaries[actor_id]
+            shown = [in_index[c] for c in cols]
+            visible = [viewer.can_see(c.visibility, summary.owner) for c in shown]
             matches.append(
                 Match(
-                    actor=summaries[actor_id],
+                    actor=summary,
                     score=round(aggregate_score(block, self.aggregate), 6),
-                    evidence=tuple(evidence(block, [in_index[c] for c in cols], queries)),
+                    evidence=tuple(evidence(block, shown, visible, queries)),
                 )
             )
         return matches
@@ -240,17 +260,19 @@ def aggregate_score(block: npt.NDArray[np.float32], aggregate: Aggregate) -> flo
 def evidence(
     block: npt.NDArray[np.float32],
     chunks: Sequence[StoredChunk],
+    visible: Sequence[bool],
     queries: Sequence[QueryChunk],
     per_match: int = EVIDENCE_PER_MATCH,
 ) -> list[Evidence]:
-    """The actor's best passages, at most one per document, each with the query passage it meets."""
+    """The actor's best passages the viewer may see, at most one per document, each with the
+    query passage it meets (None where that passage is hidden from the viewer)."""
     best_query = block.argmax(axis=0)
     best_score = block.max(axis=0)
     out: list[Evidence] = []
     seen_documents: set[str] = set()
     for column in np.argsort(-best_score, kind="stable"):
         chunk = chunks[int(column)]
-        if chunk.document_id in seen_documents:
+        if not visible[int(column)] or chunk.document_id in seen_documents:
             continue
         seen_documents.add(chunk.document_id)
         out.append(
@@ -259,7 +281,9 @@ def evidence(
                 document_kind=chunk.document_kind,
                 text=chunk.text,
                 score=round(float(best_score[column]), 6),
-                query_text=queries[int(best_query[column])].text,
+                query_text=query.text
+                if (query := queries[int(best_query[column])]).visible
+                else None,
             )
         )
         if len(out) == per_match:

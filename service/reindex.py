@@ -62,7 +62,9 @@ class Reindexer:
         """
         started = time.perf_counter()
         model_id = self.embedder.model_id
-        # Chunks created after this point belong to the next generation (ids only grow).
+        # Chunks created after this point belong to the next generation (ids only grow). The change
+        # count is read first, so a write racing the snapshot is counted as pending, never lost.
+        changes = self.store.changes()
         watermark = self.store.max_chunk_id()
         ids: list[np.ndarray] = []
         vectors: list[np.ndarray] = []
@@ -96,6 +98,7 @@ class Reindexer:
             model_id=model_id,
             actors=len(actors),
             watermark=watermark,
+            changes=changes,
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             build_seconds=round(seconds, 3),
             libraries=library_versions(),

@@ -48,6 +48,8 @@ class Manifest:
     checksum: str
     """sha256 of the index file."""
     libraries: dict[str, str] = field(default_factory=dict)
+    changes: int = 0
+    """The store's change count at the snapshot (see `ProfileStore.changes`)."""
     format: int = MANIFEST_FORMAT
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from service.domain import Actor, ActorSummary
+from service.domain import Actor, ActorSummary, Owner
 from service.index.base import ChunkSelection
 
 SameAttribute = Literal["sector", "region", "country", "kind", "cluster"]
@@ -81,14 +81,22 @@ class ActorPage:
 
 
 class ProfileStore(Protocol):
-    def upsert_actors(self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]]) -> list[bool]:
-        """Write each actor with its documents and chunks, all in one transaction.
+    def upsert_actors(
+        self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = ...
+    ) -> list[bool]:
+        """Write each actor (owned by `owner`) with its documents and chunks, in one transaction.
 
         Returns, per actor, True when it was created and False when it replaced a stored one.
         """
         ...
 
     def delete_actor(self, actor_id: str) -> bool: ...
+
+    def get_owner(self, actor_id: str) -> Owner | None: ...
+
+    def changes(self) -> int:
+        """How many actor writes and deletes the store has seen (monotonic)."""
+        ...
 
     def get_actor(self, actor_id: str) -> Actor | None: ...
 

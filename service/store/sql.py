@@ -19,7 +19,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from service.domain import Actor, ActorSummary, Document
+from service.domain import Actor, ActorSummary, Document, Owner
 from service.index.base import ChunkSelection
 from service.store.base import (
     ActorFilter,
@@ -30,6 +30,7 @@ from service.store.base import (
 )
 
 SCHEMA_VERSION = 1
+LOCAL = Owner()
 
 metadata = sa.MetaData()
 
@@ -42,6 +43,8 @@ actors = sa.Table(
     sa.Column("country", sa.String(2), nullable=False, index=True),
     sa.Column("region", sa.String(5), nullable=True, index=True),
     sa.Column("url", sa.Text, nullable=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("networks", sa.Text, nullable=False),  # JSON list: the writer's networks
     sa.Column("updated_at", sa.String(32), nullable=False),
 )
 
@@ -163,19 +166,51 @@ class SqlProfileStore:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def upsert_actors(self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]]) -> list[bool]:
+    def upsert_actors(
+        self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = LOCAL
+    ) -> list[bool]:
         created: list[bool] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.engine.begin() as conn:
             for actor, drafts in items:
                 existed = self._delete(conn, actor.id)
-                self._insert(conn, actor, drafts, now)
+                self._insert(conn, actor, drafts, now, owner)
                 created.append(not existed)
+            self._count_changes(conn, len(items))
         return created
 
     def delete_actor(self, actor_id: str) -> bool:
         with self.engine.begin() as conn:
-            return self._delete(conn, actor_id)
+            deleted = self._delete(conn, actor_id)
+            if deleted:
+                self._count_changes(conn, 1)
+            return deleted
+
+    @staticmethod
+    def _count_changes(conn: Connection, n: int) -> None:
+        """A monotonic count of actor writes and deletes: a generation records the count it saw,
+        so `changes() - manifest.changes` is what the served index does not know yet."""
+        updated = conn.execute(
+            store_meta.update()
+            .where(store_meta.c.key == "changes")
+            .values(value=sa.cast(sa.cast(store_meta.c.value, sa.Integer) + n, sa.Text))
+        )
+        if updated.rowcount == 0:
+            conn.execute(store_meta.insert().values(key="changes", value=str(n)))
+
+    def changes(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(store_meta.c.value).where(store_meta.c.key == "changes")
+            ).scalar()
+        return int(value or 0)
+
+    def get_owner(self, actor_id: str) -> Owner | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(actors.c.tenant, actors.c.networks).where(actors.c.id == actor_id)
+            ).first()
+        return None if row is None else Owner(row.tenant, tuple(json.loads(row.networks)))
 
     @staticmethod
     def _delete(conn: Connection, actor_id: str) -> bool:
@@ -186,7 +221,9 @@ class SqlProfileStore:
         return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0
 
     @staticmethod
-    def _insert(conn: Connection, actor: Actor, drafts: Sequence[ChunkDraft], now: str) -> None:
+    def _insert(
+        conn: Connection, actor: Actor, drafts: Sequence[ChunkDraft], now: str, owner: Owner
+    ) -> None:
         conn.execute(
             actors.insert().values(
                 id=actor.id,
@@ -195,6 +232,8 @@ class SqlProfileStore:
                 country=actor.country,
                 region=actor.region,
                 url=actor.url,
+                tenant=owner.tenant,
+                networks=json.dumps(list(owner.networks)),
                 updated_at=now,
             )
         )
@@ -317,7 +356,13 @@ class SqlProfileStore:
         for part in _chunked(ids):
             rows = conn.execute(
                 sa.select(
-                    actors.c.id, actors.c.name, actors.c.kind, actors.c.country, actors.c.region
+                    actors.c.id,
+                    actors.c.name,
+                    actors.c.kind,
+                    actors.c.country,
+                    actors.c.region,
+                    actors.c.tenant,
+                    actors.c.networks,
                 ).where(actors.c.id.in_(part))
             )
             for row in rows:
@@ -329,6 +374,7 @@ class SqlProfileStore:
                     region=row.region,
                     sectors=sectors.get(row.id, ()),
                     clusters=clusters.get(row.id, ()),
+                    owner=Owner(row.tenant, tuple(json.loads(row.networks))),
                 )
         return out
 
