@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import ipaddress
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from typing import Any, TextIO
 
 from service.config import CHECKOUT_DIR, Settings
 from service.errors import ClusterMatchError, FieldProblem, InvalidInput
+from service.keys import KeyFile
 from service.runtime import Runtime
 from service.store import ActorFilter
 
@@ -207,8 +210,47 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
 
     host = args.host or runtime.settings.host
     port = args.port or runtime.settings.port
-    uvicorn.run(create_app(runtime), host=host, port=port, log_level=args.log_level)
+    if runtime.settings.keys_file is None and not is_loopback(host):
+        print(
+            f"error: refusing to serve on {host} without API keys; set CLUSTERMATCH_KEYS_FILE "
+            f"(create keys with `clustermatch keys create`) or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(runtime, warm=True)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     return EXIT_OK
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_keys_create(runtime: Runtime, args: argparse.Namespace) -> int:
+    path = runtime.settings.keys_file
+    if path is None:
+        print("error: set CLUSTERMATCH_KEYS_FILE to the keys file to write", file=sys.stderr)
+        return EXIT_ERROR
+    scopes = tuple(split_commas(args.scopes))
+    key = KeyFile(path).create(scopes, args.tenant, tuple(split_commas(args.networks)), args.name)
+    _out(
+        args,
+        {"key": key, "scopes": scopes, "tenant": args.tenant, "keys_file": str(path)},
+        lambda: print(
+            f"{key}\n\nThis key is shown once; it is stored only as a hash in {path}.",
+        ),
+    )
+    return EXIT_OK
+
+
+def split_commas(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -280,6 +322,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default CLUSTERMATCH_PORT or 8000)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("keys", help="manage API keys")
+    keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = keys.add_parser(
+        "create",
+        parents=[common],
+        help="create an API key and print it once",
+        description="Create a key in CLUSTERMATCH_KEYS_FILE; only its hash is stored.",
+    )
+    p.add_argument(
+        "--scopes", action="append", required=True, help="read, write, admin (comma list)"
+    )
+    p.add_argument(
+        "--tenant", required=True, help="the tenant actors written with this key belong to"
+    )
+    p.add_argument("--networks", action="append", help="networks this key belongs to (comma list)")
+    p.add_argument("--name", default="", help="a note, e.g. who holds the key")
+    p.set_defaults(handler=cmd_keys_create)
     return parser
 
 

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    keys_file: Path | None = None
+    """JSON file of hashed API keys (`clustermatch keys create`). Unset: open, loopback only."""
+
+    # Limits of the HTTP API; each is reported with its value when exceeded.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_bulk_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_bulk_lines: int = Field(default=20_000, ge=1)
 
     @property
     def resolved_index_dir(self) -> Path:

@@ -59,3 +59,11 @@ class CorruptArtifact(ClusterMatchError):
 
 class ModelUnavailable(ClusterMatchError):
     """The configured embedding model cannot be loaded (package missing, files damaged)."""
+
+
+class Unauthorized(ClusterMatchError):
+    """No credentials, or credentials that match no key."""
+
+
+class Forbidden(ClusterMatchError):
+    """Valid credentials without the right to do this (scope, or another tenant's actor)."""

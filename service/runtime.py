@@ -109,6 +109,34 @@ class Runtime:
             max_query_chunks=self.settings.max_query_chunks,
         )
 
+    def warm_up(self) -> None:
+        """Load what the first request would otherwise wait for: model, detector, index."""
+        from service.text import load_language_detector
+
+        warm = getattr(self.embedder, "warm_up", None)
+        if callable(warm):
+            warm()
+        load_language_detector()
+        self.index.get()
+
+    def delete_actor(self, actor_id: str) -> bool:
+        """Erase an actor; from the moment this returns it is in no result (hits on its old
+        chunks no longer resolve in the store)."""
+        return self.store.delete_actor(actor_id)
+
+    def pending_changes(self) -> int:
+        """Actor writes and deletes the served generation has not seen."""
+        generation = self.index.get()
+        return self.store.changes() - (generation.manifest.changes if generation else 0)
+
+    def is_candidate(self, actor_id: str) -> bool:
+        """Whether `actor_id` can be returned as a match now (all its chunks are indexed)."""
+        generation = self.index.get()
+        if generation is None:
+            return False
+        chunks = self.store.chunks_of_actors([actor_id])
+        return bool(chunks) and all(c.id <= generation.manifest.watermark for c in chunks)
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()

@@ -1,0 +1,48 @@
+"""/v1/index: the served generation, and rebuilds (admin)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Response, status
+
+from service.api.deps import Admin, Reader, ServicesDep
+from service.api.schemas import IndexStatus, Job, problem_responses
+
+router = APIRouter(
+    prefix="/v1/index", tags=["index"], responses=problem_responses(401, 403, 404, 409)
+)
+
+
+@router.get("", response_model=IndexStatus, summary="The generation being served")
+def index_status(services: ServicesDep, _: Reader) -> IndexStatus:
+    runtime = services.runtime
+    generation = runtime.index.get()
+    state = "building" if services.jobs.running else ("ready" if generation else "empty")
+    manifest = generation.manifest if generation else None
+    return IndexStatus(
+        state=state,
+        generation=manifest.generation if manifest else None,
+        model=manifest.model_id if manifest else runtime.embedder.model_id,
+        actors=manifest.actors if manifest else 0,
+        chunks=manifest.chunks if manifest else 0,
+        built_at=manifest.built_at if manifest else None,
+        pending_changes=runtime.pending_changes(),
+    )
+
+
+@router.post(
+    "/rebuild",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Job,
+    summary="Start an index rebuild (admin); 409 while one is running",
+)
+def rebuild(services: ServicesDep, _: Admin, response: Response) -> Job:
+    job = services.jobs.start()
+    response.headers["Location"] = f"/v1/index/jobs/{job.id}"
+    return Job(**asdict(job))
+
+
+@router.get("/jobs/{job_id}", response_model=Job, summary="State of a rebuild job")
+def job(job_id: str, services: ServicesDep, _: Admin) -> Job:
+    return Job(**asdict(services.jobs.get(job_id)))

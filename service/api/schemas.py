@@ -1,0 +1,263 @@
+"""Request and response bodies of the HTTP API (the contract other systems integrate against).
+
+Profiles reuse the domain models (`service.domain`), so the API validates exactly what the CLI
+validates. Field names here are part of the public contract: add fields, never rename.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.domain import Document, Identifier, Match, ProfileFields
+
+SameAttribute = Literal["sector", "region", "country", "kind", "cluster"]
+
+PROFILE_EXAMPLE: dict[str, Any] = {
+    "name": "ACME Composites GmbH",
+    "kind": "company",
+    "country": "AT",
+    "region": "AT31",
+    "sectors": ["C22.2", "C28"],
+    "clusters": ["plastics-cluster-upper-austria"],
+    "url": "https://acme.example",
+    "documents": [
+        {
+            "id": "about",
+            "kind": "description",
+            "text": "We design and manufacture fibre-reinforced composite rotor blades for "
+            "offshore wind turbines and test their fatigue behaviour.",
+        },
+        {
+            "id": "ws-2026-03",
+            "kind": "workshop_note",
+            "language": "de",
+            "visibility": "network",
+            "text": "Im Workshop wurde Bedarf an Recyclingverfahren für Rotorblätter genannt.",
+        },
+    ],
+}
+
+
+class ProfileIn(ProfileFields):
+    """An actor profile; `id` may be omitted where the path or the context gives it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [PROFILE_EXAMPLE]})
+
+    id: Identifier | None = None
+
+
+class ActorOut(BaseModel):
+    """A stored profile as the caller may see it: documents hidden from the caller are left out
+    and counted in `hidden_documents`."""
+
+    id: str
+    name: str
+    kind: str
+    country: str
+    region: str | None
+    sectors: list[str]
+    clusters: list[str]
+    url: str | None
+    documents: list[Document]
+    hidden_documents: int = 0
+
+
+class Matchable(BaseModel):
+    as_query: bool = Field(description="the actor can be used as a match query right now")
+    as_candidate: bool = Field(
+        description="the actor can be returned as a match for others right now; otherwise it "
+        "will be after the next index rebuild"
+    )
+
+
+class PutResult(BaseModel):
+    id: str
+    status: Literal["created", "replaced"]
+    matchable: Matchable
+    pending_changes: int
+
+
+class ActorSummaryOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    country: str
+    region: str | None
+    sectors: list[str]
+
+
+class ActorList(BaseModel):
+    actors: list[ActorSummaryOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+    total: int = Field(description="actors matching the filters, over all pages")
+
+
+class LineResult(BaseModel):
+    line: int = Field(description="1-based line (NDJSON) or array position (JSON array)")
+    id: str | None
+    status: Literal["created", "replaced", "rejected"]
+    error: str | None = None
+
+
+class BulkResult(BaseModel):
+    created: int
+    replaced: int
+    rejected: int
+    results: list[LineResult]
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    countries: list[str] = Field(default_factory=list, examples=[["DE", "IT"]])
+    regions: list[str] = Field(default_factory=list, description="NUTS codes or prefixes")
+    kinds: list[str] = Field(default_factory=list, examples=[["company"]])
+    sectors: list[str] = Field(default_factory=list, description="NACE Rev.2 codes")
+    clusters: list[str] = Field(default_factory=list)
+
+
+class MatchRequest(BaseModel):
+    """Match a profile (not stored) or a stored actor against the index."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"actor_id": "pic:991776016", "limit": 10, "exclude_same": ["country"]},
+                {"profile": PROFILE_EXAMPLE, "limit": 20, "filters": {"kinds": ["research"]}},
+            ]
+        },
+    )
+
+    profile: ProfileIn | None = None
+    actor_id: Identifier | None = None
+    limit: int = Field(default=10, ge=1, le=200)
+    filters: Filters = Field(default_factory=Filters)
+    exclude_same: list[SameAttribute] = Field(default_factory=list)
+    exclude_actors: list[str] = Field(
+        default_factory=list,
+        max_length=5_000,
+        description="ids the caller already knows (e.g. existing partners): never returned, "
+        "and `limit` is still filled",
+    )
+    explain: bool = Field(default=False, description="add the query passage to each evidence")
+
+    @model_validator(mode="after")
+    def _one_query(self) -> MatchRequest:
+        if (self.profile is None) == (self.actor_id is None):
+            raise ValueError("give exactly one of `profile` and `actor_id`")
+        return self
+
+
+class EvidenceOut(BaseModel):
+    document_id: str
+    document_kind: str
+    text: str
+    score: float
+    query_text: str | None = Field(
+        default=None, description="with `explain`: the query passage this evidence answers"
+    )
+
+
+class MatchOut(BaseModel):
+    actor: ActorSummaryOut
+    score: float = Field(description="cosine-based; comparable within one response only")
+    evidence: list[EvidenceOut]
+
+
+class MatchResponse(BaseModel):
+    matches: list[MatchOut]
+    generation: str
+    model: str
+
+
+class SearchResponse(BaseModel):
+    results: list[MatchOut]
+    facets: dict[str, dict[str, int]] = Field(
+        description="counts per country, kind and sector over the returned results"
+    )
+    generation: str
+    model: str
+
+
+class IndexStatus(BaseModel):
+    state: Literal["ready", "building", "empty"]
+    generation: str | None
+    model: str
+    actors: int
+    chunks: int
+    built_at: str | None
+    pending_changes: int = Field(description="actor writes and deletes since the generation")
+
+
+class Job(BaseModel):
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    started_at: str | None = None
+    finished_at: str | None = None
+    generation: str | None = None
+    error: str | None = None
+    report: dict[str, Any] | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as `application/problem+json` (RFC 9457)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    described = {
+        401: "no or unknown API key",
+        403: "the key lacks the scope, or the actor belongs to another tenant",
+        404: "unknown actor or job",
+        409: "conflicts with the current state (e.g. a rebuild is running)",
+        413: "request body or bulk size over its limit",
+        422: "invalid input; `errors` names each field",
+        503: "no index generation is loaded yet",
+    }
+    return {
+        code: {
+            "model": Problem,
+            "description": described[code],
+            "content": {"application/problem+json": {}},
+        }
+        for code in statuses
+    }
+
+
+def match_out(match: Match, explain: bool) -> MatchOut:
+    actor = match.actor
+    return MatchOut(
+        actor=ActorSummaryOut(
+            id=actor.id,
+            name=actor.name,
+            kind=actor.kind,
+            country=actor.country,
+            region=actor.region,
+            sectors=list(actor.sectors),
+        ),
+        score=match.score,
+        evidence=[
+            EvidenceOut(
+                document_id=e.document_id,
+                document_kind=e.document_kind,
+                text=e.text,
+                score=e.score,
+                query_text=e.query_text if explain else None,
+            )
+            for e in match.evidence
+        ],
+    )
