@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from service.config import CHECKOUT_DIR, Settings
-from service.errors import ClusterMatchError, FieldProblem, InvalidInput
+from service.errors import ClusterMatchError, Conflict, FieldProblem, InvalidInput
 from service.keys import KeyFile
 from service.runtime import Runtime
 from service.store import ActorFilter
@@ -30,6 +30,7 @@ SAME_CHOICES = ("sector", "region", "country", "kind", "cluster")
 KIND_CHOICES = ("company", "research", "university", "cluster", "public", "other")
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BUSY = 75  # EX_TEMPFAIL: another rebuild holds the lock; a scheduler may retry later
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -136,6 +137,7 @@ def cmd_ingest(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(runtime: Runtime, args: argparse.Namespace) -> int:
+    _log_to_stderr()
     total = runtime.store.counts().chunks
     with _progress(total, "reindex", "chunks") as step:
         report = runtime.reindexer.run(full=args.full, progress=step)
@@ -147,6 +149,44 @@ def cmd_reindex(runtime: Runtime, args: argparse.Namespace) -> int:
             f"({report.embedded} embedded, {report.reused} from cache) in {report.seconds:.1f} s"
         ),
     )
+    return EXIT_OK
+
+
+def _log_to_stderr() -> None:
+    """One line per phase of long jobs, for people and for schedulers' logs."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_index_status(runtime: Runtime, args: argparse.Namespace) -> int:
+    generations = runtime.generations
+    current = generations.current_id()
+    rows = []
+    for generation in generations.list_ids():
+        manifest = generations.read_manifest(generation)
+        rows.append(asdict(manifest) | {"current": generation == current})
+    payload = {"current": current, "generations": rows, "store_changes": runtime.store.changes()}
+
+    def human() -> None:
+        if not rows:
+            print("no index generation yet; run `clustermatch reindex`")
+        for row in rows:
+            mark = "*" if row["current"] else " "
+            print(
+                f"{mark} {row['generation']}  {row['chunks']:>8} chunks  {row['actors']:>7} actors"
+                f"  model {row['model_id']}  built {row['built_at']}"
+            )
+
+    _out(args, payload, human)
+    return EXIT_OK
+
+
+def cmd_index_rollback(runtime: Runtime, args: argparse.Namespace) -> int:
+    previous = runtime.generations.rollback()
+    _out(args, {"current": previous}, lambda: print(f"CURRENT -> {previous}"))
     return EXIT_OK
 
 
@@ -283,10 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser(
-        "reindex", parents=[common], help="build a new index generation from the store"
+        "reindex",
+        parents=[common],
+        help="build a new index generation from the store",
+        description="Embed passages not yet in the cache, build, verify and publish a new "
+        "generation; a running service swaps to it within CLUSTERMATCH_WATCH_SECONDS.",
+        epilog="exit codes: 0 published, 1 failed (the previous generation keeps serving), "
+        "2 bad configuration, 75 another rebuild is running (retry later)",
     )
     p.add_argument("--full", action="store_true", help="re-embed everything, ignoring the cache")
     p.set_defaults(handler=cmd_reindex)
+
+    p = sub.add_parser("index", help="inspect index generations or roll back")
+    index = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    p = index.add_parser("status", parents=[common], help="list generations; * marks CURRENT")
+    p.set_defaults(handler=cmd_index_status)
+    p = index.add_parser(
+        "rollback", parents=[common], help="point CURRENT at the previous generation"
+    )
+    p.set_defaults(handler=cmd_index_rollback)
 
     p = sub.add_parser("search", parents=[common], help="free-text search for actors")
     p.add_argument("query", help='what to look for, e.g. "offshore wind turbine blades"')
@@ -352,6 +407,9 @@ def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> i
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Conflict as exc:
+        print(f"busy: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except ClusterMatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

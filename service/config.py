@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     """How chunk similarities become an actor score (see service.matching)."""
     max_query_chunks: int = Field(default=48, ge=1, le=1024)
     keep_generations: int = Field(default=3, ge=1, le=100)
+    watch_seconds: float = Field(default=2.0, ge=0.1, le=3600)
+    """How often a serving process checks CURRENT for a new generation and embeds new chunks."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -79,7 +79,7 @@ class Ingestor:
     def __init__(self, store: ProfileStore, chunker: Chunker) -> None:
         self.store = store
         self.chunker = chunker
-        self.written: list[Callable[[Sequence[str]], None]] = []
+        self.written: list[Callable[[Sequence[str]], object]] = []
         """Called with the ids of actors after each committed write (e.g. to refresh a delta)."""
 
     def prepare(self, actors: Sequence[Actor]) -> list[tuple[Actor, list[ChunkDraft]]]:

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from service.errors import Conflict, NotFound
+from service.locks import is_locked
 from service.reindex import ReindexReport
 
 log = logging.getLogger("clustermatch.jobs")
@@ -42,9 +44,11 @@ class RebuildJobs:
         self,
         rebuild: Callable[[], ReindexReport],
         on_done: Callable[[ReindexReport], None],
+        lock_path: Path | None = None,
     ) -> None:
         self._rebuild = rebuild
         self._on_done = on_done
+        self._lock_path = lock_path
         self._jobs: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
         self._running: str | None = None
@@ -57,6 +61,10 @@ class RebuildJobs:
         with self._lock:
             if self._running is not None:
                 raise Conflict(f"rebuild {self._running} is already running")
+            if self._lock_path is not None and is_locked(self._lock_path):
+                raise Conflict(
+                    "a rebuild started by another process (e.g. the nightly job) is running"
+                )
             job = JobRecord(id=secrets.token_hex(6), state="running", started_at=_now())
             self._jobs[job.id] = job
             self._running = job.id

@@ -32,7 +32,7 @@ from service.config import Aggregate
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
 from service.errors import FieldProblem, IndexUnavailable, InvalidInput, NotFound
-from service.index.generations import LoadedGeneration
+from service.serving import Snapshot
 from service.store import ActorFilter, ChunkDraft, ProfileStore, StoredChunk
 
 EVIDENCE_PER_MATCH = 3
@@ -64,14 +64,14 @@ class Matcher:
         self,
         store: ProfileStore,
         embedder: Embedder,
-        generation: Callable[[], LoadedGeneration | None],
+        snapshot: Callable[[], Snapshot | None],
         prepare: Prepare,
         aggregate: Aggregate = "coverage",
         max_query_chunks: int = 48,
     ) -> None:
         self.store = store
         self.embedder = embedder
-        self._generation = generation
+        self._snapshot = snapshot
         self._prepare = prepare
         self.aggregate = aggregate
         self.max_query_chunks = max_query_chunks
@@ -155,13 +155,13 @@ class Matcher:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([cached[h] for _, h in items]).astype(np.float32)
 
-    def _current(self) -> LoadedGeneration:
-        generation = self._generation()
-        if generation is None:
+    def _current(self) -> Snapshot:
+        snapshot = self._snapshot()
+        if snapshot is None:
             raise IndexUnavailable(
                 "no index has been built yet; run `clustermatch reindex` (or `clustermatch demo`)"
             )
-        return generation
+        return snapshot
 
     def _rank(
         self,
@@ -171,30 +171,33 @@ class Matcher:
         actor_filter: ActorFilter,
         viewer: Viewer,
     ) -> MatchResult:
-        generation = self._current()
+        snapshot = self._current()
+        manifest = snapshot.generation.manifest
         if len(queries) == 0:
-            return MatchResult([], generation.manifest.generation, generation.manifest.model_id)
-        candidates = self._candidates(generation, query_vectors, limit, actor_filter)
-        scored = self._score(generation, query_vectors, queries, candidates, viewer)
+            return MatchResult([], manifest.generation, manifest.model_id)
+        candidates = self._candidates(snapshot, query_vectors, limit, actor_filter)
+        scored = self._score(snapshot, query_vectors, queries, candidates, viewer)
         scored.sort(key=lambda m: (-m.score, m.actor.id))
-        return MatchResult(
-            scored[:limit], generation.manifest.generation, generation.manifest.model_id
-        )
+        return MatchResult(scored[:limit], manifest.generation, manifest.model_id)
 
     def _candidates(
         self,
-        generation: LoadedGeneration,
+        snapshot: Snapshot,
         query_vectors: npt.NDArray[np.float32],
         limit: int,
         actor_filter: ActorFilter,
     ) -> list[str]:
         """Distinct eligible actors near the query, best first, enough to fill `limit`."""
-        index = generation.index
+        index, delta = snapshot.generation.index, snapshot.delta
+        total = len(index) + len(delta)
         selection = self.store.select_chunks(actor_filter)
         wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
-        k = min(len(index), max(64, wanted * 2))
+        k = min(total, max(64, wanted * 2))
         while True:
             scores, ids = index.search(query_vectors, k, selection)
+            delta_scores, delta_ids = delta.search(query_vectors, k, selection)
+            scores = np.hstack([scores, delta_scores])
+            ids = np.hstack([ids, delta_ids])
             best: dict[int, float] = {}
             for score, hit in zip(scores.ravel().tolist(), ids.ravel().tolist(), strict=True):
                 if hit >= 0 and score > best.get(hit, -np.inf):
@@ -207,15 +210,15 @@ class Matcher:
                 actor_best[chunk.actor_id] = max(
                     actor_best.get(chunk.actor_id, -np.inf), best[chunk_id]
                 )
-            if len(actor_best) >= wanted or k >= len(index):
+            if len(actor_best) >= wanted or k >= total:
                 break
-            k = min(len(index), k * 4)
+            k = min(total, k * 4)
         ranked = sorted(actor_best, key=lambda a: (-actor_best[a], a))
         return ranked[:wanted]
 
     def _score(
         self,
-        generation: LoadedGeneration,
+        snapshot: Snapshot,
         query_vectors: npt.NDArray[np.float32],
         queries: Sequence[QueryChunk],
         candidates: Sequence[str],
@@ -224,9 +227,20 @@ class Matcher:
         if not candidates:
             return []
         chunks = self.store.chunks_of_actors(candidates)
-        watermark = generation.manifest.watermark
-        in_index = [c for c in chunks if c.id <= watermark]
-        vectors = generation.index.reconstruct(np.array([c.id for c in in_index], dtype=np.int64))
+        watermark = snapshot.generation.manifest.watermark
+        older = [c for c in chunks if c.id <= watermark]
+        delta_vectors = snapshot.delta.vectors_of(
+            np.array([c.id for c in chunks if c.id > watermark], np.int64)
+        )
+        newer = [c for c in chunks if c.id in delta_vectors]  # written since, and embedded
+        in_index = older + newer
+        vectors = np.vstack(
+            [
+                snapshot.generation.index.reconstruct(np.array([c.id for c in older], np.int64)),
+                np.zeros((0, query_vectors.shape[1]), np.float32),
+                *(delta_vectors[c.id][None, :] for c in newer),
+            ]
+        )
         sims = query_vectors @ vectors.T  # (queries, candidate chunks)
         columns: dict[str, list[int]] = defaultdict(list)
         for column, chunk in enumerate(in_index):

@@ -1,22 +1,38 @@
-"""Build a new index generation from the store, embedding only passages not yet in the cache."""
+"""Build a new index generation from the store, embedding only passages not yet in the cache.
+
+Phases, each logged on one line: lock -> snapshot -> embed -> build -> verify -> publish -> prune.
+Chunk vectors are cached by (content hash, model id) and committed batch by batch, so a killed
+build loses at most one batch of work, and an unchanged store rebuilds with zero embeddings. A
+model change misses the cache entirely and re-embeds everything.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
 from service.embedding.base import Embedder
+from service.errors import CorruptArtifact
+from service.failpoints import failpoint
+from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex
 from service.index.generations import GenerationStore
+from service.locks import exclusive
 from service.store import ProfileStore
+
+log = logging.getLogger("clustermatch.reindex")
 
 EMBED_BATCH = 256
 """Chunks read, embedded and cached per step: small enough that a killed build loses little."""
+RECALL_SAMPLE = 200
+MIN_RECALL_AT_10 = 0.95
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,7 @@ class ReindexReport:
     reused: int
     """Chunk vectors taken from the embedding cache."""
     seconds: float
+    recall_at_10: float
 
 
 def library_versions() -> dict[str, str]:
@@ -40,6 +57,28 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def recall_at_10(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, seed: int = 0) -> float:
+    """Top-10 agreement of `index` with exact search, on a sample of its own vectors as queries.
+
+    Tie-aware: a returned id counts when its exact similarity reaches the exact 10th best, so
+    duplicate passages (common: one project text shared by its partners) are not misses.
+    """
+    if len(ids) == 0:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(ids), size=min(RECALL_SAMPLE, len(ids)), replace=False)
+    k = min(10, len(ids))
+    exact = vectors[sample] @ vectors.T
+    kth_best = np.sort(exact, axis=1)[:, -k]
+    _, got = index.search(vectors[sample], k)
+    position = {int(i): n for n, i in enumerate(ids)}
+    hits = 0
+    for row, returned in enumerate(got.tolist()):
+        scores = [exact[row, position[i]] for i in returned if i in position]
+        hits += sum(1 for s in scores if s >= kth_best[row] - 1e-5)
+    return hits / (len(sample) * k)
 
 
 class Reindexer:
@@ -53,21 +92,33 @@ class Reindexer:
         self.embedder = embedder
         self.generations = generations
 
+    @property
+    def lock_path(self) -> Path:
+        return self.generations.root / "reindex.lock"
+
     def run(
         self, full: bool = False, progress: Callable[[int], None] | None = None
     ) -> ReindexReport:
-        """Snapshot the store, embed what the cache lacks (everything when `full`), publish.
+        """Snapshot the store, embed what the cache lacks (everything when `full`), verify and
+        publish a new generation. Raises `Conflict` when another rebuild holds the lock.
 
         `progress` is called with the number of chunks handled in each step.
         """
+        with exclusive(self.lock_path, "an index rebuild"):
+            return self._run(full, progress)
+
+    def _run(self, full: bool, progress: Callable[[int], None] | None) -> ReindexReport:
         started = time.perf_counter()
         model_id = self.embedder.model_id
+        removed = self.generations.clean_debris()
+        log.info("lock: acquired%s", f"; removed debris {removed}" if removed else "")
         # Chunks created after this point belong to the next generation (ids only grow). The change
         # count is read first, so a write racing the snapshot is counted as pending, never lost.
         changes = self.store.changes()
         watermark = self.store.max_chunk_id()
-        ids: list[np.ndarray] = []
-        vectors: list[np.ndarray] = []
+        log.info("snapshot: watermark chunk id %d, %d store changes", watermark, changes)
+        id_batches: list[np.ndarray] = []
+        vector_batches: list[np.ndarray] = []
         actors: set[str] = set()
         embedded = reused = 0
         for batch in self.store.iter_chunks(EMBED_BATCH):
@@ -83,16 +134,28 @@ class Reindexer:
                 self.store.put_vectors(model_id, new)
                 cached.update(new)
                 embedded += len(missing)
+                failpoint("reindex-embedding")
             reused += sum(1 for c in batch if c.content_hash not in missing)
-            ids.append(np.array([c.id for c in batch], dtype=np.int64))
-            vectors.append(np.stack([cached[h] for h in hashes]).astype(np.float32))
+            id_batches.append(np.array([c.id for c in batch], dtype=np.int64))
+            vector_batches.append(np.stack([cached[h] for h in hashes]).astype(np.float32))
             actors.update(c.actor_id for c in batch)
             if progress is not None:
                 progress(len(batch))
+        log.info("embed: %d computed, %d from cache (model %s)", embedded, reused, model_id)
+
+        ids = np.concatenate(id_batches) if id_batches else np.zeros(0, dtype=np.int64)
+        vectors = (
+            np.vstack(vector_batches)
+            if vector_batches
+            else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        )
         index = FaissIndex(self.embedder.dim)
-        if ids:
-            index.add(np.concatenate(ids), np.vstack(vectors))
-        seconds = time.perf_counter() - started
+        index.add(ids, vectors)
+        log.info("build: %d vectors of dim %d (%s)", len(index), index.dim, index.kind)
+
+        recall = self._verify(index, ids, vectors)
+        log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)
+
         manifest = self.generations.publish(
             index,
             model_id=model_id,
@@ -100,9 +163,11 @@ class Reindexer:
             watermark=watermark,
             changes=changes,
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            build_seconds=round(seconds, 3),
+            build_seconds=round(time.perf_counter() - started, 3),
             libraries=library_versions(),
+            recall_at_10=round(recall, 4),
         )
+        log.info("publish: CURRENT -> %s", manifest.generation)
         return ReindexReport(
             generation=manifest.generation,
             model=model_id,
@@ -111,4 +176,16 @@ class Reindexer:
             embedded=embedded,
             reused=reused,
             seconds=round(time.perf_counter() - started, 3),
+            recall_at_10=round(recall, 4),
         )
+
+    def _verify(self, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> float:
+        """Refuse to publish an index that disagrees with what was read from the store."""
+        if index.dim != self.embedder.dim:
+            raise CorruptArtifact(f"built dim {index.dim}, model dim {self.embedder.dim}")
+        if len(index) != len(ids) or len(np.unique(ids)) != len(ids):
+            raise CorruptArtifact(f"index holds {len(index)} vectors for {len(ids)} chunks")
+        recall = recall_at_10(index, ids, vectors)
+        if recall < MIN_RECALL_AT_10:
+            raise CorruptArtifact(f"recall@10 {recall:.3f} below {MIN_RECALL_AT_10}")
+        return recall

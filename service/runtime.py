@@ -6,48 +6,20 @@ temporary data directory. Constructing it is free: nothing loads until a propert
 
 from __future__ import annotations
 
-import threading
 from functools import cached_property
+
+import numpy as np
 
 from service.config import ModelProfile, Settings
 from service.domain import Actor
 from service.embedding.base import Embedder
-from service.index.generations import GenerationStore, LoadedGeneration
+from service.index.generations import GenerationStore
 from service.ingest import Ingestor
 from service.matching import Matcher
 from service.reindex import Reindexer
+from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
 from service.text import Chunker
-
-
-class IndexHolder:
-    """The generation being served. Swapping it is one reference assignment, so a request that
-    already holds the old generation finishes on it."""
-
-    def __init__(self, generations: GenerationStore, model_id: str, dim: int) -> None:
-        self._generations = generations
-        self._model_id = model_id
-        self._dim = dim
-        self._current: LoadedGeneration | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> LoadedGeneration | None:
-        current = self._current
-        if current is None:
-            return self.reload()
-        return current
-
-    def reload(self) -> LoadedGeneration | None:
-        """Load what CURRENT names (if it changed) and swap it in; returns the served generation."""
-        with self._lock:
-            wanted = self._generations.current_id()
-            if wanted is None:
-                return self._current
-            if self._current is not None and self._current.manifest.generation == wanted:
-                return self._current
-            loaded = self._generations.load(wanted, model_id=self._model_id, dim=self._dim)
-            self._current = loaded
-            return loaded
 
 
 class Runtime:
@@ -84,12 +56,15 @@ class Runtime:
         )
 
     @cached_property
-    def index(self) -> IndexHolder:
-        return IndexHolder(self.generations, self.embedder.model_id, self.embedder.dim)
+    def index(self) -> ServedIndex:
+        return ServedIndex(self.generations, self.store, self.embedder)
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.chunker)
+        ingestor = Ingestor(self.store, self.chunker)
+        # Embed what was just written into the live delta, so it is a candidate at once.
+        ingestor.written.append(lambda _: self.index.refresh_delta(embed=True))
+        return ingestor
 
     @cached_property
     def reindexer(self) -> Reindexer:
@@ -103,7 +78,7 @@ class Runtime:
         return Matcher(
             self.store,
             self.embedder,
-            self.index.get,
+            self.index.snapshot,
             self.prepare,
             aggregate=self.settings.aggregate,
             max_query_chunks=self.settings.max_query_chunks,
@@ -130,12 +105,14 @@ class Runtime:
         return self.store.changes() - (generation.manifest.changes if generation else 0)
 
     def is_candidate(self, actor_id: str) -> bool:
-        """Whether `actor_id` can be returned as a match now (all its chunks are indexed)."""
-        generation = self.index.get()
-        if generation is None:
+        """Whether `actor_id` can be returned as a match now (its chunks are searchable)."""
+        snapshot = self.index.snapshot()
+        if snapshot is None:
             return False
         chunks = self.store.chunks_of_actors([actor_id])
-        return bool(chunks) and all(c.id <= generation.manifest.watermark for c in chunks)
+        watermark = snapshot.generation.manifest.watermark
+        in_delta = set(snapshot.delta.vectors_of(np.array([c.id for c in chunks], np.int64)))
+        return bool(chunks) and all(c.id <= watermark or c.id in in_delta for c in chunks)
 
     def close(self) -> None:
         if "store" in self.__dict__:

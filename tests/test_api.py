@@ -254,23 +254,36 @@ def test_search_with_facets_and_filters(client: TestClient) -> None:
     assert_problem(client.get("/v1/search", params={"q": "x", "limit": 500}), 422, "limit")
 
 
-def test_new_actor_matchable_then_candidate_after_rebuild_delete_is_immediate(
+def test_new_actor_is_a_candidate_at_once_and_a_deleted_one_gone_at_once(
     client: TestClient,
 ) -> None:
     seed(client)
     rebuild(client)
+    query = {"q": f"{WIND} recycling", "limit": 1}
     put = client.put("/v1/actors/newcomer", json=profile([f"{WIND} recycling"], country="RO"))
-    assert put.json()["matchable"] == {"as_query": True, "as_candidate": False}
-    assert client.get("/v1/index").json()["pending_changes"] == 1
+    assert put.json()["matchable"] == {"as_query": True, "as_candidate": True}
+    assert put.json()["pending_changes"] == 1
+    assert client.get("/v1/search", params=query).json()["results"][0]["actor"]["id"] == "newcomer"
     as_query = client.post("/v1/match", json={"actor_id": "newcomer", "limit": 3}).json()
     assert len(as_query["matches"]) == 3
     status = rebuild(client)
     assert status["pending_changes"] == 0 and status["actors"] == 10
-    found = client.get("/v1/search", params={"q": f"{WIND} recycling", "limit": 1}).json()
-    assert found["results"][0]["actor"]["id"] == "newcomer"
+    assert client.get("/v1/search", params=query).json()["results"][0]["actor"]["id"] == "newcomer"
     assert client.delete("/v1/actors/newcomer").status_code == 204
-    after = client.get("/v1/search", params={"q": f"{WIND} recycling", "limit": 20}).json()
+    after = client.get("/v1/search", params=query | {"limit": 20}).json()
     assert "newcomer" not in [r["actor"]["id"] for r in after["results"]]
+
+
+def test_replaced_profile_is_searched_by_its_new_text_before_rebuild(client: TestClient) -> None:
+    seed(client)
+    rebuild(client)
+    client.put("/v1/actors/wind-0", json=profile(["quantum sensing cryogenic magnetometers"]))
+    top = client.get("/v1/search", params={"q": "cryogenic magnetometers", "limit": 1}).json()
+    assert top["results"][0]["actor"]["id"] == "wind-0"
+    assert "quantum" in top["results"][0]["evidence"][0]["text"]
+    wind = client.get("/v1/search", params={"q": f"{WIND} part 0", "limit": 20}).json()
+    old_texts = [e["text"] for r in wind["results"] for e in r["evidence"]]
+    assert f"{WIND} part 0" not in old_texts, "the replaced text is gone at once"
 
 
 # --- index and operations -------------------------------------------------------------------

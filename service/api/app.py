@@ -29,6 +29,7 @@ from service.jobs import RebuildJobs
 from service.keys import KeyFile
 from service.reindex import ReindexReport
 from service.runtime import Runtime
+from service.serving import Watcher
 
 log = logging.getLogger("clustermatch.api")
 
@@ -59,7 +60,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     services = Services(
         runtime=runtime,
         keys=KeyFile(settings.keys_file) if settings.keys_file else None,
-        jobs=RebuildJobs(runtime.reindexer.run, rebuilt),
+        jobs=RebuildJobs(runtime.reindexer.run, rebuilt, runtime.reindexer.lock_path),
         metrics=metrics,
     )
 
@@ -69,7 +70,12 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             log.warning("no API keys configured: the API is OPEN (allowed on loopback only)")
         if warm:
             await run_in_threadpool(runtime.warm_up)
-        yield
+        watcher = Watcher(runtime, settings.watch_seconds)
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
 
     app = FastAPI(
         title="clustermatch",

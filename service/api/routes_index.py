@@ -46,3 +46,13 @@ def rebuild(services: ServicesDep, _: Admin, response: Response) -> Job:
 @router.get("/jobs/{job_id}", response_model=Job, summary="State of a rebuild job")
 def job(job_id: str, services: ServicesDep, _: Admin) -> Job:
     return Job(**asdict(services.jobs.get(job_id)))
+
+
+@router.post(
+    "/reload",
+    response_model=IndexStatus,
+    summary="Swap in the generation CURRENT names now (admin); normally automatic",
+)
+def reload(services: ServicesDep, principal: Admin) -> IndexStatus:
+    services.runtime.index.reload()
+    return index_status(services, principal)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import CorruptArtifact, IndexMismatch, NotFound
+from service.failpoints import failpoint
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex
 
@@ -50,6 +51,8 @@ class Manifest:
     libraries: dict[str, str] = field(default_factory=dict)
     changes: int = 0
     """The store's change count at the snapshot (see `ProfileStore.changes`)."""
+    recall_at_10: float = 1.0
+    """Agreement with exact search on a sample, checked before publishing."""
     format: int = MANIFEST_FORMAT
 
     @classmethod
@@ -136,6 +139,7 @@ class GenerationStore:
         staging.mkdir()
         index_path = staging / INDEX_FILE
         index.save(index_path)
+        failpoint("publish-index-written")
         _fsync_path(index_path)
         manifest = Manifest(
             generation=generation,
@@ -151,6 +155,7 @@ class GenerationStore:
         final = self.generations_dir / generation
         os.replace(staging, final)
         _fsync_path(self.generations_dir)
+        failpoint("publish-before-swap")
         self.point_to(generation)
         self.prune()
         return manifest
@@ -164,6 +169,15 @@ class GenerationStore:
         _fsync_path(tmp)
         os.replace(tmp, self.pointer)
         _fsync_path(self.root)
+
+    def rollback(self) -> str:
+        """Point CURRENT at the newest generation older than the current one."""
+        current = self.current_id()
+        older = [g for g in self.list_ids() if current is None or g < current]
+        if not older:
+            raise NotFound("there is no older generation to roll back to")
+        self.point_to(older[-1])
+        return older[-1]
 
     def clean_debris(self) -> list[str]:
         """Remove half-written generations and pointer files a killed build left behind."""

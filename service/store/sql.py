@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from service.domain import Actor, ActorSummary, Document, Owner
+from service.failpoints import failpoint
 from service.index.base import ChunkSelection
 from service.store.base import (
     ActorFilter,
@@ -176,6 +177,7 @@ class SqlProfileStore:
                 existed = self._delete(conn, actor.id)
                 self._insert(conn, actor, drafts, now, owner)
                 created.append(not existed)
+                failpoint("store-write")
             self._count_changes(conn, len(items))
         return created
 
@@ -453,9 +455,9 @@ class SqlProfileStore:
                 out.extend(self._chunk(r) for r in conn.execute(query.order_by(chunks.c.id)))
         return out
 
-    def iter_chunks(self, batch_size: int = 2_000) -> Iterator[list[StoredChunk]]:
-        """All chunks in id order, in batches; each batch is read in its own short transaction."""
-        last = 0
+    def iter_chunks(self, batch_size: int = 2_000, after: int = 0) -> Iterator[list[StoredChunk]]:
+        """Chunks with id > `after` in id order, in batches, each read in its own transaction."""
+        last = after
         while True:
             with self.engine.connect() as conn:
                 query = self._chunk_query().where(chunks.c.id > last).order_by(chunks.c.id)
