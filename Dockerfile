@@ -26,6 +26,7 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY models ./models
 COPY data ./data
+COPY scripts ./scripts
 COPY indexes/README.md ./indexes/README.md
 RUN pip install --no-deps --no-build-isolation -e . \
  && useradd --system --uid 10001 clustermatch \
