@@ -42,6 +42,8 @@ class Settings(BaseSettings):
 
     model: str = "all-minilm-l6-v2"
     """Name of a model profile in `models/<name>.json`."""
+    backend: Literal["torch", "onnx-fp32", "onnx-int8"] = "torch"
+    """Embedding runtime; see service.embedding.factory (int8 falls back to fp32 on bad parity)."""
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
 

@@ -35,10 +35,13 @@ class Runtime:
     def embedder(self) -> Embedder:
         if self._embedder is not None:
             return self._embedder
-        from service.embedding.sentence_transformers import load_embedder
+        from service.embedding.factory import load_embedder
 
         return load_embedder(
-            self.profile, threads=self.settings.threads, batch_size=self.settings.batch_size
+            self.profile,
+            threads=self.settings.threads,
+            batch_size=self.settings.batch_size,
+            backend=self.settings.backend,
         )
 
     @cached_property

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from service.config import ModelProfile
-from service.embedding.base import Embedder, Role, Vectors, l2_normalise
+from service.embedding.base import Role, Vectors, l2_normalise
 from service.errors import ModelUnavailable
 
 # No model hub is reachable: make every Hugging Face library fail fast instead of retrying.
@@ -107,8 +107,3 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return l2_normalise(vectors)
-
-
-def load_embedder(profile: ModelProfile, threads: int = 2, batch_size: int = 32) -> Embedder:
-    """The embedder for a profile (one backend today; the ONNX backend will join here)."""
-    return SentenceTransformerEmbedder(profile, threads=threads, batch_size=batch_size)
