@@ -191,13 +191,21 @@ def cmd_index_rollback(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 def cmd_search(runtime: Runtime, args: argparse.Namespace) -> int:
-    result = runtime.matcher.search(args.query, limit=args.limit, filters=_filters(args))
+    result = runtime.matcher.search(
+        args.query, limit=args.limit, filters=_filters(args), diversify=args.diversify
+    )
     _out(args, _result_json(result), lambda: _print_matches(result))
     return EXIT_OK
 
 
 def cmd_match(runtime: Runtime, args: argparse.Namespace) -> int:
-    result = runtime.matcher.match_actor(args.actor_id, limit=args.limit, filters=_filters(args))
+    result = runtime.matcher.match_actor(
+        args.actor_id,
+        limit=args.limit,
+        filters=_filters(args),
+        mode="complement" if args.complement else "similar",
+        diversify=args.diversify,
+    )
     _out(args, _result_json(result), lambda: _print_matches(result))
     return EXIT_OK
 
@@ -304,6 +312,9 @@ def _add_filter_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sector", action="append", metavar="NACE", help="NACE Rev.2 code")
     group.add_argument("--cluster", action="append", metavar="ID", help="cluster id")
     parser.add_argument("--limit", type=int, default=10, help="how many actors (default 10)")
+    parser.add_argument(
+        "--diversify", action="store_true", help="prefer variety over near-copies (MMR)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=SAME_CHOICES,
         help="drop actors sharing this attribute with the query actor (repeatable)",
+    )
+    p.add_argument(
+        "--complement",
+        action="store_true",
+        help="match the actor's needs (documents with intent need) against others' offers",
     )
     p.set_defaults(handler=cmd_match)
 

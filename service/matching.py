@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,9 @@ class QueryChunk:
 
 
 Prepare = Callable[[Actor], list[ChunkDraft]]
+Mode = Literal["similar", "complement"]
+DIVERSITY_WEIGHT = 0.3
+"""How much maximal marginal relevance trades score for variety (0: plain ranking)."""
 T = TypeVar("T", StoredChunk, ChunkDraft)
 
 
@@ -84,13 +87,15 @@ class Matcher:
         limit: int = 10,
         filters: ActorFilter | None = None,
         viewer: Viewer = OPERATOR,
+        diversify: bool = False,
     ) -> MatchResult:
         """Actors whose passages are closest to a free-text query."""
         query = text.strip()
         if not query:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
-        return self._rank(vectors, [QueryChunk(query)], limit, filters or ActorFilter(), viewer)
+        queries = [QueryChunk(query)]
+        return self._rank(vectors, queries, limit, filters or ActorFilter(), viewer, diversify)
 
     def match_actor(
         self,
@@ -98,20 +103,27 @@ class Matcher:
         limit: int = 10,
         filters: ActorFilter | None = None,
         viewer: Viewer = OPERATOR,
+        mode: Mode = "similar",
+        diversify: bool = False,
     ) -> MatchResult:
-        """Actors similar to a stored actor; never the actor itself."""
+        """Actors similar to a stored actor (or, in `complement` mode, actors whose offers and
+        competences answer its needs); never the actor itself."""
         chunks = self.store.chunks_of_actors([actor_id])
         summary = self.store.actor_summaries([actor_id]).get(actor_id)
         if summary is None:
             raise NotFound(f"actor {actor_id!r} does not exist")
+        chunks = _for_mode(chunks, [c.intent for c in chunks], mode)
         picked = pick_query_chunks(chunks, self.max_query_chunks)
         vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
         base = filters or ActorFilter()
         actor_filter = replace(
-            base, reference=summary, exclude_actor_ids=base.exclude_actor_ids | {actor_id}
+            base,
+            reference=summary,
+            exclude_actor_ids=base.exclude_actor_ids | {actor_id},
+            exclude_needs=mode == "complement",
         )
         queries = [QueryChunk(c.text, viewer.can_see(c.visibility, summary.owner)) for c in picked]
-        return self._rank(vectors, queries, limit, actor_filter, viewer)
+        return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
 
     def match_profile(
         self,
@@ -119,9 +131,13 @@ class Matcher:
         limit: int = 10,
         filters: ActorFilter | None = None,
         viewer: Viewer = OPERATOR,
+        mode: Mode = "similar",
+        diversify: bool = False,
     ) -> MatchResult:
         """Actors similar to a profile that need not be stored (e.g. POSTed by another system)."""
+        intents = {d.id: (d.intent.value if d.intent else None) for d in actor.documents}
         drafts = self._prepare(actor)
+        drafts = _for_mode(drafts, [intents[d.document_id] for d in drafts], mode)
         picked = pick_query_chunks(drafts, self.max_query_chunks)
         vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked])
         summary = ActorSummary(
@@ -135,10 +151,13 @@ class Matcher:
         )
         base = filters or ActorFilter()
         actor_filter = replace(
-            base, reference=summary, exclude_actor_ids=base.exclude_actor_ids | {actor.id}
+            base,
+            reference=summary,
+            exclude_actor_ids=base.exclude_actor_ids | {actor.id},
+            exclude_needs=mode == "complement",
         )
         queries = [QueryChunk(d.text) for d in picked]  # the caller's own text
-        return self._rank(vectors, queries, limit, actor_filter, viewer)
+        return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
 
     # --- internals -------------------------------------------------------------------------
 
@@ -170,15 +189,19 @@ class Matcher:
         limit: int,
         actor_filter: ActorFilter,
         viewer: Viewer,
+        diversify: bool = False,
     ) -> MatchResult:
         snapshot = self._current()
         manifest = snapshot.generation.manifest
         if len(queries) == 0:
             return MatchResult([], manifest.generation, manifest.model_id)
         candidates = self._candidates(snapshot, query_vectors, limit, actor_filter)
-        scored = self._score(snapshot, query_vectors, queries, candidates, viewer)
+        scored = self._score(
+            snapshot, query_vectors, queries, candidates, viewer, actor_filter.exclude_needs
+        )
         scored.sort(key=lambda m: (-m.score, m.actor.id))
-        return MatchResult(scored[:limit], manifest.generation, manifest.model_id)
+        ranked = maximal_marginal_relevance(scored, limit) if diversify else scored[:limit]
+        return MatchResult(ranked, manifest.generation, manifest.model_id)
 
     def _candidates(
         self,
@@ -223,10 +246,13 @@ class Matcher:
         queries: Sequence[QueryChunk],
         candidates: Sequence[str],
         viewer: Viewer,
+        exclude_needs: bool = False,
     ) -> list[Match]:
         if not candidates:
             return []
         chunks = self.store.chunks_of_actors(candidates)
+        if exclude_needs:  # complement mode: needs answer needs of nobody
+            chunks = [c for c in chunks if c.intent != "need"]
         watermark = snapshot.generation.manifest.watermark
         older = [c for c in chunks if c.id <= watermark]
         delta_vectors = snapshot.delta.vectors_of(
@@ -317,4 +343,55 @@ def pick_query_chunks(chunks: Sequence[T], limit: int) -> list[T]:
             if depth < len(group) and len(picked) < limit:
                 picked.append(group[depth])
         depth += 1
+    return picked
+
+
+def _for_mode(chunks: Sequence[T], intents: Sequence[str | None], mode: Mode) -> list[T]:
+    """Similar: all passages. Complement: only the passages that state a need."""
+    if mode == "similar":
+        return list(chunks)
+    needs = [c for c, intent in zip(chunks, intents, strict=True) if intent == "need"]
+    if not needs:
+        raise InvalidInput(
+            [FieldProblem("mode", "complement needs documents with `intent: need` in the query")]
+        )
+    return needs
+
+
+def actor_likeness(a: Match, b: Match) -> float:
+    """How much two suggestions are "more of the same": shared kind, country, region, sectors,
+    and the same best passage (partners of one project share its text)."""
+    parts = [float(a.actor.kind == b.actor.kind), float(a.actor.country == b.actor.country)]
+    if a.actor.region and b.actor.region:
+        parts.append(
+            float(
+                a.actor.region.startswith(b.actor.region)
+                or b.actor.region.startswith(a.actor.region)
+            )
+        )
+    if a.actor.sectors and b.actor.sectors:
+        shared = set(a.actor.sectors) & set(b.actor.sectors)
+        parts.append(len(shared) / len(set(a.actor.sectors) | set(b.actor.sectors)))
+    if a.evidence and b.evidence:
+        parts.append(float(a.evidence[0].text == b.evidence[0].text))
+    return sum(parts) / len(parts)
+
+
+def maximal_marginal_relevance(
+    ranked: Sequence[Match], limit: int, weight: float = DIVERSITY_WEIGHT
+) -> list[Match]:
+    """Pick `limit` of `ranked` greedily by (1 - weight) x score - weight x the likeness to the
+    most alike suggestion already picked. Scores are cosines in [0, 1] like the likeness, so the
+    two are on one scale; a full near-copy costs `weight`, a shared kind alone `weight / 3`."""
+    pool = list(ranked)
+    picked: list[Match] = []
+    while pool and len(picked) < limit:
+
+        def value(m: Match) -> float:
+            likeness = max((actor_likeness(m, p) for p in picked), default=0.0)
+            return (1 - weight) * m.score - weight * likeness
+
+        best = max(pool, key=value)
+        picked.append(best)
+        pool.remove(best)
     return picked

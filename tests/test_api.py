@@ -435,3 +435,20 @@ def test_visibility_of_evidence(keyed: tuple[TestClient, dict[str, dict[str, str
     ).json()
     passages = json.dumps(explained)
     assert secret not in passages and shared not in passages, "query passages obey it too"
+
+
+def test_match_modes_and_diversify_over_http(client: TestClient) -> None:
+    seed(client)
+    body = profile(["need: recycling of composite blades"])
+    body["documents"][0]["intent"] = "need"
+    assert client.put("/v1/actors/seeker", json=body).status_code == 201
+    rebuild(client)
+    complement = client.post("/v1/match", json={"actor_id": "seeker", "mode": "complement"})
+    assert complement.status_code == 200 and complement.json()["matches"]
+    no_needs = client.post("/v1/match", json={"actor_id": "wind-0", "mode": "complement"})
+    assert_problem(no_needs, 422, "mode")
+    assert_problem(client.post("/v1/match", json={"actor_id": "wind-0", "mode": "other"}), 422)
+    varied = client.get("/v1/search", params={"q": WIND, "limit": 4, "diversify": "true"})
+    assert len(varied.json()["results"]) == 4
+    routed = client.get("/v1/actors/wind-0/matches", params={"diversify": "true", "limit": 3})
+    assert len(routed.json()["matches"]) == 3

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import IndexUnavailable, NotFound
+from service.domain import Actor
+from service.errors import IndexUnavailable, InvalidInput, NotFound
 from service.runtime import Runtime
 from service.store import ActorFilter
-from tests.factories import make_actor
+from tests.factories import actor_data, make_actor
 
 WIND = "offshore wind turbine blade composite materials"
 
@@ -105,3 +106,52 @@ def test_unknown_actor_and_missing_index(runtime: Runtime) -> None:
     seed(runtime)
     with pytest.raises(NotFound, match="nobody"):
         runtime.matcher.match_actor("nobody")
+
+
+def test_diversify_breaks_up_near_copies(runtime: Runtime) -> None:
+    project = f"{WIND} joint project"  # one project text, shared by all its partners
+    copies = [make_actor(f"partner-{i}", [project], country="AT") for i in range(6)]
+    others = [
+        make_actor("se", [f"{WIND} fatigue tests"], country="SE", kind="research"),
+        make_actor("it", [f"{WIND} recycling plant"], country="IT", kind="university"),
+    ]
+    runtime.ingestor.upsert(copies + others)
+    runtime.reindexer.run()
+    plain = runtime.matcher.search(project, limit=3)
+    assert all(m.actor.id.startswith("partner-") for m in plain.matches)
+    varied = runtime.matcher.search(project, limit=3, diversify=True)
+    assert varied.matches[0].actor.id == plain.matches[0].actor.id, "the best stays first"
+    assert sum(m.actor.id.startswith("partner-") for m in varied.matches) == 1
+    assert {m.actor.id for m in varied.matches[1:]} == {"se", "it"}
+
+
+def test_complement_matches_needs_against_offers(runtime: Runtime) -> None:
+    def with_intents(actor_id: str, docs: list[tuple[str, str | None]]) -> Actor:
+        data = actor_data(actor_id, [t for t, _ in docs], country="DE")
+        for doc, (_, intent) in zip(data["documents"], docs, strict=True):
+            if intent:
+                doc["intent"] = intent
+        return Actor.parse(data)
+
+    runtime.ingestor.upsert(
+        [
+            with_intents(
+                "seeker",
+                [
+                    ("recycling of composite rotor blades", "need"),
+                    ("sourdough bread bakery", "offer"),
+                ],
+            ),
+            with_intents("recycler", [("recycling of composite rotor blades service", "offer")]),
+            with_intents("rival", [("recycling of composite rotor blades", "need")]),
+            with_intents("baker", [("sourdough bread bakery", None)]),
+        ]
+    )
+    runtime.reindexer.run()
+    similar = [m.actor.id for m in runtime.matcher.match_actor("seeker", limit=3).matches]
+    assert set(similar[:2]) == {"rival", "baker"}, "like against like, each covers one half"
+    complement = runtime.matcher.match_actor("seeker", limit=3, mode="complement")
+    ids = [m.actor.id for m in complement.matches]
+    assert ids[0] == "recycler" and "rival" not in ids
+    with pytest.raises(InvalidInput, match="intent: need"):
+        runtime.matcher.match_actor("baker", mode="complement")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -210,6 +210,8 @@ def actor_matches(
     country: Annotated[list[str] | None, Query()] = None,
     kind: Annotated[list[str] | None, Query()] = None,
     explain: bool = False,
+    diversify: bool = False,
+    mode: Literal["similar", "complement"] = "similar",
 ) -> MatchResponse:
     filters = Filters(countries=split_values(country), kinds=split_values(kind))
     result = services.runtime.matcher.match_actor(
@@ -217,6 +219,8 @@ def actor_matches(
         limit=limit,
         filters=actor_filter(filters, split_values(exclude_same)),
         viewer=principal.viewer,
+        mode=mode,
+        diversify=diversify,
     )
     return MatchResponse(
         matches=[match_out(m, explain) for m in result.matches],

@@ -68,14 +68,24 @@ def match(
     filters = actor_filter(body.filters, body.exclude_same, body.exclude_actors)
     if body.actor_id is not None:
         result = matcher.match_actor(
-            body.actor_id, limit=body.limit, filters=filters, viewer=principal.viewer
+            body.actor_id,
+            limit=body.limit,
+            filters=filters,
+            viewer=principal.viewer,
+            mode=body.mode,
+            diversify=body.diversify,
         )
     else:
         assert body.profile is not None
         data = body.profile.model_dump()
         actor = Actor.parse({**data, "id": data.get("id") or QUERY_PROFILE_ID})
         result = matcher.match_profile(
-            actor, limit=body.limit, filters=filters, viewer=principal.viewer
+            actor,
+            limit=body.limit,
+            filters=filters,
+            viewer=principal.viewer,
+            mode=body.mode,
+            diversify=body.diversify,
         )
     return MatchResponse(
         matches=[match_out(m, body.explain) for m in result.matches],
@@ -100,6 +110,7 @@ def search(
     sector: Annotated[list[str] | None, Query()] = None,
     cluster: Annotated[list[str] | None, Query()] = None,
     explain: bool = False,
+    diversify: bool = False,
 ) -> SearchResponse:
     filters = Filters(
         countries=split_values(country),
@@ -109,7 +120,7 @@ def search(
         clusters=split_values(cluster),
     )
     result = services.runtime.matcher.search(
-        q, limit=limit, filters=actor_filter(filters), viewer=principal.viewer
+        q, limit=limit, filters=actor_filter(filters), viewer=principal.viewer, diversify=diversify
     )
     results = [match_out(m, explain) for m in result.matches]
     return SearchResponse(

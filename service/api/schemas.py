@@ -143,6 +143,16 @@ class MatchRequest(BaseModel):
         "and `limit` is still filled",
     )
     explain: bool = Field(default=False, description="add the query passage to each evidence")
+    mode: Literal["similar", "complement"] = Field(
+        default="similar",
+        description="`similar`: like against like. `complement`: the query's documents with "
+        "`intent: need` against other actors' offers and competences (their needs are ignored)",
+    )
+    diversify: bool = Field(
+        default=False,
+        description="re-rank by maximal marginal relevance so the list is not near-copies "
+        "(same kind, country, region, sectors or best passage)",
+    )
 
     @model_validator(mode="after")
     def _one_query(self) -> MatchRequest:

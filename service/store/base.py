@@ -37,6 +37,7 @@ class StoredChunk:
     text: str
     content_hash: str
     language: str
+    intent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class ActorFilter:
     exclude_actor_ids: frozenset[str] = frozenset()
     exclude_same: frozenset[SameAttribute] = frozenset()
     reference: ActorSummary | None = None
+    exclude_needs: bool = False
+    """Leave out passages of documents marked `intent: need` (complement matching)."""
 
     @property
     def has_positive(self) -> bool:
@@ -63,7 +66,9 @@ class ActorFilter:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.has_positive or self.exclude_actor_ids or self.exclude_same)
+        return not (
+            self.has_positive or self.exclude_actor_ids or self.exclude_same or self.exclude_needs
+        )
 
 
 @dataclass(frozen=True)

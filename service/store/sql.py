@@ -424,6 +424,7 @@ class SqlProfileStore:
         chunks.c.text,
         chunks.c.content_hash,
         chunks.c.language,
+        documents.c.intent,
     )
 
     @classmethod
@@ -472,15 +473,23 @@ class SqlProfileStore:
             return ChunkSelection()
         conditions = self._positive_conditions(actor_filter)
         exclusions = self._exclusion_conditions(actor_filter)
+        base = sa.select(chunks.c.id).join(actors, actors.c.id == chunks.c.actor_id)
+        if actor_filter.exclude_needs:
+            base = base.join(
+                documents,
+                sa.and_(
+                    documents.c.actor_id == chunks.c.actor_id,
+                    documents.c.id == chunks.c.document_id,
+                ),
+            )
+            exclusions.append(sa.func.coalesce(documents.c.intent, "") == "need")
         with self.engine.connect() as conn:
             if conditions:
                 # An allow-list: exact, and FAISS then never returns a filtered-out chunk.
-                query = sa.select(chunks.c.id).join(actors, actors.c.id == chunks.c.actor_id)
-                query = query.where(*conditions, *(sa.not_(e) for e in exclusions))
+                query = base.where(*conditions, *(sa.not_(e) for e in exclusions))
                 ids = np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
                 return ChunkSelection(allow=ids)
-            query = sa.select(chunks.c.id).join(actors, actors.c.id == chunks.c.actor_id)
-            query = query.where(sa.or_(*exclusions))
+            query = base.where(sa.or_(*exclusions))
             ids = np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
             return ChunkSelection(deny=ids)
 
