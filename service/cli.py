@@ -91,6 +91,8 @@ def _print_matches(result: Any) -> None:
         for item in match.evidence[:1]:
             text = item.text.replace("\n", " ")
             print(f"       {item.document_id} ({item.score:.3f}): {text[:160]}")
+            if item.key_terms:
+                print(f"       shared: {', '.join(item.key_terms)}")
     print(f"\ngeneration {result.generation}, model {result.model}")
 
 
@@ -194,6 +196,8 @@ def cmd_search(runtime: Runtime, args: argparse.Namespace) -> int:
     result = runtime.matcher.search(
         args.query, limit=args.limit, filters=_filters(args), diversify=args.diversify
     )
+    if args.explain:
+        result = runtime.matcher.explain(result)
     _out(args, _result_json(result), lambda: _print_matches(result))
     return EXIT_OK
 
@@ -206,6 +210,8 @@ def cmd_match(runtime: Runtime, args: argparse.Namespace) -> int:
         mode="complement" if args.complement else "similar",
         diversify=args.diversify,
     )
+    if args.explain:
+        result = runtime.matcher.explain(result)
     _out(args, _result_json(result), lambda: _print_matches(result))
     return EXIT_OK
 
@@ -314,6 +320,9 @@ def _add_filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=10, help="how many actors (default 10)")
     parser.add_argument(
         "--diversify", action="store_true", help="prefer variety over near-copies (MMR)"
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="show the key terms query and evidence share"
     )
 
 

@@ -260,6 +260,11 @@ class Evidence:
     text: str
     score: float
     query_text: str | None = None
+    """The query passage this evidence answers best (None where the viewer may not see it)."""
+    language: str = "en"
+    query_language: str = "en"
+    key_terms: tuple[str, ...] = ()
+    """Shared lemmatised terms, most telling first (filled by `Matcher.explain`)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from service.embedding.base import Embedder
 from service.errors import FieldProblem, IndexUnavailable, InvalidInput, NotFound
 from service.serving import Snapshot
 from service.store import ActorFilter, ChunkDraft, ProfileStore, StoredChunk
+from service.text import detect_language
+from service.text.keyterms import KeyTerms
 
 EVIDENCE_PER_MATCH = 3
 MIN_CANDIDATE_ACTORS = 50
@@ -49,6 +51,7 @@ class MatchResult:
 @dataclass(frozen=True)
 class QueryChunk:
     text: str
+    language: str = "en"
     visible: bool = True
     """Whether the viewer may see this query passage (another tenant's private text is hidden)."""
 
@@ -71,6 +74,7 @@ class Matcher:
         prepare: Prepare,
         aggregate: Aggregate = "coverage",
         max_query_chunks: int = 48,
+        key_terms: KeyTerms | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -78,6 +82,7 @@ class Matcher:
         self._prepare = prepare
         self.aggregate = aggregate
         self.max_query_chunks = max_query_chunks
+        self.key_terms = key_terms
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class Matcher:
         if not query:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
-        queries = [QueryChunk(query)]
+        queries = [QueryChunk(query, detect_language(query))]
         return self._rank(vectors, queries, limit, filters or ActorFilter(), viewer, diversify)
 
     def match_actor(
@@ -122,7 +127,10 @@ class Matcher:
             exclude_actor_ids=base.exclude_actor_ids | {actor_id},
             exclude_needs=mode == "complement",
         )
-        queries = [QueryChunk(c.text, viewer.can_see(c.visibility, summary.owner)) for c in picked]
+        queries = [
+            QueryChunk(c.text, c.language, viewer.can_see(c.visibility, summary.owner))
+            for c in picked
+        ]
         return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
 
     def match_profile(
@@ -156,8 +164,25 @@ class Matcher:
             exclude_actor_ids=base.exclude_actor_ids | {actor.id},
             exclude_needs=mode == "complement",
         )
-        queries = [QueryChunk(d.text) for d in picked]  # the caller's own text
+        queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
         return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
+
+    def explain(self, result: MatchResult) -> MatchResult:
+        """Add shared key terms to every evidence whose query passage the viewer may see."""
+        if self.key_terms is None:
+            return result
+        terms = self.key_terms
+
+        def explained(e: Evidence) -> Evidence:
+            if e.query_text is None:
+                return e
+            shared = terms.shared(e.query_text, e.query_language, e.text, e.language)
+            return replace(e, key_terms=tuple(shared))
+
+        matches = [
+            replace(m, evidence=tuple(explained(e) for e in m.evidence)) for m in result.matches
+        ]
+        return replace(result, matches=matches)
 
     # --- internals -------------------------------------------------------------------------
 

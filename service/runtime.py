@@ -6,6 +6,7 @@ temporary data directory. Constructing it is free: nothing loads until a propert
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 
 import numpy as np
@@ -20,6 +21,7 @@ from service.reindex import Reindexer
 from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
 from service.text import Chunker
+from service.text.keyterms import KeyTerms
 
 
 class Runtime:
@@ -85,7 +87,12 @@ class Runtime:
             self.prepare,
             aggregate=self.settings.aggregate,
             max_query_chunks=self.settings.max_query_chunks,
+            key_terms=KeyTerms(self._passages),
         )
+
+    def _passages(self) -> Iterator[tuple[str, str]]:
+        for batch in self.store.iter_chunks():
+            yield from ((c.text, c.language) for c in batch)
 
     def warm_up(self) -> None:
         """Load what the first request would otherwise wait for: model, detector, index."""

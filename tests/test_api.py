@@ -197,6 +197,8 @@ def test_match_by_actor_and_by_profile(client: TestClient) -> None:
         m["actor"]["country"] != "DE" for m in by_profile["matches"]
     )
     assert by_profile["matches"][0]["evidence"][0]["query_text"] == WIND
+    assert "offshore wind turbine" in by_profile["matches"][0]["evidence"][0]["key_terms"]
+    assert first["evidence"][0]["key_terms"] is None
 
 
 def test_match_exclude_actors_still_fills_limit(client: TestClient) -> None:

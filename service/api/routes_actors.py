@@ -222,6 +222,8 @@ def actor_matches(
         mode=mode,
         diversify=diversify,
     )
+    if explain:
+        result = services.runtime.matcher.explain(result)
     return MatchResponse(
         matches=[match_out(m, explain) for m in result.matches],
         generation=result.generation,

@@ -87,6 +87,8 @@ def match(
             mode=body.mode,
             diversify=body.diversify,
         )
+    if body.explain:
+        result = matcher.explain(result)
     return MatchResponse(
         matches=[match_out(m, body.explain) for m in result.matches],
         generation=result.generation,
@@ -122,6 +124,8 @@ def search(
     result = services.runtime.matcher.search(
         q, limit=limit, filters=actor_filter(filters), viewer=principal.viewer, diversify=diversify
     )
+    if explain:
+        result = services.runtime.matcher.explain(result)
     results = [match_out(m, explain) for m in result.matches]
     return SearchResponse(
         results=results, facets=facets(results), generation=result.generation, model=result.model

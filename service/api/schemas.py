@@ -169,6 +169,10 @@ class EvidenceOut(BaseModel):
     query_text: str | None = Field(
         default=None, description="with `explain`: the query passage this evidence answers"
     )
+    key_terms: list[str] | None = Field(
+        default=None,
+        description="with `explain`: terms both passages use (lemmatised), most telling first",
+    )
 
 
 class MatchOut(BaseModel):
@@ -267,6 +271,7 @@ def match_out(match: Match, explain: bool) -> MatchOut:
                 text=e.text,
                 score=e.score,
                 query_text=e.query_text if explain else None,
+                key_terms=list(e.key_terms) if explain else None,
             )
             for e in match.evidence
         ],
