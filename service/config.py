@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     aggregate: Aggregate = "coverage"
     """How chunk similarities become an actor score (see service.matching)."""
     max_query_chunks: int = Field(default=48, ge=1, le=1024)
+    fusion: Literal["vector", "rrf", "weighted"] = "rrf"
+    """Free-text search: vectors only, or fused with BM25 (see service.matching.fuse)."""
+    fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     keep_generations: int = Field(default=3, ge=1, le=100)
     watch_seconds: float = Field(default=2.0, ge=0.1, le=3600)
     """How often a serving process checks CURRENT for a new generation and embeds new chunks."""

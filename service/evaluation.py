@@ -328,7 +328,7 @@ class Bm25Method(_ScoreRanked):
     name = "bm25"
 
     def __init__(self, corpus: Corpus) -> None:
-        import bm25s  # type: ignore[import-untyped]
+        import bm25s
 
         self.corpus = corpus
         self._tokens: list[list[str]] = bm25s.tokenize(

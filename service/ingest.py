@@ -24,8 +24,10 @@ def content_hash(text: str) -> str:
 
 
 def document_text(doc: Document) -> str:
-    """The text that is chunked and embedded: the title belongs to what a document says."""
-    return f"{doc.title}\n{doc.text}" if doc.title else doc.text
+    """The text that is chunked and embedded: the title belongs to what a document says, and a
+    patent's classes (`F03D 1/06`) make it findable by class in lexical search."""
+    text = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+    return f"{text}\n{' '.join(doc.codes)}" if doc.codes else text
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from service.config import Aggregate
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
 from service.errors import FieldProblem, IndexUnavailable, InvalidInput, NotFound
+from service.index.base import ChunkSelection
 from service.serving import Snapshot
 from service.store import ActorFilter, ChunkDraft, ProfileStore, StoredChunk
 from service.text import detect_language
@@ -58,6 +59,9 @@ class QueryChunk:
 
 Prepare = Callable[[Actor], list[ChunkDraft]]
 Mode = Literal["similar", "complement"]
+Fusion = Literal["vector", "rrf", "weighted"]
+RRF_K = 60
+"""The usual reciprocal-rank-fusion constant: damps the weight of the very first ranks."""
 DIVERSITY_WEIGHT = 0.3
 """How much maximal marginal relevance trades score for variety (0: plain ranking)."""
 T = TypeVar("T", StoredChunk, ChunkDraft)
@@ -75,6 +79,8 @@ class Matcher:
         aggregate: Aggregate = "coverage",
         max_query_chunks: int = 48,
         key_terms: KeyTerms | None = None,
+        fusion: Fusion = "rrf",
+        fusion_weight: float = 0.7,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -83,6 +89,8 @@ class Matcher:
         self.aggregate = aggregate
         self.max_query_chunks = max_query_chunks
         self.key_terms = key_terms
+        self.fusion = fusion
+        self.fusion_weight = fusion_weight
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -100,7 +108,9 @@ class Matcher:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
         queries = [QueryChunk(query, detect_language(query))]
-        return self._rank(vectors, queries, limit, filters or ActorFilter(), viewer, diversify)
+        return self._rank(
+            vectors, queries, limit, filters or ActorFilter(), viewer, diversify, lexical=query
+        )
 
     def match_actor(
         self,
@@ -215,15 +225,23 @@ class Matcher:
         actor_filter: ActorFilter,
         viewer: Viewer,
         diversify: bool = False,
+        lexical: str | None = None,
     ) -> MatchResult:
         snapshot = self._current()
         manifest = snapshot.generation.manifest
         if len(queries) == 0:
             return MatchResult([], manifest.generation, manifest.model_id)
-        candidates = self._candidates(snapshot, query_vectors, limit, actor_filter)
+        selection = self.store.select_chunks(actor_filter)
+        candidates = self._candidates(snapshot, query_vectors, limit, actor_filter, selection)
+        lexical_best: dict[str, float] = {}
+        if lexical is not None and self.fusion != "vector" and snapshot.lexical is not None:
+            lexical_best = self._lexical_candidates(snapshot, lexical, limit, selection)
+            candidates = list(dict.fromkeys([*candidates, *lexical_best]))
         scored = self._score(
             snapshot, query_vectors, queries, candidates, viewer, actor_filter.exclude_needs
         )
+        if lexical_best:
+            scored = fuse(scored, lexical_best, self.fusion, self.fusion_weight)
         scored.sort(key=lambda m: (-m.score, m.actor.id))
         ranked = maximal_marginal_relevance(scored, limit) if diversify else scored[:limit]
         return MatchResult(ranked, manifest.generation, manifest.model_id)
@@ -234,11 +252,11 @@ class Matcher:
         query_vectors: npt.NDArray[np.float32],
         limit: int,
         actor_filter: ActorFilter,
+        selection: ChunkSelection,
     ) -> list[str]:
         """Distinct eligible actors near the query, best first, enough to fill `limit`."""
         index, delta = snapshot.generation.index, snapshot.delta
         total = len(index) + len(delta)
-        selection = self.store.select_chunks(actor_filter)
         wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
         k = min(total, max(64, wanted * 2))
         while True:
@@ -263,6 +281,26 @@ class Matcher:
             k = min(total, k * 4)
         ranked = sorted(actor_best, key=lambda a: (-actor_best[a], a))
         return ranked[:wanted]
+
+    def _lexical_candidates(
+        self, snapshot: Snapshot, query: str, limit: int, selection: ChunkSelection
+    ) -> dict[str, float]:
+        """Actors by their best BM25 passage (only passages still in the store), best first."""
+        assert snapshot.lexical is not None
+        wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
+        scores, ids = snapshot.lexical.search(query, wanted * 4, selection)
+        if snapshot.delta.lexical is not None:  # passages written since the generation
+            more_scores, more_ids = snapshot.delta.lexical.search(query, wanted * 4, selection)
+            scores = np.concatenate([scores, more_scores])
+            ids = np.concatenate([ids, more_ids])
+        alive = self.store.chunks_by_ids(ids.tolist())
+        best: dict[str, float] = {}
+        for score, chunk_id in zip(scores.tolist(), ids.tolist(), strict=True):
+            chunk = alive.get(chunk_id)
+            if chunk is not None and score > best.get(chunk.actor_id, 0.0):
+                best[chunk.actor_id] = score
+        ranked = sorted(best, key=lambda a: (-best[a], a))[:wanted]
+        return {a: best[a] for a in ranked}
 
     def _score(
         self,
@@ -420,3 +458,34 @@ def maximal_marginal_relevance(
         picked.append(best)
         pool.remove(best)
     return picked
+
+
+def fuse(
+    scored: Sequence[Match], lexical: dict[str, float], fusion: Fusion, weight: float
+) -> list[Match]:
+    """Combine vector scores (exact, per actor) with BM25 scores (best passage per actor).
+
+    - `rrf`: reciprocal rank fusion, 1/(60 + vector rank) + 1/(60 + lexical rank); robust to the
+      two scores' different scales. An actor missing from one list gets nothing from it.
+    - `weighted`: `weight` x cosine + (1 - weight) x BM25 / best BM25 of this query.
+    The fused value replaces `score` (comparable within one response only).
+    """
+    if fusion == "weighted":
+        top = max(lexical.values(), default=1.0) or 1.0
+        return [
+            replace(
+                m,
+                score=round(weight * m.score + (1 - weight) * lexical.get(m.actor.id, 0) / top, 6),
+            )
+            for m in scored
+        ]
+    by_vector = sorted(scored, key=lambda m: (-m.score, m.actor.id))
+    vector_rank = {m.actor.id: rank for rank, m in enumerate(by_vector, start=1)}
+    lexical_rank = {a: rank for rank, a in enumerate(lexical, start=1)}
+    fused = []
+    for m in scored:
+        value = 1 / (RRF_K + vector_rank[m.actor.id])
+        if m.actor.id in lexical_rank:
+            value += 1 / (RRF_K + lexical_rank[m.actor.id])
+        fused.append(replace(m, score=round(value, 6)))
+    return fused

@@ -62,7 +62,12 @@ class Runtime:
 
     @cached_property
     def index(self) -> ServedIndex:
-        return ServedIndex(self.generations, self.store, self.embedder)
+        return ServedIndex(
+            self.generations,
+            self.store,
+            self.embedder,
+            with_lexical=self.settings.fusion != "vector",
+        )
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -88,6 +93,8 @@ class Runtime:
             aggregate=self.settings.aggregate,
             max_query_chunks=self.settings.max_query_chunks,
             key_terms=KeyTerms(self._passages),
+            fusion=self.settings.fusion,
+            fusion_weight=self.settings.fusion_weight,
         )
 
     def _passages(self) -> Iterator[tuple[str, str]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -24,6 +24,7 @@ import numpy.typing as npt
 from service.embedding.base import Embedder
 from service.index.base import ChunkSelection, IdArray, Scores, Vectors
 from service.index.generations import GenerationStore, LoadedGeneration
+from service.lexical import LexicalIndex
 from service.store import ProfileStore
 
 log = logging.getLogger("clustermatch.serving")
@@ -37,10 +38,16 @@ class Delta:
     vectors: Vectors
     covered: int
     """Highest store chunk id this delta has looked at."""
+    texts: tuple[str, ...] = ()
+    lexical: LexicalIndex | None = None
+    """BM25 over the delta's own passages, so new profiles are found by exact terms too."""
 
     @classmethod
     def empty(cls, dim: int, covered: int) -> Delta:
         return cls(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), covered)
+
+    def with_lexical(self) -> Delta:
+        return replace(self, lexical=LexicalIndex.build(self.ids, self.texts))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,7 +75,8 @@ class Delta:
 
     def without(self, up_to: int) -> Delta:
         keep = self.ids > up_to
-        return Delta(self.ids[keep], self.vectors[keep], max(self.covered, up_to))
+        texts = tuple(t for t, k in zip(self.texts, keep.tolist(), strict=True) if k)
+        return Delta(self.ids[keep], self.vectors[keep], max(self.covered, up_to), texts)
 
 
 @dataclass(frozen=True)
@@ -77,14 +85,21 @@ class Snapshot:
 
     generation: LoadedGeneration
     delta: Delta
+    lexical: LexicalIndex | None = None
+    """BM25 over the generation's passages (None where lexical search is switched off)."""
 
 
 class ServedIndex:
     """Holds the served snapshot; cheap to construct, loads on first use."""
 
     def __init__(
-        self, generations: GenerationStore, store: ProfileStore, embedder: Embedder
+        self,
+        generations: GenerationStore,
+        store: ProfileStore,
+        embedder: Embedder,
+        with_lexical: bool = True,
     ) -> None:
+        self._with_lexical = with_lexical
         self._generations = generations
         self._store = store
         self._embedder = embedder
@@ -120,17 +135,32 @@ class ServedIndex:
             )
             assert loaded is not None
             warm(loaded)
+            lexical = self._lexical(loaded.manifest.watermark) if self._with_lexical else None
             watermark = loaded.manifest.watermark
             delta = (
                 current.delta.without(watermark)
                 if current
                 else Delta.empty(self._embedder.dim, watermark)
             )
-            self._snapshot = Snapshot(loaded, delta)
+            if self._with_lexical:
+                delta = delta.with_lexical()
+            self._snapshot = Snapshot(loaded, delta, lexical)
             log.info("serving generation %s (%d chunks)", wanted, loaded.manifest.chunks)
             if current is None:
                 self.refresh_delta(embed=False)
             return loaded
+
+    def _lexical(self, watermark: int) -> LexicalIndex:
+        """BM25 over the passages the generation holds that are still in the store."""
+        ids: list[int] = []
+        texts: list[str] = []
+        for batch in self._store.iter_chunks():
+            for chunk in batch:
+                if chunk.id > watermark:
+                    break
+                ids.append(chunk.id)
+                texts.append(chunk.text)
+        return LexicalIndex.build(np.array(ids, dtype=np.int64), texts)
 
     def refresh_delta(self, embed: bool) -> int:
         """Add chunks newer than the delta to it. With `embed`, vectors missing from the cache
@@ -169,7 +199,13 @@ class ServedIndex:
                 vectors_all = np.vstack([delta.vectors, stacked])
             else:
                 ids, vectors_all = delta.ids, delta.vectors
-            self._snapshot = Snapshot(current.generation, Delta(ids, vectors_all, covered))
+            texts = delta.texts + tuple(c.text for c in ready)
+            grown = Delta(ids, vectors_all, covered, texts)
+            if self._with_lexical and ready:
+                grown = grown.with_lexical()
+            else:
+                grown = replace(grown, lexical=delta.lexical)
+            self._snapshot = replace(current, delta=grown)
             return len(ready)
 
 

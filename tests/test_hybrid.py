@@ -1,0 +1,61 @@
+"""Hybrid search: BM25 beside vectors, fused; exact terms and patent classes are findable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.domain import Actor, ActorSummary, Match
+from service.index.base import ChunkSelection
+from service.lexical import LexicalIndex
+from service.matching import fuse
+from service.runtime import Runtime
+from tests.factories import actor_data, make_actor
+
+
+def test_lexical_index_keeps_technical_tokens_and_honours_selection() -> None:
+    index = LexicalIndex.build(
+        np.array([10, 11, 12]),
+        ["rotor blades F03D 1/06", "PEM electrolyser for H2 and CO2", "wind farm service"],
+    )
+    assert index.search("F03D", 3)[1].tolist() == [10]
+    assert index.search("1/06", 3)[1].tolist() == [10]
+    assert index.search("co2 pem", 3)[1].tolist() == [11]
+    assert index.search("der die das", 3)[1].tolist() == [], "stop words alone find nothing"
+    assert index.search("wind", 3, ChunkSelection(deny=np.array([12])))[1].tolist() == []
+
+
+def summary(actor_id: str) -> ActorSummary:
+    return ActorSummary(actor_id, actor_id, "company", "AT", None, ())
+
+
+def test_rrf_rewards_agreement_of_both_lists() -> None:
+    scored = [Match(summary("a"), 0.9), Match(summary("b"), 0.8), Match(summary("c"), 0.7)]
+    fused = {m.actor.id: m.score for m in fuse(scored, {"c": 9.0, "b": 5.0}, "rrf", 0.7)}
+    assert fused["b"] > fused["a"], "second in both beats first in one"
+    assert fused["c"] > fused["a"]
+    weighted = {m.actor.id: m.score for m in fuse(scored, {"c": 9.0}, "weighted", 0.5)}
+    assert weighted["c"] == 0.5 * 0.7 + 0.5 and weighted["a"] == 0.45
+
+
+def test_patent_class_and_acronym_are_findable(runtime: Runtime) -> None:
+    patent = actor_data("patentee", ["x"])
+    patent["documents"][0] = {
+        "id": "EP1",
+        "kind": "patent",
+        "text": "A root insert that fastens a fibre shell to the hub.",
+        "codes": ["F03D 1/06"],
+    }
+    runtime.ingestor.upsert(
+        [
+            Actor.parse(patent),
+            make_actor("other", ["Fibre shells for boats and their hubs."]),
+            make_actor("pem", ["We build PEM stacks."]),
+            make_actor("solid", ["We build solid oxide stacks."]),
+        ]
+    )
+    runtime.reindexer.run()
+    assert runtime.matcher.search("F03D 1/06", limit=1).matches[0].actor.id == "patentee"
+    assert runtime.matcher.search("PEM", limit=1).matches[0].actor.id == "pem"
+    # written after the generation: found through the delta's own BM25
+    runtime.ingestor.upsert([make_actor("late", ["CFRP recycling by pyrolysis"])])
+    assert runtime.matcher.search("CFRP", limit=1).matches[0].actor.id == "late"
