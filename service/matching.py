@@ -422,8 +422,9 @@ def _for_mode(chunks: Sequence[T], intents: Sequence[str | None], mode: Mode) ->
 
 
 def actor_likeness(a: Match, b: Match) -> float:
-    """How much two suggestions are "more of the same": shared kind, country, region, sectors,
-    and the same best passage (partners of one project share its text)."""
+    """How much two suggestions are "more of the same", in [0, 1]: half for sharing the best
+    passage (the partners of one project share its text), half for alike attributes (kind,
+    country, region, sectors)."""
     parts = [float(a.actor.kind == b.actor.kind), float(a.actor.country == b.actor.country)]
     if a.actor.region and b.actor.region:
         parts.append(
@@ -435,24 +436,25 @@ def actor_likeness(a: Match, b: Match) -> float:
     if a.actor.sectors and b.actor.sectors:
         shared = set(a.actor.sectors) & set(b.actor.sectors)
         parts.append(len(shared) / len(set(a.actor.sectors) | set(b.actor.sectors)))
-    if a.evidence and b.evidence:
-        parts.append(float(a.evidence[0].text == b.evidence[0].text))
-    return sum(parts) / len(parts)
+    same_passage = bool(a.evidence and b.evidence and a.evidence[0].text == b.evidence[0].text)
+    return 0.5 * float(same_passage) + 0.5 * sum(parts) / len(parts)
 
 
 def maximal_marginal_relevance(
     ranked: Sequence[Match], limit: int, weight: float = DIVERSITY_WEIGHT
 ) -> list[Match]:
     """Pick `limit` of `ranked` greedily by (1 - weight) x score - weight x the likeness to the
-    most alike suggestion already picked. Scores are cosines in [0, 1] like the likeness, so the
-    two are on one scale; a full near-copy costs `weight`, a shared kind alone `weight / 3`."""
+    most alike suggestion already picked, with scores taken relative to the best one so that both
+    terms lie in [0, 1]; a full near-copy costs `weight`, a shared kind alone about `weight / 3`."""
     pool = list(ranked)
+    # Relative to the best score, so the trade-off is the same for cosines and fused scores.
+    top = max((m.score for m in pool), default=1.0) or 1.0
     picked: list[Match] = []
     while pool and len(picked) < limit:
 
         def value(m: Match) -> float:
             likeness = max((actor_likeness(m, p) for p in picked), default=0.0)
-            return (1 - weight) * m.score - weight * likeness
+            return (1 - weight) * m.score / top - weight * likeness
 
         best = max(pool, key=value)
         picked.append(best)
