@@ -22,13 +22,17 @@ from service.embedding.base import Embedder
 from service.errors import CorruptArtifact
 from service.failpoints import failpoint
 from service.index.base import VectorIndex
-from service.index.faiss_index import FaissIndex
+from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.generations import GenerationStore
 from service.locks import exclusive
 from service.store import ProfileStore
 
 log = logging.getLogger("clustermatch.reindex")
 
+HNSW_THRESHOLD = 200_000
+"""Chunks from which a generation is built as HNSW instead of exact. Exact search over 100,000
+384-dim vectors takes about 6 ms on two cores (BENCHMARKS.md), inside the latency budget; beyond
+about 200,000 it no longer is."""
 EMBED_BATCH = 256
 """Chunks read, embedded and cached per step: small enough that a killed build loses little."""
 RECALL_SAMPLE = 200
@@ -87,10 +91,14 @@ class Reindexer:
         store: ProfileStore,
         embedder: Embedder,
         generations: GenerationStore,
+        hnsw_threshold: int = HNSW_THRESHOLD,
+        hnsw: HnswParams | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.generations = generations
+        self.hnsw_threshold = hnsw_threshold
+        self.hnsw = hnsw or HnswParams()
 
     @property
     def lock_path(self) -> Path:
@@ -149,9 +157,18 @@ class Reindexer:
             if vector_batches
             else np.zeros((0, self.embedder.dim), dtype=np.float32)
         )
-        index = FaissIndex(self.embedder.dim)
+        approximate = len(ids) >= self.hnsw_threshold
+        index = FaissIndex(
+            self.embedder.dim, kind="hnsw" if approximate else "flat", hnsw=self.hnsw
+        )
         index.add(ids, vectors)
-        log.info("build: %d vectors of dim %d (%s)", len(index), index.dim, index.kind)
+        log.info(
+            "build: %d vectors of dim %d (%s %s)", len(index), index.dim, index.kind, index.params
+        )
+        if approximate and recall_at_10(index, ids, vectors) < MIN_RECALL_AT_10:
+            log.warning("build: HNSW recall@10 below %.2f; falling back to exact", MIN_RECALL_AT_10)
+            index = FaissIndex(self.embedder.dim)
+            index.add(ids, vectors)
 
         recall = self._verify(index, ids, vectors)
         log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)

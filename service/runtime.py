@@ -14,6 +14,7 @@ import numpy as np
 from service.config import ModelProfile, Settings
 from service.domain import Actor
 from service.embedding.base import Embedder
+from service.index.faiss_index import HnswParams
 from service.index.generations import GenerationStore
 from service.ingest import Ingestor
 from service.matching import Matcher
@@ -78,7 +79,13 @@ class Runtime:
 
     @cached_property
     def reindexer(self) -> Reindexer:
-        return Reindexer(self.store, self.embedder, self.generations)
+        return Reindexer(
+            self.store,
+            self.embedder,
+            self.generations,
+            hnsw_threshold=self.settings.hnsw_threshold,
+            hnsw=HnswParams(ef_search=self.settings.hnsw_ef_search),
+        )
 
     def prepare(self, actor: Actor) -> list[ChunkDraft]:
         return self.ingestor.prepare([actor])[0][1]

@@ -14,7 +14,11 @@ from service.index.exact import ExactIndex
 from service.index.faiss_index import FaissIndex
 
 DIM = 16
-BACKENDS: dict[str, Callable[[int], VectorIndex]] = {"faiss": FaissIndex, "exact": ExactIndex}
+BACKENDS: dict[str, Callable[[int], VectorIndex]] = {
+    "faiss": FaissIndex,
+    "faiss-hnsw": lambda dim: FaissIndex(dim, kind="hnsw"),
+    "exact": ExactIndex,
+}
 
 
 def clustered_vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -68,6 +72,8 @@ def test_short_result_is_padded(index: VectorIndex) -> None:
 def test_remove_and_reconstruct(index: VectorIndex) -> None:
     vectors = clustered_vectors(200)
     assert np.allclose(index.reconstruct(np.array([1005, 1010])), vectors[[5, 10]], atol=1e-6)
+    if "hnsw" in index.kind:
+        return  # HNSW graphs cannot remove; generations are immutable and never need to
     assert index.remove(np.array([1005, 99999])) == 1
     assert len(index) == 199 and 1005 not in set(index.ids())
 
@@ -79,3 +85,12 @@ def test_saved_faiss_index_loads_identically(tmp_path: Path) -> None:
     loaded = FaissIndex.load(tmp_path / "i.faiss")
     queries = clustered_vectors(4, seed=9)
     assert np.array_equal(loaded.search(queries, 5)[1], built.search(queries, 5)[1])
+
+
+def test_hnsw_with_a_small_allow_list_still_fills_k() -> None:
+    index = FaissIndex(DIM, kind="hnsw")
+    index.add(np.arange(5000, dtype=np.int64), clustered_vectors(5000, seed=4))
+    allowed = np.array([7, 1234, 4999, 999_999], dtype=np.int64)  # 999_999 is not in the index
+    _, ids = index.search(clustered_vectors(2, seed=5), 3, ChunkSelection(allow=allowed))
+    assert set(ids.ravel()) <= {7, 1234, 4999} and (ids >= 0).all()
+    assert index.params == {"M": 32, "efConstruction": 200, "efSearch": 128}

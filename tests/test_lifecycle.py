@@ -242,3 +242,18 @@ def test_nightly_script(tmp_path: Path) -> None:
         fcntl.flock(held, fcntl.LOCK_EX)
         busy = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
     assert busy.returncode == 75 and "holds" in busy.stderr
+
+
+def test_large_generations_are_hnsw_with_params_in_the_manifest(settings: Settings) -> None:
+    settings.hnsw_threshold = 10
+    runtime = Runtime(settings, embedder=FakeEmbedder())
+    seed(runtime)
+    report = runtime.reindexer.run()
+    generation = runtime.index.get()
+    assert generation is not None
+    manifest = generation.manifest
+    assert manifest.index_kind == "faiss-idmap2-hnsw-ip" and report.recall_at_10 >= 0.95
+    assert manifest.index_params == {"M": 32, "efConstruction": 200, "efSearch": 128}
+    found = runtime.matcher.search(f"{WIND} 3", limit=5)
+    assert found.matches[0].actor.id == "a3" and len(found.matches) == 5
+    runtime.close()

@@ -1,9 +1,17 @@
-"""FAISS backend: an exact inner-product index behind `IndexIDMap2` (stable int64 ids)."""
+"""FAISS backend behind `IndexIDMap2` (stable int64 ids): exact inner product, or HNSW when big.
+
+- `flat`: `IndexFlatIP`, exact; the default while exact search is cheap.
+- `hnsw`: `IndexHNSWFlat` (inner product) for large generations; `efSearch` is passed per call
+  (`SearchParametersHNSW`), never set on the shared index, so concurrent searches never race.
+  A graph search restricted to a small allow-list can miss eligible vectors, so such filtered
+  searches run exactly over the allowed vectors instead: filters still fill `limit`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faiss as _faiss
 import numpy as np
@@ -15,26 +23,46 @@ from service.index.base import ChunkSelection, IdArray, Scores, Vectors
 # (e.g. `remove_ids(array)`); typing it as Any keeps mypy honest about our own code only.
 faiss: Any = _faiss
 
+Kind = Literal["flat", "hnsw"]
+EXACT_SUBSET_MAX = 20_000
+"""Allow-lists up to this size (or 5% of an HNSW index) are searched exactly over their vectors."""
 
-def _search_parameters(selection: ChunkSelection | None) -> Any:
-    """Per-call parameters: nothing is ever set on the shared index object, so searches from many
-    threads never race on it."""
+
+@dataclass(frozen=True)
+class HnswParams:
+    m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+
+
+def _selector(selection: ChunkSelection | None) -> Any:
     if selection is None or selection.is_everything:
         return None
     if selection.allow is not None:
-        selector: Any = faiss.IDSelectorBatch(np.ascontiguousarray(selection.allow, dtype=np.int64))
-    else:
-        assert selection.deny is not None
-        inner = faiss.IDSelectorBatch(np.ascontiguousarray(selection.deny, dtype=np.int64))
-        selector = faiss.IDSelectorNot(inner)
-        selector.referenced_inner = inner  # keep the wrapped selector alive as long as the outer
-    return faiss.SearchParameters(sel=selector)
+        return faiss.IDSelectorBatch(np.ascontiguousarray(selection.allow, dtype=np.int64))
+    assert selection.deny is not None
+    inner = faiss.IDSelectorBatch(np.ascontiguousarray(selection.deny, dtype=np.int64))
+    selector = faiss.IDSelectorNot(inner)
+    selector.referenced_inner = inner  # keep the wrapped selector alive as long as the outer
+    return selector
 
 
 class FaissIndex:
-    def __init__(self, dim: int, index: Any = None) -> None:
+    def __init__(
+        self, dim: int, index: Any = None, kind: Kind = "flat", hnsw: HnswParams | None = None
+    ) -> None:
         self._dim = dim
-        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._kind: Kind = kind
+        self.hnsw = hnsw or HnswParams()
+        if index is None:
+            if kind == "hnsw":
+                inner = faiss.IndexHNSWFlat(dim, self.hnsw.m, faiss.METRIC_INNER_PRODUCT)
+                inner.hnsw.efConstruction = self.hnsw.ef_construction
+            else:
+                inner = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIDMap2(inner)
+        self._index = index
+        self._sorted_ids: IdArray | None = None
 
     @property
     def dim(self) -> int:
@@ -42,7 +70,17 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        return "faiss-idmap2-flat-ip"
+        return f"faiss-idmap2-{'hnsw' if self._kind == 'hnsw' else 'flat'}-ip"
+
+    @property
+    def params(self) -> dict[str, int]:
+        if self._kind != "hnsw":
+            return {}
+        return {
+            "M": self.hnsw.m,
+            "efConstruction": self.hnsw.ef_construction,
+            "efSearch": self.hnsw.ef_search,
+        }
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -55,23 +93,56 @@ class FaissIndex:
                 np.ascontiguousarray(vectors, dtype=np.float32),
                 np.ascontiguousarray(ids, dtype=np.int64),
             )
+            self._sorted_ids = None
 
     def remove(self, ids: IdArray) -> int:
+        self._sorted_ids = None
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
     def ids(self) -> IdArray:
         return np.asarray(faiss.vector_to_array(self._index.id_map), dtype=np.int64)
 
+    def _present(self, ids: IdArray) -> IdArray:
+        """The subset of `ids` this index holds (sorted id array cached per index)."""
+        if self._sorted_ids is None:
+            self._sorted_ids = np.sort(self.ids())
+        known = self._sorted_ids
+        positions = np.searchsorted(known, ids)
+        positions[positions >= len(known)] = 0
+        return ids[known[positions] == ids] if len(known) else ids[:0]
+
     def search(
         self, queries: Vectors, k: int, selection: ChunkSelection | None = None
     ) -> tuple[Scores, IdArray]:
         k = max(1, min(k, max(len(self), 1)))
-        params = _search_parameters(selection)
-        scores, ids = self._index.search(
-            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
-        )
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._kind == "hnsw":
+            allow = selection.allow if selection is not None else None
+            if allow is not None and len(allow) <= max(EXACT_SUBSET_MAX, len(self) // 20):
+                return self._exact_subset(queries, k, np.asarray(allow, dtype=np.int64))
+            params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw.ef_search, k))
+            selector = _selector(selection)
+            if selector is not None:
+                params.sel = selector
+        else:
+            selector = _selector(selection)
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32), ids.astype(np.int64)
+
+    def _exact_subset(self, queries: Vectors, k: int, allow: IdArray) -> tuple[Scores, IdArray]:
+        present = self._present(np.unique(allow))
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if len(present) == 0:
+            return out_scores, out_ids
+        sims = queries @ self.reconstruct(present).T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        width = top.shape[1]
+        out_scores[:, :width] = np.take_along_axis(sims, top, axis=1)
+        out_ids[:, :width] = present[top]
+        return out_scores, out_ids
 
     def reconstruct(self, ids: IdArray) -> Vectors:
         if len(ids) == 0:
@@ -83,9 +154,11 @@ class FaissIndex:
         faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: Path) -> FaissIndex:
+    def load(cls, path: Path, hnsw: HnswParams | None = None) -> FaissIndex:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise CorruptArtifact(f"cannot read FAISS index {path}: {exc}") from exc
-        return cls(int(index.d), index)
+        inner = faiss.downcast_index(index.index)
+        kind: Kind = "hnsw" if isinstance(inner, faiss.IndexHNSWFlat) else "flat"
+        return cls(int(index.d), index, kind=kind, hnsw=hnsw)

@@ -26,7 +26,7 @@ from typing import Any
 from service.errors import CorruptArtifact, IndexMismatch, NotFound
 from service.failpoints import failpoint
 from service.index.base import VectorIndex
-from service.index.faiss_index import FaissIndex
+from service.index.faiss_index import FaissIndex, HnswParams
 
 MANIFEST_FORMAT = 1
 INDEX_FILE = "index.faiss"
@@ -53,6 +53,8 @@ class Manifest:
     """The store's change count at the snapshot (see `ProfileStore.changes`)."""
     recall_at_10: float = 1.0
     """Agreement with exact search on a sample, checked before publishing."""
+    index_params: dict[str, int] = field(default_factory=dict)
+    """Parameters of an approximate index (HNSW: M, efConstruction, efSearch)."""
     format: int = MANIFEST_FORMAT
 
     @classmethod
@@ -145,6 +147,7 @@ class GenerationStore:
             generation=generation,
             dim=index.dim,
             index_kind=index.kind,
+            index_params=dict(getattr(index, "params", {})),
             chunks=len(index),
             checksum=_sha256(index_path),
             **fields,
@@ -223,7 +226,13 @@ class GenerationStore:
         index_path = self.generations_dir / generation / INDEX_FILE
         if _sha256(index_path) != manifest.checksum:
             raise CorruptArtifact(f"index file of generation {generation} fails its checksum")
-        index = FaissIndex.load(index_path)
+        params = manifest.index_params
+        hnsw = (
+            HnswParams(params["M"], params["efConstruction"], params["efSearch"])
+            if params
+            else None
+        )
+        index = FaissIndex.load(index_path, hnsw)
         if index.dim != manifest.dim or len(index) != manifest.chunks:
             raise CorruptArtifact(
                 f"index of generation {generation} holds {len(index)} vectors of dim {index.dim}, "
