@@ -38,14 +38,18 @@ class Runtime:
     def embedder(self) -> Embedder:
         if self._embedder is not None:
             return self._embedder
+        from service.embedding.batching import MicroBatchingEmbedder
         from service.embedding.factory import load_embedder
 
-        return load_embedder(
+        embedder = load_embedder(
             self.profile,
             threads=self.settings.threads,
             batch_size=self.settings.batch_size,
             backend=self.settings.backend,
         )
+        if self.settings.micro_batch_ms <= 0:
+            return embedder
+        return MicroBatchingEmbedder(embedder, max_wait=self.settings.micro_batch_ms / 1000)
 
     @cached_property
     def store(self) -> ProfileStore:

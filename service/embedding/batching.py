@@ -1,0 +1,92 @@
+"""Micro-batching of concurrent one-text query embeddings.
+
+On two cores, sixteen requests that each embed one query fight over the CPU and each pays the
+per-call overhead. Here the first caller waits a bounded moment (a few milliseconds), collects
+every query that arrived meanwhile, embeds them in one batch, and hands each caller its row. A
+lone query pays at most `max_wait` extra; a burst pays one model call instead of sixteen.
+Passages (bulk work, already batched) and multi-text calls go straight through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.embedding.base import Embedder, Role, Vectors
+
+
+@dataclass
+class _Pending:
+    text: str
+    done: threading.Event = field(default_factory=threading.Event)
+    vector: Vectors | None = None
+    error: BaseException | None = None
+
+
+class MicroBatchingEmbedder:
+    def __init__(self, inner: Embedder, max_wait: float = 0.002, max_batch: int = 64) -> None:
+        self.inner = inner
+        self.max_wait = max_wait
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self.batches = 0
+        """Model calls made for queries (for tests and metrics)."""
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def warm_up(self) -> None:
+        warm = getattr(self.inner, "warm_up", None)
+        if callable(warm):
+            warm()
+
+    def embed(self, texts: Sequence[str], role: Role = "passage") -> Vectors:
+        if role != "query" or len(texts) != 1:
+            return self.inner.embed(texts, role)
+        pending = _Pending(texts[0])
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.vector is not None
+        return pending.vector[None, :]
+
+    def _lead(self) -> None:
+        """Embed what has queued up, batch after batch, until the queue is empty."""
+        time.sleep(self.max_wait)
+        while True:
+            with self._lock:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                if not batch:
+                    self._leading = False  # under the lock: a newcomer will lead
+                    return
+            try:
+                vectors = self.inner.embed([p.text for p in batch], role="query")
+                self.batches += 1
+                for row, item in enumerate(batch):
+                    item.vector = np.asarray(vectors[row], dtype=np.float32)
+            except BaseException as exc:  # every waiter must wake, and learn why
+                for item in batch:
+                    item.error = exc
+            for item in batch:
+                item.done.set()
