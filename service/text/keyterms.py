@@ -80,14 +80,19 @@ class KeyTerms:
         language: str,
         top: int = 5,
     ) -> list[str]:
-        """The terms both passages use, most telling first; longer phrases hide their parts."""
+        """The terms both passages use, most telling first; a term sharing a word with one
+        already picked is left out ("rotor" adds nothing once "composite rotor blade" is shown,
+        nor does "blade tip" once it overlaps)."""
         found = candidate_terms(text, language)
         common = set(candidate_terms(query_text, query_language)) & set(found)
         ranked = sorted(common, key=lambda t: (-self.weight(t), t))
         picked: list[str] = []
+        used: set[str] = set()
         for term in ranked:
-            if any(term in other for other in picked):
-                continue  # "rotor" adds nothing once "composite rotor blade" is shown
+            words = set(term.split())
+            if words & used:
+                continue
+            used |= words
             picked.append(term)
             if len(picked) == top:
                 break
