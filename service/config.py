@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     aggregate: Aggregate = "coverage"
     """How chunk similarities become an actor score (see service.matching)."""
     max_query_chunks: int = Field(default=48, ge=1, le=1024)
-    fusion: Literal["vector", "rrf", "weighted"] = "rrf"
-    """Free-text search: vectors only, or fused with BM25 (see service.matching.fuse)."""
+    fusion: Literal["vector", "rrf", "weighted"] = "weighted"
+    """Free-text search: vectors only, or fused with BM25 (see service.matching.fuse). The
+    default was chosen on a held-out search task (docs/evaluation.md, scripts/eval_search.py)."""
     fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     keep_generations: int = Field(default=3, ge=1, le=100)
     hnsw_threshold: int = Field(default=200_000, ge=1)

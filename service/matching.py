@@ -79,7 +79,7 @@ class Matcher:
         aggregate: Aggregate = "coverage",
         max_query_chunks: int = 48,
         key_terms: KeyTerms | None = None,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = "weighted",
         fusion_weight: float = 0.7,
     ) -> None:
         self.store = store
