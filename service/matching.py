@@ -123,24 +123,18 @@ class Matcher:
     ) -> MatchResult:
         """Actors similar to a stored actor (or, in `complement` mode, actors whose offers and
         competences answer its needs); never the actor itself."""
-        chunks = self.store.chunks_of_actors([actor_id])
         summary = self.store.actor_summaries([actor_id]).get(actor_id)
         if summary is None:
             raise NotFound(f"actor {actor_id!r} does not exist")
+        chunks = self.store.chunks_of_actors([actor_id])
         chunks = _for_mode(chunks, [c.intent for c in chunks], mode)
         picked = pick_query_chunks(chunks, self.max_query_chunks)
-        vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
-        base = filters or ActorFilter()
-        actor_filter = replace(
-            base,
-            reference=summary,
-            exclude_actor_ids=base.exclude_actor_ids | {actor_id},
-            exclude_needs=mode == "complement",
-        )
         queries = [
             QueryChunk(c.text, c.language, viewer.can_see(c.visibility, summary.owner))
             for c in picked
         ]
+        vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
+        actor_filter = _about(summary, filters, mode)
         return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
 
     def match_profile(
@@ -157,6 +151,7 @@ class Matcher:
         drafts = self._prepare(actor)
         drafts = _for_mode(drafts, [intents[d.document_id] for d in drafts], mode)
         picked = pick_query_chunks(drafts, self.max_query_chunks)
+        queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
         vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked])
         summary = ActorSummary(
             id=actor.id,
@@ -167,14 +162,7 @@ class Matcher:
             sectors=actor.sectors,
             clusters=actor.clusters,
         )
-        base = filters or ActorFilter()
-        actor_filter = replace(
-            base,
-            reference=summary,
-            exclude_actor_ids=base.exclude_actor_ids | {actor.id},
-            exclude_needs=mode == "complement",
-        )
-        queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
+        actor_filter = _about(summary, filters, mode)
         return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
 
     def explain(self, result: MatchResult) -> MatchResult:
@@ -407,6 +395,18 @@ def pick_query_chunks(chunks: Sequence[T], limit: int) -> list[T]:
                 picked.append(group[depth])
         depth += 1
     return picked
+
+
+def _about(summary: ActorSummary, filters: ActorFilter | None, mode: Mode) -> ActorFilter:
+    """The filters of a match whose query is `summary`: never itself, `exclude_same` relative to
+    it, and in complement mode no passages that state needs."""
+    base = filters or ActorFilter()
+    return replace(
+        base,
+        reference=summary,
+        exclude_actor_ids=base.exclude_actor_ids | {summary.id},
+        exclude_needs=mode == "complement",
+    )
 
 
 def _for_mode(chunks: Sequence[T], intents: Sequence[str | None], mode: Mode) -> list[T]:

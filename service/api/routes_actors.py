@@ -13,7 +13,6 @@ from service.api.schemas import (
     PROFILE_EXAMPLE,
     ActorList,
     ActorOut,
-    ActorSummaryOut,
     BulkResult,
     Filters,
     LineResult,
@@ -23,6 +22,7 @@ from service.api.schemas import (
     PutResult,
     match_out,
     problem_responses,
+    summary_out,
 )
 from service.domain import Actor
 from service.errors import FieldProblem, Forbidden, InvalidInput, NotFound, TooLarge
@@ -128,17 +128,7 @@ def list_actors(
         clusters=split_values(cluster),
     )
     return ActorList(
-        actors=[
-            ActorSummaryOut(
-                id=a.id,
-                name=a.name,
-                kind=a.kind,
-                country=a.country,
-                region=a.region,
-                sectors=list(a.sectors),
-            )
-            for a in page.actors
-        ],
+        actors=[summary_out(a) for a in page.actors],
         next_cursor=encode_cursor(page.next_cursor),
         total=page.total,
     )

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.domain import Document, Identifier, Match, ProfileFields
+from service.domain import ActorSummary, Document, Identifier, Match, ProfileFields
 
 SameAttribute = Literal["sector", "region", "country", "kind", "cluster"]
 
@@ -252,17 +252,20 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def summary_out(actor: ActorSummary) -> ActorSummaryOut:
+    return ActorSummaryOut(
+        id=actor.id,
+        name=actor.name,
+        kind=actor.kind,
+        country=actor.country,
+        region=actor.region,
+        sectors=list(actor.sectors),
+    )
+
+
 def match_out(match: Match, explain: bool) -> MatchOut:
-    actor = match.actor
     return MatchOut(
-        actor=ActorSummaryOut(
-            id=actor.id,
-            name=actor.name,
-            kind=actor.kind,
-            country=actor.country,
-            region=actor.region,
-            sectors=list(actor.sectors),
-        ),
+        actor=summary_out(match.actor),
         score=match.score,
         evidence=[
             EvidenceOut(
