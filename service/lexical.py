@@ -10,6 +10,7 @@ five languages would collide and technical terms are what this index is for.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -20,6 +21,8 @@ import numpy.typing as npt
 from service.index.base import ChunkSelection, IdArray
 
 TOKEN_PATTERN = r"(?u)\b\w[\w/.-]*\w\b|\b\w\b"
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 
 @cache

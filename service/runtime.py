@@ -113,13 +113,17 @@ class Runtime:
             yield from ((c.text, c.language) for c in batch)
 
     def warm_up(self) -> None:
-        """Load what the first request would otherwise wait for: model, detector, index."""
+        """Load what the first search would otherwise wait for (model, index), and start loading
+        the language detector (needed by writes only) in the background, so start-up is not
+        held up by it."""
+        import threading
+
         from service.text import load_language_detector
 
+        threading.Thread(target=load_language_detector, name="warm-lingua", daemon=True).start()
         warm = getattr(self.embedder, "warm_up", None)
         if callable(warm):
             warm()
-        load_language_detector()
         self.index.get()
 
     def delete_actor(self, actor_id: str) -> bool:
