@@ -41,3 +41,16 @@ def is_locked(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+@contextmanager
+def waiting(path: Path) -> Iterator[None]:
+    """An exclusive lock that waits its turn (e.g. two processes building the same cached model
+    file: the second waits, then finds the file built)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

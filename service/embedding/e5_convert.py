@@ -37,8 +37,6 @@ rebuilt. Nothing heavy is imported until a conversion actually runs.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -47,7 +45,6 @@ import shutil
 import struct
 import tempfile
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.config import MODELS_DIR
 from service.errors import ModelUnavailable
+from service.locks import waiting
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,7 +117,7 @@ def convert(cache_dir: Path, source: Path | None = None) -> Conversion:
     if _is_current(folder, checksum):
         return Conversion(folder, built=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(cache_dir / f".{folder.name}.lock"):
+    with waiting(cache_dir / f".{folder.name}.lock"):
         # Re-check under the lock: another process may have finished while we waited.
         if _is_current(folder, checksum):
             return Conversion(folder, built=False)
@@ -172,17 +170,6 @@ def _is_current(folder: Path, checksum: str) -> bool:
     except (OSError, ValueError):
         return False
     return bool(manifest.get("recipe") == RECIPE and manifest.get("source_sha256") == checksum)
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """A blocking exclusive lock across processes; released by the kernel if we crash."""
-    with path.open("a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _remove_stale_temporaries(cache_dir: Path, name: str) -> None:

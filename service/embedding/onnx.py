@@ -24,8 +24,6 @@ queue for the CPU rather than oversubscribing it. Loading is done once, under a 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -33,7 +31,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from service.config import MODELS_DIR, ModelProfile
 from service.embedding.base import Role, Vectors, l2_normalise
 from service.embedding.sentence_transformers import model_path
 from service.errors import ModelUnavailable
+from service.locks import waiting
 
 DEFAULT_CACHE_DIR = MODELS_DIR / "cache"
 
@@ -116,17 +115,6 @@ def source_checksum(transformer_dir: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock across processes; released by the kernel if we crash."""
-    with path.open("a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -295,7 +283,7 @@ def ensure_exported(
         return wanted, ()
     folder.mkdir(parents=True, exist_ok=True)
     built: list[Path] = []
-    with _exclusive_lock(folder / _LOCK_FILE):
+    with waiting(folder / _LOCK_FILE):
         # Re-check under the lock: another process may have finished while we waited.
         if wanted.is_file():
             return wanted, ()
