@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     """Embedding runtime; see service.embedding.factory (int8 falls back to fp32 on bad parity)."""
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
+    faiss_threads: int = Field(default=1, ge=1, le=64)
+    """OpenMP threads per FAISS search in the server. One: requests run in parallel anyway, and a
+    single query split over two busy cores was measured slower (BENCHMARKS.md)."""
     micro_batch_ms: float = Field(default=2.0, ge=0.0, le=100.0)
     """Concurrent queries wait up to this long to share one model call (0: off)."""
 

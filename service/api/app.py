@@ -52,6 +52,7 @@ within one response, not across models or calibrated as probabilities.
 def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     settings = runtime.settings
     metrics = Metrics()
+    set_search_threads(settings.faiss_threads)
 
     def rebuilt(report: ReindexReport) -> None:
         metrics.rebuild_seconds.observe(report.seconds)
@@ -121,3 +122,9 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def set_search_threads(threads: int) -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
