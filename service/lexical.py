@@ -86,7 +86,8 @@ class LexicalIndex:
         k = min(k, len(self.ids))
         try:
             positions, scores = self._model.retrieve(
-                [tokens], k=k, show_progress=False, weight_mask=mask, n_threads=1
+                # n_threads=0: in this thread; any other value starts a thread pool per query
+                [tokens], k=k, show_progress=False, weight_mask=mask, n_threads=0
             )
         except ValueError:  # every query token is unknown to the corpus
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
