@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     default was chosen on a held-out search task (docs/evaluation.md, scripts/eval_search.py)."""
     fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0)
     keep_generations: int = Field(default=3, ge=1, le=100)
-    hnsw_threshold: int = Field(default=200_000, ge=1)
+    hnsw_threshold: int = Field(default=100_000, ge=1)
     """Generations with at least this many chunks are built as HNSW (recall-checked) not exact."""
     hnsw_ef_search: int = Field(default=128, ge=8, le=4096)
     watch_seconds: float = Field(default=2.0, ge=0.1, le=3600)
