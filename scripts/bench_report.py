@@ -778,7 +778,9 @@ def render_targets(
     lines.append("")
     threshold = (index or {}).get("threshold") or {}
     if threshold:
-        lines += ["### HNSW_THRESHOLD (service/reindex.py, now 200,000)", ""]
+        from service.reindex import HNSW_THRESHOLD
+
+        lines += [f"### HNSW_THRESHOLD (service/reindex.py, now {HNSW_THRESHOLD:,})", ""]
         rows = [
             *index.get("flat_sweep", []),
             *({"n": s["n"], **s["configs"]["flat"]} for s in index.get("sizes", [])),
