@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--aggregate",
         nargs="+",
-        choices=("max", "coverage"),
+        choices=("max", "coverage", "topk"),
         default=list(defaults.aggregates),
         help="actor-score aggregates to evaluate (all in one run, same index)",
     )

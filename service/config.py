@@ -28,7 +28,7 @@ def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "clustermatch"
 
 
-Aggregate = Literal["max", "coverage"]
+Aggregate = Literal["max", "coverage", "topk"]
 
 
 class Settings(BaseSettings):

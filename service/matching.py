@@ -341,10 +341,18 @@ class Matcher:
         return matches
 
 
+TOP_K_PAIRS = 3
+
+
 def aggregate_score(block: npt.NDArray[np.float32], aggregate: Aggregate) -> float:
-    """One actor's score from its (query chunks x actor chunks) similarity block."""
+    """One actor's score from its (query chunks x actor chunks) similarity block: the best pair
+    (`max`), the mean of the best `TOP_K_PAIRS` pairs (`topk`), or the mean over query chunks of
+    each one's best pair (`coverage`)."""
     if aggregate == "max":
         return float(block.max())
+    if aggregate == "topk":
+        flat = np.sort(block, axis=None)[::-1]
+        return float(flat[:TOP_K_PAIRS].mean())
     return float(block.max(axis=1).mean())
 
 

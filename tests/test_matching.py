@@ -155,3 +155,14 @@ def test_complement_matches_needs_against_offers(runtime: Runtime) -> None:
     assert ids[0] == "recycler" and "rival" not in ids
     with pytest.raises(InvalidInput, match="intent: need"):
         runtime.matcher.match_actor("baker", mode="complement")
+
+
+def test_aggregate_scores() -> None:
+    import numpy as np
+
+    from service.matching import aggregate_score
+
+    block = np.array([[0.9, 0.1, 0.2], [0.3, 0.4, 0.8]], dtype=np.float32)
+    assert aggregate_score(block, "max") == pytest.approx(0.9)
+    assert aggregate_score(block, "coverage") == pytest.approx((0.9 + 0.8) / 2)
+    assert aggregate_score(block, "topk") == pytest.approx((0.9 + 0.8 + 0.4) / 3)
