@@ -87,7 +87,11 @@ class LexicalIndex:
         try:
             positions, scores = self._model.retrieve(
                 # n_threads=0: in this thread; any other value starts a thread pool per query
-                [tokens], k=k, show_progress=False, weight_mask=mask, n_threads=0
+                [tokens],
+                k=k,
+                show_progress=False,
+                weight_mask=mask,
+                n_threads=0,
             )
         except ValueError:  # every query token is unknown to the corpus
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
