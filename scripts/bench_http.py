@@ -9,16 +9,18 @@ are not computed: the real model's vectors of the demo passages are cached once 
 plus Gaussian noise (`--sigma`, re-normalised), written into the store's embedding cache, so the
 ordinary `reindex` builds the generation without embedding anything. Queries are embedded live.
 
-One uvicorn process per embedding backend (`create_app(Runtime(Settings(...)))`, one worker,
-127.0.0.1, a free port, log level warning) serves the same store from its own index folder. A
-bounded load generator (asyncio + httpx, a fixed number of requests per level, a wall-clock cap
-per level) sends `GET /v1/search?q=<project title>&limit=10` at 1, 4 and 16 concurrent clients
-and `POST /v1/match {"actor_id"}` at 4 clients. All servers and levels are measured in every
-round, in a rotated order, so load from other jobs on the shared machine hits them alike;
-figures are the median over rounds with the min-max spread. The load generator runs on the same
-two cores as the server.
+One uvicorn process per variant (an embedding backend, optionally with `Settings` overrides such
+as `index=flat`; `create_app(Runtime(Settings(...)))`, one worker, 127.0.0.1, a free port, log
+level warning) serves the same store from its own index folder. A bounded load generator
+(asyncio + httpx, a fixed number of requests per level, a wall-clock cap per level) sends
+`GET /v1/search?q=<project title>&limit=10` at 1, 4 and 16 concurrent clients and
+`POST /v1/match {"actor_id"}` at 4 clients. All servers and levels are measured in every round, in
+a rotated order, so load from other jobs on the shared machine hits them alike; figures are the
+median over rounds with the min-max spread. The load generator runs on the same two cores as the
+server. Finally each variant's `Matcher.search` is timed and profiled in process on the same data
+(where a search's time goes).
 
-    .venv/bin/python scripts/bench_http.py --chunks 100000 --backends torch onnx-int8 --rounds 3
+    .venv/bin/python scripts/bench_http.py --chunks 100000 --variants torch onnx-int8 --rounds 3
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import gzip
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -208,6 +211,62 @@ def model_vectors_backend(backend: str) -> str:
     return "onnx-int8" if backend == "onnx-int8" else "onnx-fp32"
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One server: an embedding backend plus `Settings` overrides, written `backend[:k=v,...]`,
+    e.g. `onnx-int8`, `onnx-int8:index=flat` (exact index whatever the size; `index=hnsw` the
+    opposite) or `torch:faiss_threads=2`. Without overrides it is the service's configuration."""
+
+    spec: str
+
+    @property
+    def backend(self) -> str:
+        return self.spec.split(":", 1)[0]
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9]+", "-", self.spec).strip("-")
+
+    def overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.backend}
+        if ":" in self.spec:
+            for item in self.spec.split(":", 1)[1].split(","):
+                key, _, value = item.partition("=")
+                if key == "index":
+                    out["hnsw_threshold"] = {"flat": 10**12, "hnsw": 1}[value]
+                else:
+                    out[key] = _value(value)
+        return out
+
+    def settings(self, data_dir: Path) -> Any:
+        from service.config import Settings
+
+        return Settings(
+            data_dir=data_dir, index_dir=data_dir / f"index-{self.slug}", **self.overrides()
+        )
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def variant(text: str) -> Variant:
+    """argparse type: a valid variant spec."""
+    parsed = Variant(text)
+    if parsed.backend not in BACKENDS:
+        raise argparse.ArgumentTypeError(f"unknown backend in {text!r}; one of {BACKENDS}")
+    try:
+        parsed.overrides()
+    except (KeyError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"bad variant {text!r}: {exc}") from exc
+    return parsed
+
+
 def load_demo_actors() -> list[Any]:
     from service.cli import DEMO_FILE
     from service.domain import Actor
@@ -219,13 +278,13 @@ def load_demo_actors() -> list[Any]:
 def build_store(
     data_dir: Path,
     chunks: int,
-    backends: Sequence[str],
+    variants: Sequence[Variant],
     sigma: float = DEFAULT_SIGMA,
     seed: int = 5,
 ) -> dict[str, Any]:
     """Demo data plus synthetic actors up to `chunks` chunks in `data_dir`, with every chunk's
-    vector in the store's embedding cache for each backend, and one generation per backend in
-    `data_dir/index-<backend>`. Returns counts and timings."""
+    vector in the store's embedding cache for each backend, and one generation per variant in
+    `data_dir/index-<variant>`, built by the ordinary reindex. Returns counts and timings."""
     from service.config import Settings
     from service.domain import Document
     from service.ingest import content_hash
@@ -234,6 +293,7 @@ def build_store(
 
     started = time.perf_counter()
     actors = load_demo_actors()
+    backends = list(dict.fromkeys(v.backend for v in variants))
     runtime = Runtime(Settings(data_dir=data_dir, backend=backends[0]))  # type: ignore[arg-type]
     log(f"ingesting {len(actors)} demo actors (real ingest: language, sentences, chunks)")
     runtime.ingestor.upsert(actors)
@@ -290,29 +350,29 @@ def build_store(
     runtime.close()
 
     reports = {}
-    for backend in backends:
-        settings = Settings(
-            data_dir=data_dir,
-            index_dir=data_dir / f"index-{backend}",
-            backend=backend,  # type: ignore[arg-type]
-        )
-        indexer = Runtime(settings)
+    for item in variants:
+        indexer = Runtime(item.settings(data_dir))
         built = time.perf_counter()
         report = indexer.reindexer.run()
+        manifest = indexer.generations.read_manifest(report.generation)
         indexer.close()
         if report.embedded:
-            log(f"warning: reindex for {backend} embedded {report.embedded} chunks (cache miss)")
+            log(f"warning: reindex for {item.spec} embedded {report.embedded} chunks (cache miss)")
         log(
-            f"reindex {backend}: {report.chunks:,} chunks, {report.actors:,} actors, "
-            f"{report.embedded} embedded, {time.perf_counter() - built:.0f} s"
+            f"reindex {item.spec}: {report.chunks:,} chunks, {report.actors:,} actors, "
+            f"{report.embedded} embedded, {manifest.index_kind} {manifest.index_params}, "
+            f"{time.perf_counter() - built:.0f} s"
         )
-        reports[backend] = {
+        reports[item.spec] = {
             "generation": report.generation,
             "model": report.model,
             "chunks": report.chunks,
             "actors": report.actors,
             "embedded": report.embedded,
             "seconds": report.seconds,
+            "index_kind": manifest.index_kind,
+            "index_params": manifest.index_params,
+            "recall_at_10": report.recall_at_10,
         }
     return {
         "demo_chunks": demo_chunks,
@@ -337,22 +397,16 @@ STAGES = (
 
 
 def stage_profile(
-    data_dir: Path, backend: str, queries: Sequence[str], count: int = 100
+    data_dir: Path, item: Variant, queries: Sequence[str], count: int = 100
 ) -> dict[str, Any]:
     """Where one search's time goes, in process on the same data: wall-clock p50 of
     `Matcher.search` without a profiler, then each stage's share of it under cProfile."""
     import cProfile
     import pstats
 
-    from service.config import Settings
     from service.runtime import Runtime
 
-    settings = Settings(
-        data_dir=data_dir,
-        index_dir=data_dir / f"index-{backend}",
-        backend=backend,  # type: ignore[arg-type]
-    )
-    runtime = Runtime(settings)
+    runtime = Runtime(item.settings(data_dir))
     runtime.warm_up()
     matcher = runtime.matcher
     picked = list(queries[:count])
@@ -379,30 +433,16 @@ def stage_profile(
     total = cumulative("service/matching.py", "search")
     shares = {label: cumulative(path, name) / total for label, path, name in STAGES}
     return {
-        "backend": backend,
+        "variant": item.spec,
         "searches": len(picked),
         "p50_ms": percentile(times, 50),
         "share": {k: round(v, 3) for k, v in shares.items()},
     }
 
 
-def serve_command(data_dir: Path, backend: str, port: int, faiss_threads: int | None) -> list[str]:
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--index-dir",
-        str(data_dir / f"index-{backend}"),
-        "--backend",
-        backend,
-        "--port",
-        str(port),
-    ]
-    if faiss_threads:
-        command += ["--faiss-threads", str(faiss_threads)]
-    return command
+def serve_command(data_dir: Path, item: Variant, port: int) -> list[str]:
+    here = str(Path(__file__).resolve())
+    return [sys.executable, here, "serve", str(data_dir), item.spec, "--port", str(port)]
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -410,15 +450,9 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
-    from service.config import Settings
     from service.runtime import Runtime
 
-    if args.faiss_threads:
-        import faiss
-
-        faiss.omp_set_num_threads(args.faiss_threads)
-    settings = Settings(data_dir=args.data_dir, index_dir=args.index_dir, backend=args.backend)
-    app = create_app(Runtime(settings), warm=True)
+    app = create_app(Runtime(args.variant.settings(args.data_dir)), warm=True)
     uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
     return 0
 
@@ -440,27 +474,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     sub = parser.add_subparsers(dest="command")
     server = sub.add_parser("serve", help="run one server (started by the benchmark)")
-    server.add_argument("--data-dir", type=Path, required=True)
-    server.add_argument("--index-dir", type=Path, required=True)
-    server.add_argument("--backend", choices=BACKENDS, required=True)
+    server.add_argument("data_dir", type=Path)
+    server.add_argument("variant", type=variant)
     server.add_argument("--port", type=int, required=True)
-    server.add_argument("--faiss-threads", type=int, default=None)
 
     parser.add_argument("--chunks", type=int, default=100_000, help="total chunks (100000)")
     parser.add_argument(
-        "--backends",
+        "--variants",
         nargs="+",
-        choices=BACKENDS,
-        default=["torch", "onnx-int8"],
-        help="embedding backends served side by side (default torch onnx-int8)",
-    )
-    parser.add_argument(
-        "--faiss-one-thread",
-        nargs="*",
-        choices=BACKENDS,
-        default=[],
-        metavar="BACKEND",
-        help="also serve these backends with FAISS limited to one OpenMP thread (default none)",
+        type=variant,
+        default=[Variant("torch"), Variant("onnx-int8")],
+        metavar="BACKEND[:KEY=VALUE,...]",
+        help="servers measured side by side: an embedding backend (torch, onnx-fp32, "
+        "onnx-int8) with optional Settings overrides, e.g. onnx-int8:index=flat or "
+        "torch:faiss_threads=2 (default: torch onnx-int8, the service's configuration)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--search-1", type=int, default=150, help="requests at 1 client (150)")
@@ -565,16 +592,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="http-data-", dir=BENCH_DIR))
     servers: list[Server] = []
     try:
-        backends = list(dict.fromkeys([*args.backends, *args.faiss_one_thread]))
-        data = build_store(data_dir, args.chunks, backends, args.sigma)
-        variants = [(b, None) for b in args.backends]
-        variants += [(b, 1) for b in args.faiss_one_thread]
-        for backend, threads in variants:
-            name = backend + (f" (faiss {threads} thread)" if threads else "")
+        data = build_store(data_dir, args.chunks, args.variants, args.sigma)
+        for item in args.variants:
             port = free_port()
-            log_path = data_dir / f"server-{backend}-{threads or 'default'}.log"
-            command = serve_command(data_dir, backend, port, threads)
-            servers.append(start_server(name, command, port, "/readyz", log_path))
+            log_path = data_dir / f"server-{item.slug}.log"
+            command = serve_command(data_dir, item, port)
+            servers.append(start_server(item.spec, command, port, "/readyz", log_path))
         queries = demo_vectors("onnx-fp32").query_texts
         actor_ids = [a.id for a in load_demo_actors()]
         levels = [
@@ -589,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in servers:
             server.stop()
         log("in-process stage profile of Matcher.search")
-        stages = [stage_profile(data_dir, b, queries) for b in args.backends]
+        stages = [stage_profile(data_dir, item, queries) for item in args.variants]
     finally:
         for server in servers:
             server.stop()

@@ -14,10 +14,11 @@ in one process and interleaved round by round (the machine is shared):
 - memory: bytes of the written index file and the process RSS growth during the build.
 
 HNSW uses the service's parameters (M=32, efConstruction=200) at efSearch 64/128/256, passed per
-call as the service does. An HNSW build is added in slices and abandoned when it would exceed
-`--max-build-seconds`; the full build time is then extrapolated (and said to be). A FlatIP-only
-sweep over more sizes finds where the exact search's p50 crosses `--latency-budget-ms`, which is
-what `HNSW_THRESHOLD` in service/reindex.py should follow.
+call as the service does. An HNSW build is added in slices of 50k and, from the second slice on,
+abandoned when its projection (n log n) exceeds `--max-build-seconds`; the full build time is
+then extrapolated (and said to be). A FlatIP-only sweep over more sizes finds where the exact
+search's p50 crosses `--latency-budget-ms`, which is what `HNSW_THRESHOLD` in
+service/reindex.py should follow.
 
     .venv/bin/python scripts/bench_index.py --sizes 10000 100000 1000000 --rounds 3
 """
@@ -261,7 +262,7 @@ def build(
         elapsed = time.perf_counter() - started
         if kind == "hnsw" and len(vectors) > slice_size:
             log(f"    hnsw build {added}/{len(vectors)} after {elapsed:.0f} s")
-        if kind == "hnsw" and added < len(vectors):
+        if kind == "hnsw" and added < len(vectors) and added >= 2 * slice_size:
             # HNSW insertion cost grows about with log(n): extrapolate from the rate so far.
             scale = (len(vectors) * math.log(len(vectors))) / (added * math.log(max(added, 2)))
             estimate = elapsed * scale

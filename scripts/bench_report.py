@@ -96,6 +96,26 @@ def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return found
 
 
+def revision() -> str:
+    """The checkout's commit (read-only git), and whether tracked files differ from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" with uncommitted changes" if dirty else "")
+
+
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command that produced a result, relative to the checkout where possible."""
     argv = list(sys.argv if argv is None else argv)
@@ -158,6 +178,7 @@ def write_result(name: str, payload: dict[str, Any], started: float | None = Non
         "seconds": round(time.perf_counter() - started, 1) if started is not None else None,
         "machine": machine(),
         "versions": versions(),
+        "revision": revision(),
         **payload,
     }
     path = RESULTS_DIR / f"{name}.json"
@@ -193,6 +214,7 @@ def capture(name: str, command: Sequence[str]) -> int:
         "seconds": round(time.perf_counter() - started, 1),
         "machine": {**machine(), "load_average_before": before["load_average"]},
         "versions": versions(),
+        "revision": revision(),
         "stdout": done.stdout,
         "tables": markdown_tables(done.stdout),
     }
@@ -276,7 +298,11 @@ def render_machine(results: dict[str, dict[str, Any]]) -> list[str]:
         load = result["machine"].get("load_average", ["?"])
         before = result["machine"].get("load_average_before")
         extra = f" (before: {before[0]})" if before else ""
-        lines.append(f"  - {name}: {load[0]}{extra}, took {fmt(result.get('seconds'), 0)} s")
+        lines.append(
+            f"  - {name}: {load[0]}{extra}, took {fmt(result.get('seconds'), 0)} s, "
+            f"finished {result.get('finished_at', '?')}, clustermatch revision "
+            f"{result.get('revision', 'not recorded')}"
+        )
     versions_seen: dict[str, str] = {}
     for result in results.values():
         versions_seen.update(result.get("versions", {}))
@@ -501,8 +527,15 @@ def render_http(result: dict[str, Any] | None) -> tuple[list[str], dict[str, Any
         f"Data: the demo data ({data['demo_chunks']:,} chunks) plus {data['synthetic_actors']:,}"
         f" synthetic actors ({data['synthetic_chunks']:,} chunks, demo passages with noise "
         f"sigma {data['sigma']} on their vectors), {reindex['chunks']:,} chunks and "
-        f"{reindex['actors']:,} actors in all, built by the ordinary reindex (FlatIP below "
-        f"the HNSW threshold). One uvicorn worker per server on 127.0.0.1, all servers up at "
+        f"{reindex['actors']:,} actors in all, built by the ordinary reindex; indexes: "
+        + "; ".join(
+            f"{spec}: {r['index_kind']} {r.get('index_params') or ''} (recall@10 "
+            f"{r.get('recall_at_10', 'n/a')})"
+            for spec, r in data["reindex"].items()
+        )
+        + ". A variant's `:key=value` overrides one setting of the service "
+        "(`index=flat`: exact whatever the size). One uvicorn worker per server on 127.0.0.1, "
+        f"all servers up at "
         f"once and measured in rotated order each round ({result['rounds']} rounds); "
         f"{result['queries']} distinct project titles as queries "
         "(`GET /v1/search?q=...&limit=10`), demo actor ids for `POST /v1/match`. Each client "
@@ -529,7 +562,9 @@ def render_http(result: dict[str, Any] | None) -> tuple[list[str], dict[str, Any
             "`Matcher.search`, then each stage's share of it under cProfile (which inflates "
             "Python-heavy stages somewhat; shares of nested stages overlap their parent):",
             "",
-            "| stage | " + " | ".join(f"{s['backend']}" for s in stages) + " |",
+            "| stage | "
+            + " | ".join(f"{s.get('variant', s.get('backend'))}" for s in stages)
+            + " |",
             "|" + " --- |" * (len(stages) + 1),
             "| `Matcher.search` p50 | "
             + " | ".join(f"{fmt(s['p50_ms'])} ms" for s in stages)
@@ -691,7 +726,7 @@ def render_targets(
             if one:
                 p50, p99 = one["p50_ms"]["median"], one["p99_ms"]["median"]
                 query = (embedding.get("query_ms") or {}) if embedding else {}
-                label = BACKEND_LABELS.get(server.split(" ")[0], server)
+                label = BACKEND_LABELS.get(re.split(r"[ :]", server)[0], server)
                 embed_ms = next((v for k, v in query.items() if k.startswith(label)), None)
                 why = (
                     f"of a request, exact search over {chunks:,} chunks takes {faiss_part} "
@@ -699,6 +734,22 @@ def render_targets(
                     "the service's own work per request (SQLite reads of every candidate "
                     "actor's chunks, scoring, BM25 fusion, language detection, evidence, facets)"
                 )
+                stage = next(
+                    (x for x in http.get("stages", []) if x.get("variant") == server), None
+                )
+                if stage:
+                    share = stage["share"]
+                    top = sorted(
+                        ((v, k) for k, v in share.items() if not k.startswith(" ")), reverse=True
+                    )
+                    kind = http["data"]["reindex"].get(server, {}).get("index_kind", "")
+                    why = (
+                        f"in process the search alone takes {fmt(stage['p50_ms'])} ms ({kind}); "
+                        + ", ".join(f"{k} {100 * v:.0f}%" for v, k in top)
+                        + "; FAISS itself "
+                        + f"{100 * share.get('  of which FAISS search', 0):.0f}%"
+                        + "; HTTP, validation, facets and JSON add the rest"
+                    )
                 rows.append(
                     (
                         f"/v1/search p50 <= 15 ms, 1 client ({server}, {chunks:,} chunks)",

@@ -48,6 +48,7 @@ import numpy as np
 from bench_http import (
     Call,
     Server,
+    Variant,
     build_store,
     free_port,
     load_demo_actors,
@@ -355,17 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["build"] = measure_builds(worker, args.backends, args.rounds, args)
 
         # the whole demo data, for both: clustermatch store + generations, txtai index
-        data = build_store(data_dir, 0, args.backends)
-        from service.config import Settings
+        variants = [Variant(b) for b in args.backends]
+        data = build_store(data_dir, 0, variants)
         from service.runtime import Runtime
 
-        first = args.backends[0]
-        settings = Settings(
-            data_dir=data_dir,
-            index_dir=data_dir / f"index-{first}",
-            backend=first,  # type: ignore[arg-type]
-        )
-        runtime = Runtime(settings)
+        runtime = Runtime(variants[0].settings(data_dir))
         chunks = [c for b in runtime.store.iter_chunks() for c in b]
         log(f"txtai: indexing the whole demo data ({len(chunks)} chunks) for search and HTTP")
         full = worker.call(op="index", ids=[c.id for c in chunks], texts=[c.text for c in chunks])
@@ -437,15 +432,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env={"CONFIG": str(config)},
             )
         )
-        for backend in args.backends:
+        for item in variants:
             port = free_port()
             servers.append(
                 start_server(
-                    f"clustermatch {backend}",
-                    serve_command(data_dir, backend, port, None),
+                    f"clustermatch {item.spec}",
+                    serve_command(data_dir, item, port),
                     port,
                     "/readyz",
-                    data_dir / f"server-{backend}.log",
+                    data_dir / f"server-{item.slug}.log",
                 )
             )
 
