@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.config import MODELS_DIR
 from service.errors import ModelUnavailable
+from service.fsutil import fsync_path
 from service.locks import waiting
 
 if TYPE_CHECKING:
@@ -178,14 +179,6 @@ def _remove_stale_temporaries(cache_dir: Path, name: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish_folder(tmp: Path, final: Path) -> None:
     """fsync every file, then rename the folder into place (moving an outdated one aside first).
 
@@ -196,15 +189,15 @@ def _publish_folder(tmp: Path, final: Path) -> None:
     # service, as the ONNX exports are.
     for path in sorted(tmp.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
-        _fsync(path)
+        fsync_path(path)
     tmp.chmod(0o755)
-    _fsync(tmp)
+    fsync_path(tmp)
     old: Path | None = None
     if final.exists():
         old = final.parent / f".{final.name}.old.{os.getpid()}.tmp"
         os.replace(final, old)
     os.replace(tmp, final)
-    _fsync(final.parent)
+    fsync_path(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -43,6 +43,7 @@ from service.config import MODELS_DIR, ModelProfile
 from service.embedding.base import Role, Vectors, l2_normalise
 from service.embedding.sentence_transformers import model_path
 from service.errors import ModelUnavailable
+from service.fsutil import fsync_path
 from service.locks import waiting
 
 DEFAULT_CACHE_DIR = MODELS_DIR / "cache"
@@ -117,14 +118,6 @@ def source_checksum(transformer_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish(tmp: Path, final: Path) -> None:
     """fsync `tmp` and rename it over `final`: readers see no file or a whole one."""
     with tmp.open("rb") as handle:
@@ -132,7 +125,7 @@ def _publish(tmp: Path, final: Path) -> None:
     # mkstemp creates 0600; the cache is shared by whoever runs the service.
     tmp.chmod(0o644)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def _temp_path(folder: Path, name: str) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 
 from service.errors import CorruptArtifact, IndexMismatch, NotFound
 from service.failpoints import failpoint
+from service.fsutil import fsync_path
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 
@@ -82,14 +83,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class GenerationStore:
     """Publishes, finds and loads generations under one directory. Cheap to construct."""
 
@@ -142,7 +135,7 @@ class GenerationStore:
         index_path = staging / INDEX_FILE
         index.save(index_path)
         failpoint("publish-index-written")
-        _fsync_path(index_path)
+        fsync_path(index_path)
         manifest = Manifest(
             generation=generation,
             dim=index.dim,
@@ -154,10 +147,10 @@ class GenerationStore:
         )
         manifest_path = staging / MANIFEST_FILE
         manifest_path.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
-        _fsync_path(manifest_path)
+        fsync_path(manifest_path)
         final = self.generations_dir / generation
         os.replace(staging, final)
-        _fsync_path(self.generations_dir)
+        fsync_path(self.generations_dir)
         failpoint("publish-before-swap")
         self.point_to(generation)
         self.prune()
@@ -169,9 +162,9 @@ class GenerationStore:
             raise NotFound(f"index generation {generation!r} does not exist")
         tmp = self.root / f".CURRENT.{secrets.token_hex(4)}"
         tmp.write_text(generation + "\n", encoding="utf-8")
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, self.pointer)
-        _fsync_path(self.root)
+        fsync_path(self.root)
 
     def rollback(self) -> str:
         """Point CURRENT at the newest generation older than the current one."""
