@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from service.config import CHECKOUT_DIR, Settings
 from service.errors import ClusterMatchError, Conflict, FieldProblem, InvalidInput
+from service.filters import Filters
 from service.keys import KeyFile
 from service.runtime import Runtime
 from service.store import ActorFilter
@@ -64,18 +65,23 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
-def _filters(args: argparse.Namespace) -> ActorFilter:
-    def upper(values: list[str] | None) -> tuple[str, ...]:
-        return tuple(v.upper() for v in values or ())
+EMPTY_STORE_HINT = (
+    "the store holds no actors yet: load profiles with `clustermatch ingest FILE.jsonl`, "
+    "or the bundled demo with `clustermatch demo`"
+)
 
-    return ActorFilter(
-        countries=upper(args.country),
-        regions=upper(args.region),
-        kinds=tuple(args.kind or ()),
-        sectors=upper(args.sector),
-        clusters=tuple(args.cluster or ()),
-        exclude_same=frozenset(getattr(args, "exclude_same", None) or ()),
+
+def _filters(args: argparse.Namespace) -> ActorFilter:
+    """The same validation and normalisation as the HTTP API (service.filters)."""
+    filters = Filters.parse(
+        prefix="--",
+        country=args.country,
+        region=args.region,
+        kind=args.kind,
+        sector=args.sector,
+        cluster=args.cluster,
     )
+    return filters.to_actor_filter(getattr(args, "exclude_same", None) or ())
 
 
 def _print_matches(result: Any) -> None:
@@ -84,7 +90,7 @@ def _print_matches(result: Any) -> None:
         return
     for rank, match in enumerate(result.matches, start=1):
         actor = match.actor
-        where = actor.country + (
+        where = (actor.country or "country unknown") + (
             f"/{actor.region}" if actor.region and actor.region != actor.country else ""
         )
         print(f"{rank:>3}. {match.score:.3f}  {actor.name}  ({actor.kind}, {where})  [{actor.id}]")
@@ -96,9 +102,11 @@ def _print_matches(result: Any) -> None:
     print(f"\ngeneration {result.generation}, model {result.model}")
 
 
-def _result_json(result: Any) -> dict[str, Any]:
+def _result_json(result: Any, key: str) -> dict[str, Any]:
+    """The JSON of a result, its list named as the HTTP endpoint names it (`results` for
+    search, `matches` for match)."""
     return {
-        "matches": [asdict(m) for m in result.matches],
+        key: [asdict(m) for m in result.matches],
         "generation": result.generation,
         "model": result.model,
     }
@@ -198,7 +206,9 @@ def cmd_search(runtime: Runtime, args: argparse.Namespace) -> int:
     )
     if args.explain:
         result = runtime.matcher.explain(result)
-    _out(args, _result_json(result), lambda: _print_matches(result))
+    if not result.matches and runtime.store.counts().actors == 0:
+        print(EMPTY_STORE_HINT, file=sys.stderr)
+    _out(args, _result_json(result, "results"), lambda: _print_matches(result))
     return EXIT_OK
 
 
@@ -212,7 +222,7 @@ def cmd_match(runtime: Runtime, args: argparse.Namespace) -> int:
     )
     if args.explain:
         result = runtime.matcher.explain(result)
-    _out(args, _result_json(result), lambda: _print_matches(result))
+    _out(args, _result_json(result, "matches"), lambda: _print_matches(result))
     return EXIT_OK
 
 

@@ -103,7 +103,9 @@ class ProfileFields(_Strict):
 
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     kind: ActorKind
-    country: str
+    country: str | None = None
+    """ISO 3166 alpha-2; None where unknown (71 of 5,752 CORDIS organisations give none). An
+    unknown country matches no country filter and is never "the same" as another unknown."""
     region: str | None = None
     sectors: tuple[str, ...] = ()
     clusters: tuple[Identifier, ...] = ()
@@ -112,7 +114,9 @@ class ProfileFields(_Strict):
 
     @field_validator("country", mode="before")
     @classmethod
-    def _iso_country(cls, value: Any) -> str:
+    def _iso_country(cls, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
         if not isinstance(value, str):
             raise ValueError("must be an ISO 3166 alpha-2 code such as AT")
         code = normalise_country(value)
@@ -244,7 +248,7 @@ class ActorSummary:
     id: str
     name: str
     kind: str
-    country: str
+    country: str | None
     region: str | None
     sectors: tuple[str, ...]
     clusters: tuple[str, ...] = ()

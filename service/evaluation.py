@@ -233,7 +233,7 @@ class Corpus:
             ids=[a.id for a in ordered],
             texts=["\n".join(document_text(d) for d in a.documents) for a in ordered],
             kinds={a.id: a.kind.value for a in ordered},
-            countries={a.id: a.country for a in ordered},
+            countries={a.id: a.country or "" for a in ordered},
             degrees={a: len(s) for a, s in partner_sets(dummy).items()},
         )
 
@@ -353,7 +353,7 @@ class ClusterMatchMethod:
         self.runtime, self.corpus, self.aggregate = runtime, corpus, aggregate
         self.name = f"clustermatch:{aggregate}"
         generation = runtime.index.get()
-        if generation is None:
+        if generation.is_empty:
             raise RuntimeError("no index generation to evaluate")
         self._index = generation.index
         chunks = sorted(
@@ -378,7 +378,8 @@ class ClusterMatchMethod:
         queries = self._index.reconstruct(np.array([c.id for c in picked], dtype=np.int64))
         best = np.maximum.reduceat(queries @ self._vectors.T, self._starts, axis=1)
         reduced = best.max(axis=0) if self.aggregate == "max" else best.mean(axis=0)
-        self._last = (query, np.asarray(reduced, dtype=np.float64))
+        # Rounded as the matcher rounds its scores, so near-ties fall to the smaller id in both.
+        self._last = (query, np.asarray(reduced, dtype=np.float64).round(6))
         return self._last[1]
 
     def ranking(self, query: str, limit: int, exclude: frozenset[str] = frozenset()) -> list[str]:

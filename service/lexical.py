@@ -22,7 +22,15 @@ from service.index.base import ChunkSelection, IdArray
 
 TOKEN_PATTERN = r"(?u)\b\w[\w/.-]*\w\b|\b\w\b"
 
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+@cache
+def _bm25s() -> Any:
+    """bm25s, imported on first use; it sets its own logger to DEBUG on import and logs every
+    index build there, so its level is lowered after the import, not before."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 @cache
@@ -37,9 +45,7 @@ def stop_words() -> frozenset[str]:
 
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    import bm25s
-
-    tokens: list[list[str]] = bm25s.tokenize(
+    tokens: list[list[str]] = _bm25s().tokenize(
         list(texts),
         token_pattern=TOKEN_PATTERN,
         stopwords=list(stop_words()),
@@ -59,9 +65,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, ids: IdArray, texts: Sequence[str]) -> LexicalIndex:
-        import bm25s
-
-        model = bm25s.BM25()
+        model = _bm25s().BM25()
         if len(texts):
             model.index(tokenize(texts), show_progress=False)
         return cls(np.asarray(ids, dtype=np.int64), model)

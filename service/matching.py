@@ -31,7 +31,7 @@ import numpy.typing as npt
 from service.config import Aggregate
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
-from service.errors import FieldProblem, IndexUnavailable, InvalidInput, NotFound
+from service.errors import FieldProblem, InvalidInput, NotFound
 from service.index.base import ChunkSelection
 from service.serving import Snapshot
 from service.store import ActorFilter, ChunkDraft, ProfileStore, StoredChunk
@@ -47,6 +47,9 @@ class MatchResult:
     matches: list[Match]
     generation: str
     model: str
+    pool: tuple[ActorSummary, ...] = ()
+    """Every eligible actor the ranking scored, best first (the page is its head): what facet
+    counts describe."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class Matcher:
         self,
         store: ProfileStore,
         embedder: Embedder,
-        snapshot: Callable[[], Snapshot | None],
+        snapshot: Callable[[], Snapshot],
         prepare: Prepare,
         aggregate: Aggregate = "coverage",
         max_query_chunks: int = 48,
@@ -197,14 +200,6 @@ class Matcher:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([cached[h] for _, h in items]).astype(np.float32)
 
-    def _current(self) -> Snapshot:
-        snapshot = self._snapshot()
-        if snapshot is None:
-            raise IndexUnavailable(
-                "no index has been built yet; run `clustermatch reindex` (or `clustermatch demo`)"
-            )
-        return snapshot
-
     def _rank(
         self,
         query_vectors: npt.NDArray[np.float32],
@@ -215,7 +210,7 @@ class Matcher:
         diversify: bool = False,
         lexical: str | None = None,
     ) -> MatchResult:
-        snapshot = self._current()
+        snapshot = self._snapshot()
         manifest = snapshot.generation.manifest
         if len(queries) == 0:
             return MatchResult([], manifest.generation, manifest.model_id)
@@ -232,7 +227,8 @@ class Matcher:
             scored = fuse(scored, lexical_best, self.fusion, self.fusion_weight)
         scored.sort(key=lambda m: (-m.score, m.actor.id))
         ranked = maximal_marginal_relevance(scored, limit) if diversify else scored[:limit]
-        return MatchResult(ranked, manifest.generation, manifest.model_id)
+        pool = tuple(m.actor for m in scored)
+        return MatchResult(ranked, manifest.generation, manifest.model_id, pool)
 
     def _candidates(
         self,
@@ -433,7 +429,8 @@ def actor_likeness(a: Match, b: Match) -> float:
     """How much two suggestions are "more of the same", in [0, 1]: half for sharing the best
     passage (the partners of one project share its text), half for alike attributes (kind,
     country, region, sectors)."""
-    parts = [float(a.actor.kind == b.actor.kind), float(a.actor.country == b.actor.country)]
+    same_country = a.actor.country is not None and a.actor.country == b.actor.country
+    parts = [float(a.actor.kind == b.actor.kind), float(same_country)]
     if a.actor.region and b.actor.region:
         parts.append(
             float(

@@ -133,14 +133,11 @@ class Runtime:
 
     def pending_changes(self) -> int:
         """Actor writes and deletes the served generation has not seen."""
-        generation = self.index.get()
-        return self.store.changes() - (generation.manifest.changes if generation else 0)
+        return self.store.changes() - self.index.get().manifest.changes
 
     def is_candidate(self, actor_id: str) -> bool:
         """Whether `actor_id` can be returned as a match now (its chunks are searchable)."""
         snapshot = self.index.snapshot()
-        if snapshot is None:
-            return False
         chunks = self.store.chunks_of_actors([actor_id])
         watermark = snapshot.generation.manifest.watermark
         in_delta = set(snapshot.delta.vectors_of(np.array([c.id for c in chunks], np.int64)))

@@ -7,6 +7,8 @@
 - **Delta.** Chunks written after the generation's snapshot have ids above its watermark (ids only
   grow). Their vectors (embedded when written, kept in the store's cache) are searched exactly
   beside the generation, so a profile posted at 10:00 is a candidate at 10:00.
+- **Before the first build** an empty stand-in generation (`LoadedGeneration.empty`) is served:
+  every chunk is in the delta, so a fresh deployment takes writes and answers matches at once.
 - **Deletes** need no tombstone list of their own: every hit is resolved against the store, and a
   chunk that is no longer there (deleted or replaced actor) is dropped from every result at once.
 """
@@ -109,32 +111,38 @@ class ServedIndex:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def get(self) -> LoadedGeneration | None:
-        snapshot = self.snapshot()
-        return snapshot.generation if snapshot else None
+    def get(self) -> LoadedGeneration:
+        """The served generation (the empty stand-in before the first build)."""
+        return self.snapshot().generation
 
-    def snapshot(self, refresh: bool = True) -> Snapshot | None:
+    def snapshot(self, refresh: bool = True) -> Snapshot:
         """The current generation and delta; picks up chunks other writers have embedded."""
-        if self._snapshot is None:
-            self.reload()
-        if refresh and self._snapshot is not None:
+        if self._snapshot is None or self._snapshot.generation.is_empty:
+            self.reload()  # while nothing is built, a file read: pick up the first build at once
+        if refresh:
             self.refresh_delta(embed=False)
+        assert self._snapshot is not None  # reload always leaves a snapshot
         return self._snapshot
 
     # --- changes ---------------------------------------------------------------------------
 
-    def reload(self) -> LoadedGeneration | None:
-        """Load what CURRENT names if it is not what is served, warm it, swap it in."""
+    def reload(self) -> LoadedGeneration:
+        """Load what CURRENT names if it is not what is served, warm it, swap it in. Before the
+        first build, serve the empty stand-in generation."""
         with self._reload_lock:
             wanted = self._generations.current_id()
             current = self._snapshot
-            if wanted is None or (current and current.generation.manifest.generation == wanted):
-                return current.generation if current else None
-            loaded = self._generations.load(
-                wanted, model_id=self._embedder.model_id, dim=self._embedder.dim
-            )
-            assert loaded is not None
-            warm(loaded)
+            if current and (wanted is None or current.generation.manifest.generation == wanted):
+                return current.generation
+            if wanted is None:
+                loaded = LoadedGeneration.empty(self._embedder.model_id, self._embedder.dim)
+            else:
+                found = self._generations.load(
+                    wanted, model_id=self._embedder.model_id, dim=self._embedder.dim
+                )
+                assert found is not None
+                loaded = found
+                warm(loaded)
             lexical = self._lexical(loaded.manifest.watermark) if self._with_lexical else None
             watermark = loaded.manifest.watermark
             delta = (
@@ -145,7 +153,10 @@ class ServedIndex:
             if self._with_lexical:
                 delta = delta.with_lexical()
             self._snapshot = Snapshot(loaded, delta, lexical)
-            log.info("serving generation %s (%d chunks)", wanted, loaded.manifest.chunks)
+            if wanted is None:
+                log.info("no index generation built yet: serving every stored chunk from the delta")
+            else:
+                log.info("serving generation %s (%d chunks)", wanted, loaded.manifest.chunks)
             if current is None:
                 self.refresh_delta(embed=False)
             return loaded
@@ -166,6 +177,8 @@ class ServedIndex:
         """Add chunks newer than the delta to it. With `embed`, vectors missing from the cache
         are computed (the write path); without, only cached ones are taken (the query path, so a
         query never pays for someone else's import). Returns how many chunks were added."""
+        if self._snapshot is None:
+            self.reload()
         current = self._snapshot
         if current is None or self._store.max_chunk_id() <= current.delta.covered:
             return 0

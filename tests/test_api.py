@@ -72,7 +72,8 @@ def test_put_get_replace_delete(client: TestClient) -> None:
     created = client.put("/v1/actors/acme", json=profile([WIND], sectors=["C28"]))
     assert created.status_code == 201
     assert created.json()["status"] == "created"
-    assert created.json()["matchable"] == {"as_query": True, "as_candidate": False}
+    # No generation was ever built: the live delta serves it at once.
+    assert created.json()["matchable"] == {"as_query": True, "as_candidate": True}
     got = client.get("/v1/actors/acme").json()
     assert got["sectors"] == ["C28"] and got["documents"][0]["text"] == WIND
     replaced = client.put("/v1/actors/acme", json=profile(["hydrogen storage"]))
@@ -174,10 +175,22 @@ def test_bulk_limits(runtime: Runtime) -> None:
 # --- matching --------------------------------------------------------------------------------
 
 
-def test_match_and_search_need_an_index(client: TestClient) -> None:
+def test_match_and_search_before_any_rebuild(client: TestClient) -> None:
+    """A fresh deployment: the first profiles are matchable without a rebuild by hand."""
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert client.get("/v1/search", params={"q": "wind"}).json()["results"] == []
     seed(client)
-    assert_problem(client.get("/v1/search", params={"q": "wind"}), 503)
-    assert client.get("/readyz").status_code == 503
+    ready = client.get("/readyz").json()
+    assert ready["stale"] is True and ready["generation"] is None and ready["pending_changes"] == 9
+    found = client.get("/v1/search", params={"q": WIND, "limit": 3}).json()
+    assert next(r["actor"]["id"] for r in found["results"]).startswith("wind-")
+    matched = client.post("/v1/match", json={"actor_id": "wind-0", "limit": 3}).json()
+    assert len(matched["matches"]) == 3 and "wind-0" not in {
+        m["actor"]["id"] for m in matched["matches"]
+    }
+    assert client.get("/v1/index").json()["state"] == "empty"
+    rebuild(client)
+    assert client.get("/readyz").json()["stale"] is False
 
 
 def test_match_by_actor_and_by_profile(client: TestClient) -> None:
@@ -208,7 +221,7 @@ def test_match_exclude_actors_still_fills_limit(client: TestClient) -> None:
     body = {"actor_id": "wind-0", "limit": 4, "exclude_actors": known}
     ids = [m["actor"]["id"] for m in client.post("/v1/match", json=body).json()["matches"]]
     assert len(ids) == 4 and not set(ids) & set(known)
-    filtered = {"actor_id": "wind-0", "limit": 3, "filters": {"countries": ["de"]}}
+    filtered = {"actor_id": "wind-0", "limit": 3, "filters": {"country": ["de"]}}
     matches = client.post("/v1/match", json=filtered).json()["matches"]
     assert [m["actor"]["country"] for m in matches] == ["DE", "DE", "DE"]
 
@@ -248,8 +261,9 @@ def test_search_with_facets_and_filters(client: TestClient) -> None:
     rebuild(client)
     result = client.get("/v1/search", params={"q": WIND, "limit": 8}).json()
     assert len(result["results"]) == 8
-    assert result["facets"]["country"] == {"AT": 5, "DE": 3}
-    assert result["facets"]["kind"] == {"company": 8}
+    # Facets count the whole ranked pool (the bakery too, scored but not on this page).
+    assert result["facets"]["country"] == {"AT": 5, "DE": 3, "IT": 1}
+    assert result["facets"]["kind"] == {"company": 8, "research": 1}
     only_research = client.get("/v1/search", params={"q": WIND, "kind": "research"}).json()
     assert [r["actor"]["id"] for r in only_research["results"]] == ["bakery"]
     assert_problem(client.get("/v1/search"), 422, "q")

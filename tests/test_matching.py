@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.domain import Actor
-from service.errors import IndexUnavailable, InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound
 from service.runtime import Runtime
 from service.store import ActorFilter
 from tests.factories import actor_data, make_actor
@@ -100,12 +100,26 @@ def test_aggregates_differ_on_multi_chunk_queries(runtime: Runtime) -> None:
     assert best.matches[0].score >= coverage.matches[0].score
 
 
-def test_unknown_actor_and_missing_index(runtime: Runtime) -> None:
-    with pytest.raises(IndexUnavailable, match="reindex"):
-        runtime.matcher.search("anything")
+def test_unknown_actor(runtime: Runtime) -> None:
     seed(runtime)
     with pytest.raises(NotFound, match="nobody"):
         runtime.matcher.match_actor("nobody")
+
+
+def test_fresh_store_matches_before_any_rebuild(runtime: Runtime) -> None:
+    """No generation has been published: the empty stand-in serves and the delta holds all."""
+    assert runtime.matcher.search("anything").matches == []
+    runtime.ingestor.upsert(
+        [make_actor("a1", [WIND], country="AT"), make_actor("a2", [f"{WIND} tests"])]
+    )
+    assert runtime.is_candidate("a1") and runtime.is_candidate("a2")
+    assert ids(runtime.matcher.match_actor("a1")) == ["a2"]
+    assert ids(runtime.matcher.search(WIND, limit=2)) == ["a1", "a2"]
+    assert runtime.index.get().is_empty and runtime.pending_changes() == 2
+    runtime.reindexer.run()
+    runtime.index.reload()
+    assert not runtime.index.get().is_empty
+    assert ids(runtime.matcher.match_actor("a1")) == ["a2"]
 
 
 def test_diversify_breaks_up_near_copies(runtime: Runtime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -83,8 +84,12 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
+    install_docs(app)
+    install_openapi(app, open_mode=services.keys is None)
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -100,28 +105,106 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: an index generation is loaded")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the service can serve requests (a fresh, empty store included)",
+        description="`stale` is true while writes are served from the live delta only (no "
+        "generation built yet, or changes since the last one); matching still sees them.",
+        responses={503: {"description": "the index on disk cannot be served (see `detail`)"}},
+    )
     def readyz(services: ServicesDep) -> Any:
         try:
             generation = services.runtime.index.get()
+            pending = services.runtime.pending_changes()
         except ClusterMatchError as exc:
             return JSONResponse({"status": "not ready", "detail": str(exc)}, status_code=503)
-        if generation is None:
-            return JSONResponse(
-                {"status": "not ready", "detail": "no index generation has been built"},
-                status_code=503,
-            )
-        return {"status": "ready", "generation": generation.manifest.generation}
+        return {
+            "status": "ready",
+            "generation": None if generation.is_empty else generation.manifest.generation,
+            "pending_changes": pending,
+            "stale": generation.is_empty or pending > 0,
+        }
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     def prometheus(services: ServicesDep) -> Response:
-        generation = services.runtime.index.get()
-        if generation is not None:
-            metrics.index_chunks.set(generation.manifest.chunks)
-            metrics.index_actors.set(generation.manifest.actors)
+        manifest = services.runtime.index.get().manifest
+        metrics.index_chunks.set(manifest.chunks)
+        metrics.index_actors.set(manifest.actors)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+DOCS_ASSETS = "/static/docs"
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs and /redoc with their scripts served by the app from the fastapi-offline package,
+    so they work in closed networks (FastAPI's defaults load them from a CDN)."""
+    import importlib.util
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    assert spec is not None and spec.submodule_search_locations
+    assets = Path(next(iter(spec.submodule_search_locations))) / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="clustermatch API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="clustermatch API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def install_openapi(app: FastAPI, open_mode: bool) -> None:
+    """The OpenAPI document as the service really behaves: errors are `application/problem+json`
+    (one `Problem` schema, FastAPI's own validation-error schema is never sent), and an open
+    service declares no security scheme it does not enforce."""
+    from fastapi.openapi.utils import get_openapi
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    for code, response in operation.get("responses", {}).items():
+                        if code.isdigit() and int(code) >= 400:
+                            response["content"] = {errors.PROBLEM: problem}
+                    if open_mode:
+                        operation.pop("security", None)
+            schemas = spec.get("components", {}).get("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            if open_mode:
+                spec.get("components", {}).pop("securitySchemes", None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]
 
 
 def set_search_threads(threads: int) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.metrics import Metrics
-from service.errors import Forbidden, Unauthorized
+from service.errors import FieldProblem, Forbidden, InvalidInput, Unauthorized
 from service.jobs import RebuildJobs
 from service.keys import OPEN_PRINCIPAL, KeyFile, Principal, Scope
 from service.runtime import Runtime
@@ -57,3 +59,38 @@ def _require(scope: Scope) -> object:
 Reader = Annotated[Principal, _require("read")]
 Writer = Annotated[Principal, _require("write")]
 Admin = Annotated[Principal, _require("admin")]
+
+
+_known_query: dict[int, frozenset[str]] = {}
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: `?contry=DE` would otherwise be
+    ignored and answer unfiltered results as if it had been applied."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _known_query.get(id(route))
+    if known is None:
+        known = frozenset(_query_names(dependant))
+        _known_query[id(route)] = known
+    problems = []
+    for name in dict.fromkeys(request.query_params):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        accepted = ", ".join(sorted(known)) or "none"
+        problems.append(FieldProblem(name, f"unknown query parameter{hint} (accepted: {accepted})"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.convert import actor_filter, decode_cursor, encode_cursor, split_values
-from service.api.deps import Reader, ServicesDep, Writer
+from service.api.convert import decode_cursor, encode_cursor
+from service.api.deps import Reader, ServicesDep, Writer, reject_unknown_query
 from service.api.schemas import (
     PROFILE_EXAMPLE,
     ActorList,
     ActorOut,
     BulkResult,
-    Filters,
     LineResult,
     Matchable,
     MatchResponse,
@@ -26,10 +25,15 @@ from service.api.schemas import (
 )
 from service.domain import Actor
 from service.errors import FieldProblem, Forbidden, InvalidInput, NotFound, TooLarge
+from service.filters import ClusterIds, Countries, Filters, Kinds
 from service.keys import Principal
+from service.store import SameAttribute
 
 router = APIRouter(
-    prefix="/v1/actors", tags=["actors"], responses=problem_responses(401, 403, 404, 413, 422)
+    prefix="/v1/actors",
+    tags=["actors"],
+    responses=problem_responses(401, 403, 404, 413, 422),
+    dependencies=[Depends(reject_unknown_query)],
 )
 
 
@@ -116,16 +120,16 @@ def list_actors(
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    country: Annotated[list[str] | None, Query()] = None,
-    kind: Annotated[list[str] | None, Query()] = None,
-    cluster: Annotated[list[str] | None, Query()] = None,
+    country: Annotated[Countries | None, Query()] = None,
+    kind: Annotated[Kinds | None, Query()] = None,
+    cluster: Annotated[ClusterIds | None, Query()] = None,
 ) -> ActorList:
     page = services.runtime.store.list_actors(
         limit,
         after=decode_cursor(cursor),
-        countries=[c.upper() for c in split_values(country)],
-        kinds=split_values(kind),
-        clusters=split_values(cluster),
+        countries=country or [],
+        kinds=kind or [],
+        clusters=cluster or [],
     )
     return ActorList(
         actors=[summary_out(a) for a in page.actors],
@@ -196,18 +200,18 @@ def actor_matches(
     services: ServicesDep,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=200)] = 10,
-    exclude_same: Annotated[list[str] | None, Query()] = None,
-    country: Annotated[list[str] | None, Query()] = None,
-    kind: Annotated[list[str] | None, Query()] = None,
+    exclude_same: Annotated[list[SameAttribute] | None, Query()] = None,
+    country: Annotated[Countries | None, Query()] = None,
+    kind: Annotated[Kinds | None, Query()] = None,
     explain: bool = False,
     diversify: bool = False,
     mode: Literal["similar", "complement"] = "similar",
 ) -> MatchResponse:
-    filters = Filters(countries=split_values(country), kinds=split_values(kind))
+    filters = Filters(country=country or [], kind=kind or [])
     result = services.runtime.matcher.match_actor(
         actor_id,
         limit=limit,
-        filters=actor_filter(filters, split_values(exclude_same)),
+        filters=filters.to_actor_filter(exclude_same or ()),
         viewer=principal.viewer,
         mode=mode,
         diversify=diversify,

@@ -18,15 +18,16 @@ router = APIRouter(
 def index_status(services: ServicesDep, _: Reader) -> IndexStatus:
     runtime = services.runtime
     generation = runtime.index.get()
-    state = "building" if services.jobs.running else ("ready" if generation else "empty")
-    manifest = generation.manifest if generation else None
+    built = not generation.is_empty
+    state = "building" if services.jobs.running else ("ready" if built else "empty")
+    manifest = generation.manifest
     return IndexStatus(
         state=state,
-        generation=manifest.generation if manifest else None,
-        model=manifest.model_id if manifest else runtime.embedder.model_id,
-        actors=manifest.actors if manifest else 0,
-        chunks=manifest.chunks if manifest else 0,
-        built_at=manifest.built_at if manifest else None,
+        generation=manifest.generation if built else None,
+        model=manifest.model_id,
+        actors=manifest.actors,
+        chunks=manifest.chunks,
+        built_at=manifest.built_at if built else None,
         pending_changes=runtime.pending_changes(),
     )
 

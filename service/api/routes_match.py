@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 
-from service.api.convert import actor_filter, facets, split_values
-from service.api.deps import Reader, ServicesDep
+from service.api.convert import facets
+from service.api.deps import Reader, ServicesDep, reject_unknown_query
 from service.api.schemas import (
     PROFILE_EXAMPLE,
-    Filters,
     MatchRequest,
     MatchResponse,
     SearchResponse,
@@ -18,9 +17,13 @@ from service.api.schemas import (
     problem_responses,
 )
 from service.domain import Actor
+from service.filters import ClusterIds, Countries, Filters, Kinds, Regions, Sectors
 
 router = APIRouter(
-    prefix="/v1", tags=["matching"], responses=problem_responses(401, 403, 404, 422, 503)
+    prefix="/v1",
+    tags=["matching"],
+    responses=problem_responses(401, 403, 404, 422, 503),
+    dependencies=[Depends(reject_unknown_query)],
 )
 
 QUERY_PROFILE_ID = "query-profile"
@@ -53,7 +56,7 @@ def match(
                     "value": {
                         "profile": PROFILE_EXAMPLE,
                         "limit": 20,
-                        "filters": {"kinds": ["research", "university"]},
+                        "filters": {"kind": ["research", "university"]},
                         "exclude_actors": ["pic:999984059"],
                         "explain": True,
                     },
@@ -65,7 +68,7 @@ def match(
     principal: Reader,
 ) -> MatchResponse:
     matcher = services.runtime.matcher
-    filters = actor_filter(body.filters, body.exclude_same, body.exclude_actors)
+    filters = body.filters.to_actor_filter(body.exclude_same, body.exclude_actors)
     if body.actor_id is not None:
         result = matcher.match_actor(
             body.actor_id,
@@ -106,27 +109,34 @@ def search(
     principal: Reader,
     q: Annotated[str, Query(min_length=1, max_length=2_000, examples=["offshore wind blades"])],
     limit: Annotated[int, Query(ge=1, le=200)] = 10,
-    country: Annotated[list[str] | None, Query()] = None,
-    region: Annotated[list[str] | None, Query()] = None,
-    kind: Annotated[list[str] | None, Query()] = None,
-    sector: Annotated[list[str] | None, Query()] = None,
-    cluster: Annotated[list[str] | None, Query()] = None,
+    country: Annotated[Countries | None, Query()] = None,
+    region: Annotated[Regions | None, Query()] = None,
+    kind: Annotated[Kinds | None, Query()] = None,
+    sector: Annotated[Sectors | None, Query()] = None,
+    cluster: Annotated[ClusterIds | None, Query()] = None,
     explain: bool = False,
     diversify: bool = False,
 ) -> SearchResponse:
     filters = Filters(
-        countries=split_values(country),
-        regions=split_values(region),
-        kinds=split_values(kind),
-        sectors=split_values(sector),
-        clusters=split_values(cluster),
+        country=country or [],
+        region=region or [],
+        kind=kind or [],
+        sector=sector or [],
+        cluster=cluster or [],
     )
     result = services.runtime.matcher.search(
-        q, limit=limit, filters=actor_filter(filters), viewer=principal.viewer, diversify=diversify
+        q,
+        limit=limit,
+        filters=filters.to_actor_filter(),
+        viewer=principal.viewer,
+        diversify=diversify,
     )
     if explain:
         result = services.runtime.matcher.explain(result)
-    results = [match_out(m, explain) for m in result.matches]
     return SearchResponse(
-        results=results, facets=facets(results), generation=result.generation, model=result.model
+        results=[match_out(m, explain) for m in result.matches],
+        facets=facets(result.pool),
+        facets_over=len(result.pool),
+        generation=result.generation,
+        model=result.model,
     )

@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.domain import ActorSummary, Document, Identifier, Match, ProfileFields
-
-SameAttribute = Literal["sector", "region", "country", "kind", "cluster"]
+from service.filters import Filters
+from service.store import SameAttribute
 
 PROFILE_EXAMPLE: dict[str, Any] = {
     "name": "ACME Composites GmbH",
@@ -55,7 +55,7 @@ class ActorOut(BaseModel):
     id: str
     name: str
     kind: str
-    country: str
+    country: str | None
     region: str | None
     sectors: list[str]
     clusters: list[str]
@@ -83,7 +83,7 @@ class ActorSummaryOut(BaseModel):
     id: str
     name: str
     kind: str
-    country: str
+    country: str | None
     region: str | None
     sectors: list[str]
 
@@ -108,16 +108,6 @@ class BulkResult(BaseModel):
     results: list[LineResult]
 
 
-class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    countries: list[str] = Field(default_factory=list, examples=[["DE", "IT"]])
-    regions: list[str] = Field(default_factory=list, description="NUTS codes or prefixes")
-    kinds: list[str] = Field(default_factory=list, examples=[["company"]])
-    sectors: list[str] = Field(default_factory=list, description="NACE Rev.2 codes")
-    clusters: list[str] = Field(default_factory=list)
-
-
 class MatchRequest(BaseModel):
     """Match a profile (not stored) or a stored actor against the index."""
 
@@ -126,7 +116,7 @@ class MatchRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"actor_id": "pic:991776016", "limit": 10, "exclude_same": ["country"]},
-                {"profile": PROFILE_EXAMPLE, "limit": 20, "filters": {"kinds": ["research"]}},
+                {"profile": PROFILE_EXAMPLE, "limit": 20, "filters": {"kind": ["research"]}},
             ]
         },
     )
@@ -190,8 +180,10 @@ class MatchResponse(BaseModel):
 class SearchResponse(BaseModel):
     results: list[MatchOut]
     facets: dict[str, dict[str, int]] = Field(
-        description="counts per country, kind and sector over the returned results"
+        description="counts per country, kind and sector over the ranked pool of eligible "
+        "actors (the `facets_over` best-scoring ones that pass the filters), not only this page"
     )
+    facets_over: int = Field(description="how many actors the facet counts cover")
     generation: str
     model: str
 
@@ -240,7 +232,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "conflicts with the current state (e.g. a rebuild is running)",
         413: "request body or bulk size over its limit",
         422: "invalid input; `errors` names each field",
-        503: "no index generation is loaded yet",
+        503: "the index on disk does not fit the configured model, or is damaged",
     }
     return {
         code: {

@@ -64,10 +64,39 @@ class Manifest:
         return cls(**known)
 
 
+EMPTY_GENERATION = "empty"
+"""The name served before the first build: no vectors, watermark 0, so every chunk is delta."""
+
+
 @dataclass(frozen=True)
 class LoadedGeneration:
     manifest: Manifest
     index: VectorIndex
+
+    @classmethod
+    def empty(cls, model_id: str, dim: int) -> LoadedGeneration:
+        """What a fresh deployment serves until a generation is published: nothing indexed, so
+        every stored chunk lies above the watermark and is searched in the live delta."""
+        from service.index.exact import ExactIndex
+
+        manifest = Manifest(
+            generation=EMPTY_GENERATION,
+            model_id=model_id,
+            dim=dim,
+            index_kind="none",
+            chunks=0,
+            actors=0,
+            watermark=0,
+            built_at="",
+            build_seconds=0.0,
+            checksum="",
+        )
+        return cls(manifest, ExactIndex(dim))
+
+    @property
+    def is_empty(self) -> bool:
+        """True for the stand-in served before the first build."""
+        return self.manifest.generation == EMPTY_GENERATION
 
 
 def new_generation_id() -> str:

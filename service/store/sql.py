@@ -41,6 +41,7 @@ actors = sa.Table(
     sa.Column("id", sa.String(128), primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False, index=True),
+    # "" where unknown: the column predates optional countries, and "" keeps schema 1 valid.
     sa.Column("country", sa.String(2), nullable=False, index=True),
     sa.Column("region", sa.String(5), nullable=True, index=True),
     sa.Column("url", sa.Text, nullable=True),
@@ -231,7 +232,7 @@ class SqlProfileStore:
                 id=actor.id,
                 name=actor.name,
                 kind=actor.kind.value,
-                country=actor.country,
+                country=actor.country or "",
                 region=actor.region,
                 url=actor.url,
                 tenant=owner.tenant,
@@ -310,7 +311,7 @@ class SqlProfileStore:
                     "id": row["id"],
                     "name": row["name"],
                     "kind": row["kind"],
-                    "country": row["country"],
+                    "country": row["country"] or None,
                     "region": row["region"],
                     "url": row["url"],
                     "sectors": sectors.get(actor_id, ()),
@@ -372,7 +373,7 @@ class SqlProfileStore:
                     id=row.id,
                     name=row.name,
                     kind=row.kind,
-                    country=row.country,
+                    country=row.country or None,
                     region=row.region,
                     sectors=sectors.get(row.id, ()),
                     clusters=clusters.get(row.id, ()),
@@ -526,7 +527,7 @@ class SqlProfileStore:
         ref = f.reference
         if ref is None:
             return out
-        if "country" in f.exclude_same:
+        if "country" in f.exclude_same and ref.country:
             out.append(actors.c.country == ref.country)
         if "kind" in f.exclude_same:
             out.append(actors.c.kind == ref.kind)
