@@ -18,11 +18,12 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from service.countries import ISO_3166_ALPHA2, normalise_country
+from service.countries import EU_TO_ISO, ISO_3166_ALPHA2, normalise_country
 from service.errors import FieldProblem, InvalidInput
 
 # Limits that keep one profile from starving the service. They are deliberately generous for real
@@ -34,9 +35,46 @@ MAX_NAME_CHARS = 500
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
 NUTS_CODE = re.compile(r"^[A-Z]{2}[0-9A-Z]{0,3}$")
 NACE_CODE = re.compile(r"^(?:[A-U](?:\d{2}(?:\.\d{1,2})?)?|\d{2}(?:\.\d{1,2})?)$")
+# The same codes as the JSON schema states them: before trimming and upper-casing.
+NUTS_SCHEMA_PATTERN = r"^\s*[A-Za-z]{2}[0-9A-Za-z]{0,3}\s*$"
+OPTIONAL_NUTS_SCHEMA_PATTERN = r"^\s*(?:[A-Za-z]{2}[0-9A-Za-z]{0,3})?\s*$"
+"""A profile's region may be "" (read as unknown)."""
+NACE_SCHEMA_PATTERN = r"^\s*(?:[A-Ua-u](?:\d{2}(?:\.\d{1,2})?)?|\d{2}(?:\.\d{1,2})?)\s*$"
 PATENT_CLASS = re.compile(r"^[A-HY]\d{2}[A-Z](?:\s?\d{1,4}/\d{1,6})?$")
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+NOT_BLANK: dict[str, Any] = {"pattern": r"\S"}
+"""Texts are trimmed before `min_length` applies: one non-space character is what it takes."""
+# What the validators below check, said in the JSON schema as far as JSON Schema can say it, so
+# that a request valid by the published schema is one the service accepts.
+CountrySchema = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "enum": ["", *sorted(ISO_3166_ALPHA2 | set(EU_TO_ISO))]},
+            {"type": "null"},
+        ],
+        "description": "ISO 3166 alpha-2 (UK and EL are read as GB and GR); null or "
+        "empty if unknown",
+    }
+)
+RegionSchema = WithJsonSchema(
+    {"anyOf": [{"type": "string", "pattern": OPTIONAL_NUTS_SCHEMA_PATTERN}, {"type": "null"}]}
+)
+SectorSchema = WithJsonSchema(
+    {"type": "array", "items": {"type": "string", "pattern": NACE_SCHEMA_PATTERN}}
+)
+PatentClass = Annotated[
+    str,
+    # The check itself is `Document._patent_classes` (after trimming and upper-casing); the
+    # schema states the same, case-insensitively, so generated clients send valid codes.
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\s*[A-HYa-hy]\d{2}[A-Za-z](?:\s?\d{1,4}/\d{1,6})?\s*$",
+            "examples": ["F03D 1/06"],
+        }
+    ),
+]
 
 
 class ActorKind(StrEnum):
@@ -75,12 +113,12 @@ class Document(_Strict):
 
     id: Identifier
     kind: DocumentKind
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, json_schema_extra=NOT_BLANK)
     title: str | None = Field(default=None, max_length=1_000)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
     visibility: Visibility = Visibility.PUBLIC
     intent: Intent | None = None
-    codes: tuple[str, ...] = ()
+    codes: tuple[PatentClass, ...] = ()
 
     @field_validator("codes")
     @classmethod
@@ -101,13 +139,13 @@ class Document(_Strict):
 class ProfileFields(_Strict):
     """Everything of an actor profile except its id (the HTTP API takes the id from the path)."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS, json_schema_extra=NOT_BLANK)
     kind: ActorKind
-    country: str | None = None
+    country: Annotated[str | None, CountrySchema] = None
     """ISO 3166 alpha-2; None where unknown (71 of 5,752 CORDIS organisations give none). An
     unknown country matches no country filter and is never "the same" as another unknown."""
-    region: str | None = None
-    sectors: tuple[str, ...] = ()
+    region: Annotated[str | None, RegionSchema] = None
+    sectors: Annotated[tuple[str, ...], SectorSchema] = ()
     clusters: tuple[Identifier, ...] = ()
     url: str | None = Field(default=None, max_length=2_000, pattern=r"^https?://\S+$")
     documents: tuple[Document, ...] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_ACTOR)
@@ -115,10 +153,12 @@ class ProfileFields(_Strict):
     @field_validator("country", mode="before")
     @classmethod
     def _iso_country(cls, value: Any) -> str | None:
-        if value is None or value == "":
+        if value is None:
             return None
         if not isinstance(value, str):
             raise ValueError("must be an ISO 3166 alpha-2 code such as AT")
+        if not value.strip():
+            return None
         code = normalise_country(value)
         if code not in ISO_3166_ALPHA2:
             raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code (e.g. AT, DE, IT)")
@@ -127,9 +167,13 @@ class ProfileFields(_Strict):
     @field_validator("region", mode="before")
     @classmethod
     def _nuts_region(cls, value: Any) -> str | None:
-        if value is None or value == "":
+        if value is None:
             return None
-        code = str(value).strip().upper()
+        if not isinstance(value, str):
+            raise ValueError("must be a NUTS code such as AT31")
+        code = value.strip().upper()
+        if not code:
+            return None
         if not NUTS_CODE.match(code):
             raise ValueError(f"{value!r} is not a NUTS code (e.g. AT3, DE21, ITC4C)")
         return code
@@ -139,7 +183,9 @@ class ProfileFields(_Strict):
     def _nace_sectors(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple):
             return value
-        codes = [str(v).strip().upper() for v in value]
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of NACE Rev.2 codes such as C28")
+        codes = [v.strip().upper() for v in value]
         bad = [c for c in codes if not NACE_CODE.match(c)]
         if bad:
             raise ValueError(f"not NACE Rev.2 codes: {', '.join(bad)} (expected e.g. C28, 28.11)")

@@ -24,7 +24,15 @@ from pydantic import (
 )
 
 from service.countries import EU_TO_ISO, ISO_3166_ALPHA2, normalise_country
-from service.domain import IDENTIFIER, NACE_CODE, NUTS_CODE, ActorKind, problems_from
+from service.domain import (
+    IDENTIFIER,
+    NACE_CODE,
+    NACE_SCHEMA_PATTERN,
+    NUTS_CODE,
+    NUTS_SCHEMA_PATTERN,
+    ActorKind,
+    problems_from,
+)
 from service.errors import FieldProblem, InvalidInput
 from service.store import ActorFilter, SameAttribute
 
@@ -77,7 +85,8 @@ def split_values(values: Any) -> Any:
         values = [values]
     if not isinstance(values, list | tuple):
         return values
-    return [v.strip() for value in values for v in str(value).split(",") if v.strip()]
+    # An empty value (`?region=`) stays, and fails validation: it would match nothing.
+    return [v.strip() for value in values for v in str(value).split(",")]
 
 
 Country = Annotated[
@@ -94,7 +103,7 @@ Country = Annotated[
 Region = Annotated[
     str,
     BeforeValidator(_region),
-    WithJsonSchema({"type": "string", "pattern": NUTS_CODE.pattern, "examples": ["AT3"]}),
+    WithJsonSchema({"type": "string", "pattern": NUTS_SCHEMA_PATTERN, "examples": ["AT3"]}),
 ]
 Kind = Annotated[
     str, BeforeValidator(_kind), WithJsonSchema({"type": "string", "enum": list(KINDS)})
@@ -102,7 +111,7 @@ Kind = Annotated[
 Sector = Annotated[
     str,
     BeforeValidator(_sector),
-    WithJsonSchema({"type": "string", "pattern": NACE_CODE.pattern, "examples": ["C28"]}),
+    WithJsonSchema({"type": "string", "pattern": NACE_SCHEMA_PATTERN, "examples": ["C28"]}),
 ]
 Cluster = Annotated[
     str, BeforeValidator(_cluster), WithJsonSchema({"type": "string", "pattern": IDENTIFIER})

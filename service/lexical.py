@@ -58,16 +58,19 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
 class LexicalIndex:
     """BM25 over chunk texts, addressed by the same int64 chunk ids as the vector index."""
 
-    def __init__(self, ids: IdArray, model: Any) -> None:
+    def __init__(self, ids: IdArray, model: Any | None) -> None:
         self.ids = ids
         self._model = model
+        """None when no passage has a single indexable word (bm25s cannot index that)."""
         self._position = {int(i): n for n, i in enumerate(ids)}
 
     @classmethod
     def build(cls, ids: IdArray, texts: Sequence[str]) -> LexicalIndex:
-        model = _bm25s().BM25()
-        if len(texts):
-            model.index(tokenize(texts), show_progress=False)
+        tokens = tokenize(texts) if len(texts) else []
+        model = None
+        if any(tokens):  # passages of only digits, stop words or symbols leave nothing to index
+            model = _bm25s().BM25()
+            model.index(tokens, show_progress=False)
         return cls(np.asarray(ids, dtype=np.int64), model)
 
     def __len__(self) -> int:
@@ -78,7 +81,7 @@ class LexicalIndex:
     ) -> tuple[npt.NDArray[np.float32], IdArray]:
         """Top-k chunk ids by BM25 (only positive scores), honouring the selection."""
         (tokens,) = tokenize([query])
-        if not tokens or len(self.ids) == 0:
+        if not tokens or self._model is None:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         mask = None
         if selection is not None and not selection.is_everything:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -126,7 +126,13 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             "stale": generation.is_empty or pending > 0,
         }
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
     def prometheus(services: ServicesDep) -> Response:
         manifest = services.runtime.index.get().manifest
         metrics.index_chunks.set(manifest.chunks)
@@ -191,6 +197,8 @@ def install_openapi(app: FastAPI, open_mode: bool) -> None:
             problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
             for operations in spec.get("paths", {}).values():
                 for operation in operations.values():
+                    if "requestBody" in operation:
+                        operation["responses"]["400"] = {"description": "the body is unreadable"}
                     for code, response in operation.get("responses", {}).items():
                         if code.isdigit() and int(code) >= 400:
                             response["content"] = {errors.PROBLEM: problem}

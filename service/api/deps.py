@@ -61,7 +61,8 @@ Writer = Annotated[Principal, _require("write")]
 Admin = Annotated[Principal, _require("admin")]
 
 
-_known_query: dict[int, frozenset[str]] = {}
+_KNOWN = "_clustermatch_query_names"
+"""Attribute caching a route's query parameter names on the route itself."""
 
 
 def reject_unknown_query(request: Request) -> None:
@@ -73,10 +74,10 @@ def reject_unknown_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = _known_query.get(id(route))
+    known: frozenset[str] | None = getattr(route, _KNOWN, None)
     if known is None:
         known = frozenset(_query_names(dependant))
-        _known_query[id(route)] = known
+        setattr(route, _KNOWN, known)
     problems = []
     for name in dict.fromkeys(request.query_params):
         if name in known:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service import errors
 
@@ -63,6 +64,16 @@ def _field(loc: tuple[Any, ...]) -> str:
     return path
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path (HEAD is implied by GET)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.ClusterMatchError)
     async def domain_error(_: Request, exc: errors.ClusterMatchError) -> JSONResponse:
@@ -85,9 +96,13 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid input", detail, problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; a path served
+            # by several routes (GET, PUT, DELETE) allows all of theirs.
+            headers = (headers or {}) | {"Allow": ", ".join(allowed_methods(request))}
         return problem(exc.status_code, title, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.convert import decode_cursor, encode_cursor
+from service.api.convert import CURSOR_PATTERN, decode_cursor, encode_cursor
 from service.api.deps import Reader, ServicesDep, Writer, reject_unknown_query
 from service.api.schemas import (
     PROFILE_EXAMPLE,
@@ -23,11 +23,13 @@ from service.api.schemas import (
     problem_responses,
     summary_out,
 )
-from service.domain import Actor
+from service.domain import IDENTIFIER, Actor
 from service.errors import FieldProblem, Forbidden, InvalidInput, NotFound, TooLarge
 from service.filters import ClusterIds, Countries, Filters, Kinds
 from service.keys import Principal
 from service.store import SameAttribute
+
+ActorId = Annotated[str, Path(pattern=IDENTIFIER, description="the actor's id")]
 
 router = APIRouter(
     prefix="/v1/actors",
@@ -58,7 +60,7 @@ def _check_owner(services: ServicesDep, principal: Principal, actor_id: str) -> 
     summary="Create or replace an actor with its documents",
 )
 def put_actor(
-    actor_id: str,
+    actor_id: ActorId,
     profile: Annotated[ProfileIn, Body(openapi_examples={"company": {"value": PROFILE_EXAMPLE}})],
     services: ServicesDep,
     principal: Writer,
@@ -81,7 +83,7 @@ def put_actor(
 
 
 @router.get("/{actor_id}", response_model=ActorOut, summary="The stored profile of an actor")
-def get_actor(actor_id: str, services: ServicesDep, principal: Reader) -> ActorOut:
+def get_actor(actor_id: ActorId, services: ServicesDep, principal: Reader) -> ActorOut:
     actor = services.runtime.store.get_actor(actor_id)
     owner = services.runtime.store.get_owner(actor_id)
     if actor is None or owner is None:
@@ -107,7 +109,7 @@ def get_actor(actor_id: str, services: ServicesDep, principal: Reader) -> ActorO
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Erase an actor and its documents; it leaves every result at once",
 )
-def delete_actor(actor_id: str, services: ServicesDep, principal: Writer) -> Response:
+def delete_actor(actor_id: ActorId, services: ServicesDep, principal: Writer) -> Response:
     if not _check_owner(services, principal, actor_id):
         raise NotFound(f"actor {actor_id!r} does not exist")
     services.runtime.delete_actor(actor_id)
@@ -119,7 +121,10 @@ def list_actors(
     services: ServicesDep,
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page"),
+    ] = None,
     country: Annotated[Countries | None, Query()] = None,
     kind: Annotated[Kinds | None, Query()] = None,
     cluster: Annotated[ClusterIds | None, Query()] = None,
@@ -146,8 +151,9 @@ def list_actors(
         "requestBody": {
             "required": True,
             "content": {
-                "application/x-ndjson": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                "application/x-ndjson": {"schema": {"type": "string", "minLength": 1}},
+                # Any items: each is validated on its own and, if bad, reported on its line.
+                "application/json": {"schema": {"type": "array", "items": {}, "minItems": 1}},
             },
         }
     },
@@ -158,7 +164,12 @@ async def bulk_import(request: Request, services: ServicesDep, principal: Writer
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput([FieldProblem("body", "must be UTF-8 text")]) from None
+    as_json = request.headers.get("content-type", "").startswith("application/json")
+    if as_json and not text.lstrip().startswith("["):
+        raise InvalidInput([FieldProblem("body", "as application/json, a JSON array")])
     lines = _lines(text)
+    if not any(line.strip() for line in lines):
+        raise InvalidInput([FieldProblem("body", "holds no profile (NDJSON lines or an array)")])
     limit = services.runtime.settings.max_bulk_lines
     if len(lines) > limit:
         raise TooLarge(f"{len(lines)} profiles in one request; the limit is {limit}")
@@ -196,7 +207,7 @@ def _lines(text: str) -> list[str]:
     summary="Actors similar to a stored actor (never the actor itself)",
 )
 def actor_matches(
-    actor_id: str,
+    actor_id: ActorId,
     services: ServicesDep,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=200)] = 10,

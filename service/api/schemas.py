@@ -117,12 +117,18 @@ class MatchRequest(BaseModel):
             "examples": [
                 {"actor_id": "pic:991776016", "limit": 10, "exclude_same": ["country"]},
                 {"profile": PROFILE_EXAMPLE, "limit": 20, "filters": {"kind": ["research"]}},
-            ]
+            ],
+            # What `_one_query` checks, said in the schema so generated clients know it too.
+            # (null counts as not given).
+            "oneOf": [
+                {"required": ["profile"], "properties": {"profile": {"type": "object"}}},
+                {"required": ["actor_id"], "properties": {"actor_id": {"type": "string"}}},
+            ],
         },
     )
 
-    profile: ProfileIn | None = None
-    actor_id: Identifier | None = None
+    profile: ProfileIn | None = Field(default=None, description="a profile to match (not stored)")
+    actor_id: Identifier | None = Field(default=None, description="a stored actor to match")
     limit: int = Field(default=10, ge=1, le=200)
     filters: Filters = Field(default_factory=Filters)
     exclude_same: list[SameAttribute] = Field(default_factory=list)
@@ -144,11 +150,14 @@ class MatchRequest(BaseModel):
         "(same kind, country, region, sectors or best passage)",
     )
 
-    @model_validator(mode="after")
-    def _one_query(self) -> MatchRequest:
-        if (self.profile is None) == (self.actor_id is None):
-            raise ValueError("give exactly one of `profile` and `actor_id`")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_query(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            given = [k for k in ("profile", "actor_id") if data.get(k) is not None]
+            if len(given) != 1:
+                raise ValueError("give exactly one of `profile` and `actor_id`")
+        return data
 
 
 class EvidenceOut(BaseModel):
