@@ -47,11 +47,34 @@ def _out(args: argparse.Namespace, payload: Any, human: Callable[[], None]) -> N
 
 @contextmanager
 def _progress(total: int | None, description: str, unit: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when a person is watching (a TTY); silent in pipes and CI."""
-    from tqdm import tqdm
+    """A progress bar on stderr when a person is watching (a TTY); in a pipe, a log or CI, one
+    plain line every `PROGRESS_EVERY` seconds instead, so a long step is never silent."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    with tqdm(total=total, desc=description, unit=unit, disable=None, file=sys.stderr) as bar:
-        yield bar.update
+        with tqdm(total=total, desc=description, unit=unit, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    import time
+
+    done, last = 0, time.monotonic()
+    started = last
+
+    def step(n: int) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY:
+            last = now
+            of = f"/{total}" if total else ""
+            print(f"{description}: {done}{of} {unit} ({now - started:.0f} s)", file=sys.stderr)
+
+    yield step
+    of = f"/{total}" if total else ""
+    print(
+        f"{description}: {done}{of} {unit}, done in {time.monotonic() - started:.0f} s",
+        file=sys.stderr,
+    )
 
 
 def _open_text(path: Path) -> TextIO:
@@ -64,6 +87,9 @@ def _count_lines(path: Path) -> int:
     with _open_text(path) as handle:
         return sum(1 for _ in handle)
 
+
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines when stderr is not a terminal."""
 
 EMPTY_STORE_HINT = (
     "the store holds no actors yet: load profiles with `clustermatch ingest FILE.jsonl`, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,16 @@ def test_demo_refuses_a_filled_store(
     assert main(["demo", "--file", str(demo)], runtime) == 1
     assert "already holds 1 actors" in capsys.readouterr().err
     assert main(["demo", "--if-empty", "--file", str(demo)], runtime) == 0
+
+
+def test_long_steps_report_progress_without_a_terminal(
+    runtime: Runtime, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    import service.cli
+
+    monkeypatch.setattr(service.cli, "PROGRESS_EVERY", 0.0)
+    assert main(["ingest", str(write_profiles(tmp_path / "p.jsonl"))], runtime) == 2
+    err = capsys.readouterr().err
+    assert "ingest: 1/5 lines" in err and "ingest: 5/5 lines, done in" in err
+    assert main(["reindex"], runtime) == 0
+    assert "reindex: 4/4 chunks, done in" in capsys.readouterr().err
