@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     """Free-text search: vectors only, or fused with BM25 (see service.matching.fuse). The
     default was chosen on a held-out search task (docs/evaluation.md, scripts/eval_search.py)."""
     fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0)
+    profile_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Actor matching: weight of the profile-vector cosine (mean chunk vectors) beside the
+    chunk aggregate (see service.ranking)."""
+    delta_rebuild_chunks: int = Field(default=20_000, ge=100)
+    """A serving process asks for a rebuild once its live delta holds this many chunks."""
     keep_generations: int = Field(default=3, ge=1, le=100)
     hnsw_threshold: int = Field(default=100_000, ge=1)
     """Generations with at least this many chunks are built as HNSW (recall-checked) not exact."""

@@ -1,18 +1,16 @@
-"""Chunk hits -> actor scores -> filters -> evidence.
+"""Free-text search and actor-to-actor matching: candidates -> exact scores -> one page.
 
-Ranking runs in two stages:
-
-1. **Candidates.** Every query chunk searches the index for its nearest chunks, restricted by the
-   filters inside the search (a FAISS `IDSelector`), and the hits are grouped by actor. Hits whose
-   chunk is no longer in the store (a deleted or replaced actor) are dropped. If fewer than enough
-   distinct actors come back, the search is repeated with a larger k, so filters and deletions never
-   silently shorten the list while eligible actors exist.
-2. **Exact scoring.** For each candidate actor, all its chunk vectors are compared with all query
-   vectors, and the similarity matrix is reduced to one score by the configured aggregate:
+1. **Candidates and scores** come from the snapshot's arrays (service.ranking): nearest chunks of
+   every query chunk (filters inside FAISS), for actor matching also the nearest profile vectors
+   over every eligible actor, for search also BM25; then every query chunk is compared with every
+   chunk of each candidate, reduced to one score by the configured aggregate:
    - `max`: the single best chunk pair; rewards one strong overlap.
    - `coverage`: for each query chunk its best similarity to the actor, averaged over the query
-     chunks; rewards actors who answer to *many* parts of the query's profile. For a one-chunk query
-     both are the same.
+     chunks; rewards actors who answer to *many* parts of the query's profile.
+   - `topk`: the mean of the best three pairs.
+2. **One page, one store read.** The best candidates are resolved in one batched read: actors
+   deleted or rewritten since the snapshot drop out and the page is refilled from the ranked
+   list; the evidence texts come with the same read.
 
 Scores are cosine similarities (or their mean) of L2-normalised vectors: comparable within one
 response and one model, not calibrated probabilities.
@@ -22,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -32,7 +30,7 @@ from service.config import Aggregate
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
 from service.errors import FieldProblem, InvalidInput, NotFound
-from service.index.base import ChunkSelection
+from service.ranking import TOP_K_PAIRS, Candidate, Ranker, Request
 from service.serving import Snapshot
 from service.store import ActorFilter, ChunkDraft, ProfileStore, StoredChunk
 from service.text import detect_language
@@ -47,9 +45,9 @@ class MatchResult:
     matches: list[Match]
     generation: str
     model: str
-    pool: tuple[ActorSummary, ...] = ()
-    """Every eligible actor the ranking scored, best first (the page is its head): what facet
-    counts describe."""
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Counts per country, kind and sector over every candidate the ranking scored."""
+    facets_over: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,7 @@ class Matcher:
         key_terms: KeyTerms | None = None,
         fusion: Fusion = "weighted",
         fusion_weight: float = 0.7,
+        profile_weight: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -94,6 +93,7 @@ class Matcher:
         self.key_terms = key_terms
         self.fusion = fusion
         self.fusion_weight = fusion_weight
+        self.profile_weight = profile_weight
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -209,135 +209,130 @@ class Matcher:
         viewer: Viewer,
         diversify: bool = False,
         lexical: str | None = None,
+        snapshot: Snapshot | None = None,
     ) -> MatchResult:
-        snapshot = self._snapshot()
+        snapshot = snapshot or self._snapshot()
         manifest = snapshot.generation.manifest
         if len(queries) == 0:
             return MatchResult([], manifest.generation, manifest.model_id)
-        selection = self.store.select_chunks(actor_filter)
-        candidates = self._candidates(snapshot, query_vectors, limit, actor_filter, selection)
+        wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
+        ranker = Ranker(
+            snapshot,
+            Request(
+                queries=query_vectors,
+                actor_filter=actor_filter,
+                viewer=viewer,
+                wanted=wanted,
+                aggregate=self.aggregate,
+                profile_candidates=lexical is None,
+                profile_weight=self.profile_weight if lexical is None else 0.0,
+            ),
+        )
+        rows, delta_actors = ranker.chunk_hits(k=max(64, wanted * 2))
+        if lexical is None:  # actor matching: every eligible actor competes by its profile
+            rows = np.concatenate([rows, ranker.profile_hits()])
         lexical_best: dict[str, float] = {}
-        if lexical is not None and self.fusion != "vector" and snapshot.lexical is not None:
-            lexical_best = self._lexical_candidates(snapshot, lexical, limit, selection)
-            candidates = list(dict.fromkeys([*candidates, *lexical_best]))
-        scored = self._score(
-            snapshot, query_vectors, queries, candidates, viewer, actor_filter.exclude_needs
-        )
+        if lexical is not None and self.fusion != "vector":
+            hits = ranker.lexical_hits(lexical, wanted * 4)
+            rows = np.concatenate([rows, np.array([r for r, _ in hits if r >= 0], np.int64)])
+            delta_actors += [a for r, a in hits if r < 0]
+            names = ranker.rm.actor_ids
+            lexical_best = {(names[r] if r >= 0 else a): v for (r, a), v in hits.items()}
+            lexical_best = dict(list(lexical_best.items())[:wanted])
+        candidates = ranker.score(rows, delta_actors)
         if lexical_best:
-            scored = fuse(scored, lexical_best, self.fusion, self.fusion_weight)
-        scored.sort(key=lambda m: (-m.score, m.actor.id))
-        ranked = maximal_marginal_relevance(scored, limit) if diversify else scored[:limit]
-        pool = tuple(m.actor for m in scored)
-        return MatchResult(ranked, manifest.generation, manifest.model_id, pool)
+            candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
+        candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
+        matches = self._page(candidates, queries, limit * 3 if diversify else limit)
+        ranked = maximal_marginal_relevance(matches, limit) if diversify else matches[:limit]
+        return MatchResult(
+            ranked,
+            manifest.generation,
+            manifest.model_id,
+            facets=ranker.facets(candidates),
+            facets_over=len(candidates),
+        )
 
-    def _candidates(
-        self,
-        snapshot: Snapshot,
-        query_vectors: npt.NDArray[np.float32],
-        limit: int,
-        actor_filter: ActorFilter,
-        selection: ChunkSelection,
-    ) -> list[str]:
-        """Distinct eligible actors near the query, best first, enough to fill `limit`."""
-        index, delta = snapshot.generation.index, snapshot.delta
-        total = len(index) + len(delta)
-        wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
-        k = min(total, max(64, wanted * 2))
-        while True:
-            scores, ids = index.search(query_vectors, k, selection)
-            delta_scores, delta_ids = delta.search(query_vectors, k, selection)
-            scores = np.hstack([scores, delta_scores])
-            ids = np.hstack([ids, delta_ids])
-            best: dict[int, float] = {}
-            for score, hit in zip(scores.ravel().tolist(), ids.ravel().tolist(), strict=True):
-                if hit >= 0 and score > best.get(hit, -np.inf):
-                    best[hit] = score
-            alive = self.store.chunks_by_ids(list(best))
-            actor_best: dict[str, float] = {}
-            for chunk_id, chunk in alive.items():
-                if chunk.actor_id in actor_filter.exclude_actor_ids:
-                    continue  # selection already excludes them; this guards stale deny-lists
-                actor_best[chunk.actor_id] = max(
-                    actor_best.get(chunk.actor_id, -np.inf), best[chunk_id]
-                )
-            if len(actor_best) >= wanted or k >= total:
-                break
-            k = min(total, k * 4)
-        ranked = sorted(actor_best, key=lambda a: (-actor_best[a], a))
-        return ranked[:wanted]
-
-    def _lexical_candidates(
-        self, snapshot: Snapshot, query: str, limit: int, selection: ChunkSelection
-    ) -> dict[str, float]:
-        """Actors by their best BM25 passage (only passages still in the store), best first."""
-        assert snapshot.lexical is not None
-        wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
-        scores, ids = snapshot.lexical.search(query, wanted * 4, selection)
-        if snapshot.delta.lexical is not None:  # passages written since the generation
-            more_scores, more_ids = snapshot.delta.lexical.search(query, wanted * 4, selection)
-            scores = np.concatenate([scores, more_scores])
-            ids = np.concatenate([ids, more_ids])
-        alive = self.store.chunks_by_ids(ids.tolist())
-        best: dict[str, float] = {}
-        for score, chunk_id in zip(scores.tolist(), ids.tolist(), strict=True):
-            chunk = alive.get(chunk_id)
-            if chunk is not None and score > best.get(chunk.actor_id, 0.0):
-                best[chunk.actor_id] = score
-        ranked = sorted(best, key=lambda a: (-best[a], a))[:wanted]
-        return {a: best[a] for a in ranked}
-
-    def _score(
-        self,
-        snapshot: Snapshot,
-        query_vectors: npt.NDArray[np.float32],
-        queries: Sequence[QueryChunk],
-        candidates: Sequence[str],
-        viewer: Viewer,
-        exclude_needs: bool = False,
+    def _page(
+        self, candidates: Sequence[Candidate], queries: Sequence[QueryChunk], size: int
     ) -> list[Match]:
-        if not candidates:
-            return []
-        chunks = self.store.chunks_of_actors(candidates)
-        if exclude_needs:  # complement mode: needs answer needs of nobody
-            chunks = [c for c in chunks if c.intent != "need"]
-        watermark = snapshot.generation.manifest.watermark
-        older = [c for c in chunks if c.id <= watermark]
-        delta_vectors = snapshot.delta.vectors_of(
-            np.array([c.id for c in chunks if c.id > watermark], np.int64)
-        )
-        newer = [c for c in chunks if c.id in delta_vectors]  # written since, and embedded
-        in_index = older + newer
-        vectors = np.vstack(
-            [
-                snapshot.generation.index.reconstruct(np.array([c.id for c in older], np.int64)),
-                np.zeros((0, query_vectors.shape[1]), np.float32),
-                *(delta_vectors[c.id][None, :] for c in newer),
+        """The best `size` candidates that still exist, with their evidence texts: one store
+        read per page; an actor deleted or rewritten since the snapshot is dropped and the page
+        refilled from further down the ranked list."""
+        out: list[Match] = []
+        at = 0
+        while len(out) < size and at < len(candidates):
+            batch = candidates[at : at + (size - len(out)) + PAGE_MARGIN]
+            at += len(batch)
+            picks = [evidence_columns(c) for c in batch]
+            chunk_ids = [
+                int(c.chunk_ids[i]) for c, cols in zip(batch, picks, strict=True) for i in cols
             ]
-        )
-        sims = query_vectors @ vectors.T  # (queries, candidate chunks)
-        columns: dict[str, list[int]] = defaultdict(list)
-        for column, chunk in enumerate(in_index):
-            columns[chunk.actor_id].append(column)
-        summaries = self.store.actor_summaries(list(columns))
-        matches = []
-        for actor_id, cols in columns.items():
-            if actor_id not in summaries:
-                continue  # deleted between the two stages
-            block = sims[:, cols]
-            summary = summaries[actor_id]
-            shown = [in_index[c] for c in cols]
-            visible = [viewer.can_see(c.visibility, summary.owner) for c in shown]
-            matches.append(
-                Match(
-                    actor=summary,
-                    score=round(aggregate_score(block, self.aggregate), 6),
-                    evidence=tuple(evidence(block, shown, visible, queries)),
+            summaries, chunks = self.store.page([c.actor_id for c in batch], chunk_ids)
+            for candidate, columns in zip(batch, picks, strict=True):
+                summary = summaries.get(candidate.actor_id)
+                ids = [int(candidate.chunk_ids[i]) for i in columns]
+                if summary is None or any(i not in chunks for i in ids):
+                    continue  # deleted, or replaced by a write this snapshot has not seen
+                out.append(
+                    Match(
+                        actor=summary,
+                        score=round(candidate.score, 6),
+                        evidence=tuple(
+                            _evidence(candidate, i, chunks[cid], queries)
+                            for i, cid in zip(columns, ids, strict=True)
+                        ),
+                    )
                 )
-            )
-        return matches
+                if len(out) == size:
+                    break
+        return out
 
 
-TOP_K_PAIRS = 3
+PAGE_MARGIN = 5
+"""Extra candidates resolved with each page, so a few deletions need no second read."""
+
+
+def evidence_columns(candidate: Candidate, per_match: int = EVIDENCE_PER_MATCH) -> list[int]:
+    """The candidate's best chunks the viewer may see, at most one per document."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for column in np.argsort(-candidate.best, kind="stable").tolist():
+        document = int(candidate.document[column])
+        if not candidate.visible[column] or document in seen:
+            continue
+        seen.add(document)
+        out.append(column)
+        if len(out) == per_match:
+            break
+    return out
+
+
+def _evidence(
+    candidate: Candidate, column: int, chunk: StoredChunk, queries: Sequence[QueryChunk]
+) -> Evidence:
+    query = queries[int(candidate.best_query[column])]
+    return Evidence(
+        document_id=chunk.document_id,
+        document_kind=chunk.document_kind,
+        text=chunk.text,
+        score=round(float(candidate.best[column]), 6),
+        query_text=query.text if query.visible else None,
+        language=chunk.language,
+        query_language=query.language,
+    )
+
+
+def fuse_candidates(
+    candidates: Sequence[Candidate], lexical: dict[str, float], fusion: Fusion, weight: float
+) -> list[Candidate]:
+    """`fuse` on ranked candidates (see there)."""
+    by_id = {c.actor_id: c for c in candidates}
+    stand_ins = [
+        Match(ActorSummary(c.actor_id, "", "", None, None, ()), c.score) for c in candidates
+    ]
+    fused = fuse(stand_ins, lexical, fusion, weight)
+    return [replace(by_id[m.actor.id], score=m.score) for m in fused]
 
 
 def aggregate_score(block: npt.NDArray[np.float32], aggregate: Aggregate) -> float:
@@ -350,40 +345,6 @@ def aggregate_score(block: npt.NDArray[np.float32], aggregate: Aggregate) -> flo
         flat = np.sort(block, axis=None)[::-1]
         return float(flat[:TOP_K_PAIRS].mean())
     return float(block.max(axis=1).mean())
-
-
-def evidence(
-    block: npt.NDArray[np.float32],
-    chunks: Sequence[StoredChunk],
-    visible: Sequence[bool],
-    queries: Sequence[QueryChunk],
-    per_match: int = EVIDENCE_PER_MATCH,
-) -> list[Evidence]:
-    """The actor's best passages the viewer may see, at most one per document, each with the
-    query passage it meets (None where that passage is hidden from the viewer)."""
-    best_query = block.argmax(axis=0)
-    best_score = block.max(axis=0)
-    out: list[Evidence] = []
-    seen_documents: set[str] = set()
-    for column in np.argsort(-best_score, kind="stable"):
-        chunk = chunks[int(column)]
-        if not visible[int(column)] or chunk.document_id in seen_documents:
-            continue
-        seen_documents.add(chunk.document_id)
-        out.append(
-            Evidence(
-                document_id=chunk.document_id,
-                document_kind=chunk.document_kind,
-                text=chunk.text,
-                score=round(float(best_score[column]), 6),
-                query_text=query.text
-                if (query := queries[int(best_query[column])]).visible
-                else None,
-            )
-        )
-        if len(out) == per_match:
-            break
-    return out
 
 
 def pick_query_chunks(chunks: Sequence[T], limit: int) -> list[T]:

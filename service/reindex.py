@@ -24,8 +24,9 @@ from service.failpoints import failpoint
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.generations import GenerationStore
+from service.index.readmodel import ReadModel
 from service.locks import exclusive
-from service.store import ProfileStore
+from service.store import ProfileStore, StoredChunk
 
 log = logging.getLogger("clustermatch.reindex")
 
@@ -128,6 +129,7 @@ class Reindexer:
         log.info("snapshot: watermark chunk id %d, %d store changes", watermark, changes)
         id_batches: list[np.ndarray] = []
         vector_batches: list[np.ndarray] = []
+        snapshot: list[StoredChunk] = []
         actors: set[str] = set()
         embedded = reused = 0
         for batch in self.store.iter_chunks(EMBED_BATCH):
@@ -148,6 +150,7 @@ class Reindexer:
             id_batches.append(np.array([c.id for c in batch], dtype=np.int64))
             vector_batches.append(np.stack([cached[h] for h in hashes]).astype(np.float32))
             actors.update(c.actor_id for c in batch)
+            snapshot.extend(batch)
             if progress is not None:
                 progress(len(batch))
         log.info("embed: %d computed, %d from cache (model %s)", embedded, reused, model_id)
@@ -173,9 +176,14 @@ class Reindexer:
 
         recall = self._verify(index, ids, vectors)
         log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)
+        readmodel = ReadModel.build(
+            snapshot, vectors, self.store.actor_summaries(sorted(actors)), self.embedder.dim
+        )
+        log.info("read model: %d actors, %d chunks", len(readmodel), len(readmodel.chunk_ids))
 
         manifest = self.generations.publish(
             index,
+            readmodel,
             model_id=model_id,
             actors=len(actors),
             watermark=watermark,

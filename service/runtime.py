@@ -19,7 +19,7 @@ from service.index.generations import GenerationStore
 from service.ingest import Ingestor
 from service.matching import Matcher
 from service.reindex import Reindexer
-from service.serving import ServedIndex
+from service.serving import ServedIndex, Snapshot
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
 from service.text import Chunker
 from service.text.keyterms import KeyTerms
@@ -106,6 +106,7 @@ class Runtime:
             key_terms=KeyTerms(self._passages),
             fusion=self.settings.fusion,
             fusion_weight=self.settings.fusion_weight,
+            profile_weight=self.settings.profile_weight,
         )
 
     def _passages(self) -> Iterator[tuple[str, str]]:
@@ -129,7 +130,9 @@ class Runtime:
     def delete_actor(self, actor_id: str) -> bool:
         """Erase an actor; from the moment this returns it is in no result (hits on its old
         chunks no longer resolve in the store)."""
-        return self.store.delete_actor(actor_id)
+        deleted = self.store.delete_actor(actor_id)
+        self.index.forget(actor_id)
+        return deleted
 
     def pending_changes(self) -> int:
         """Actor writes and deletes the served generation has not seen."""
@@ -141,8 +144,16 @@ class Runtime:
         chunks = self.store.chunks_of_actors([actor_id])
         watermark = snapshot.generation.manifest.watermark
         in_delta = set(snapshot.delta.vectors_of(np.array([c.id for c in chunks], np.int64)))
-        return bool(chunks) and all(c.id <= watermark or c.id in in_delta for c in chunks)
+        return bool(chunks) and all(
+            c.id in in_delta if c.id > watermark else not _superseded(snapshot, actor_id)
+            for c in chunks
+        )
 
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+
+
+def _superseded(snapshot: Snapshot, actor_id: str) -> bool:
+    row = snapshot.generation.readmodel.row_index().get(actor_id)
+    return row is None or bool(snapshot.delta.superseded[row])

@@ -1,84 +1,178 @@
-"""What a query searches: the published generation plus a live delta of newer chunks.
+"""What a query searches: the published generation (with its read model) plus a live delta.
 
 - **Generation.** Loaded from what CURRENT names, warmed beside the one being served, then swapped
   in by one reference assignment: requests that already hold the old snapshot finish on it, none
   is dropped. Every process polls CURRENT, so several workers or replicas sharing one index folder
   all converge on a new generation, whoever published it.
-- **Delta.** Chunks written after the generation's snapshot have ids above its watermark (ids only
-  grow). Their vectors (embedded when written, kept in the store's cache) are searched exactly
-  beside the generation, so a profile posted at 10:00 is a candidate at 10:00.
 - **Before the first build** an empty stand-in generation (`LoadedGeneration.empty`) is served:
   every chunk is in the delta, so a fresh deployment takes writes and answers matches at once.
-- **Deletes** need no tombstone list of their own: every hit is resolved against the store, and a
-  chunk that is no longer there (deleted or replaced actor) is dropped from every result at once.
+- **Delta.** Chunks written after the generation's snapshot have ids above its watermark (ids only
+  grow). Their vectors (embedded when written, kept in the store's cache) are appended to a
+  `DeltaLog` in amortised O(change): a profile posted at 10:00 is a candidate at 10:00, and the
+  2,000th write costs what the 20th did. The generation rows of actors written since are marked
+  superseded, so only their newest profile counts.
+- **Deletes** seen by this process leave the delta and supersede the generation row at once; a
+  delete by another process is caught by the one store read each response makes for its final
+  page (service.matching), so no deleted actor is ever returned after its DELETE returned.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from service.domain import ActorSummary
 from service.embedding.base import Embedder
-from service.index.base import ChunkSelection, IdArray, Scores, Vectors
+from service.index.base import IdArray, Vectors
 from service.index.generations import GenerationStore, LoadedGeneration
 from service.lexical import LexicalIndex
-from service.store import ProfileStore
+from service.store import ProfileStore, StoredChunk
 
 log = logging.getLogger("clustermatch.serving")
+
+LEXICAL_SYNC_MAX = 256
+"""Up to this many delta chunks, the delta's BM25 is rebuilt by the write itself (a few ms);
+beyond, in the background within `LEXICAL_DELAY` seconds, so writes stay O(change). BM25 may lag
+that long behind a write; vectors never do."""
+LEXICAL_DELAY = 0.25
+
+
+class _Grow:
+    """An append-only array with amortised O(1) appends; `view(n)` never changes once taken
+    (growth copies into a new buffer, appends write past every earlier view's end)."""
+
+    def __init__(self, dtype: type, width: int | None = None) -> None:
+        shape = (64,) if width is None else (64, width)
+        self._buffer: npt.NDArray[Any] = np.zeros(shape, dtype=dtype)
+        self.n = 0
+
+    def extend(self, values: npt.NDArray[Any]) -> None:
+        need = self.n + len(values)
+        if need > len(self._buffer):
+            bigger = np.zeros(
+                (max(need, 2 * len(self._buffer)), *self._buffer.shape[1:]),
+                dtype=self._buffer.dtype,
+            )
+            bigger[: self.n] = self._buffer[: self.n]
+            self._buffer = bigger
+        self._buffer[self.n : need] = values
+        self.n = need
+
+    def view(self, n: int) -> npt.NDArray[Any]:
+        return self._buffer[:n]
+
+    def live(self) -> npt.NDArray[Any]:
+        """The shared buffer itself (for flags that only ever turn on)."""
+        return self._buffer
+
+
+class DeltaLog:
+    """Chunks newer than one generation, appended as they are written (one writer at a time,
+    under `ServedIndex`'s delta lock). Readers take a `Delta` view of its first `n` chunks."""
+
+    def __init__(self, dim: int, covered: int, generation: LoadedGeneration) -> None:
+        self.dim = dim
+        self.covered = covered
+        """Highest store chunk id this log has looked at."""
+        self.ids = _Grow(np.int64)
+        self.vectors = _Grow(np.float32, dim)
+        self.dead = _Grow(np.bool_)
+        self.chunks: list[StoredChunk] = []
+        self.actors: dict[str, ActorSummary] = {}
+        self.positions: dict[str, list[int]] = {}
+        self._row_of = generation.readmodel.row_index()
+        self.superseded = np.zeros(len(generation.readmodel), dtype=np.bool_)
+        """Generation rows whose actor was rewritten or deleted since (only ever set)."""
+        self.lexical: tuple[int, LexicalIndex] | None = None
+        """BM25 over the first `n` chunks, and that `n`."""
+
+    def __len__(self) -> int:
+        return self.ids.n
+
+    def append(
+        self, chunks: list[StoredChunk], vectors: Vectors, summaries: dict[str, ActorSummary]
+    ) -> None:
+        """Add freshly stored chunks (ids above `covered`, in id order) and their actors."""
+        start = len(self)
+        for actor_id in dict.fromkeys(c.actor_id for c in chunks):
+            self._retire(actor_id)  # a rewrite replaces every earlier passage of the actor
+        for offset, chunk in enumerate(chunks):
+            self.positions.setdefault(chunk.actor_id, []).append(start + offset)
+        self.actors.update(summaries)
+        self.chunks.extend(chunks)
+        self.ids.extend(np.array([c.id for c in chunks], dtype=np.int64))
+        self.vectors.extend(vectors.astype(np.float32))
+        self.dead.extend(np.zeros(len(chunks), dtype=np.bool_))
+
+    def forget(self, actor_id: str) -> None:
+        """An actor deleted through this process: gone from the delta and the generation."""
+        self._retire(actor_id)
+        self.actors.pop(actor_id, None)
+
+    def _retire(self, actor_id: str) -> None:
+        dead = self.dead.live()
+        for position in self.positions.pop(actor_id, ()):
+            dead[position] = True
+        row = self._row_of.get(actor_id)
+        if row is not None:
+            self.superseded[row] = True
+
+    def view(self) -> Delta:
+        n = len(self)
+        return Delta(
+            n=n,
+            ids=self.ids.view(n),
+            vectors=self.vectors.view(n),
+            log=self,
+        )
 
 
 @dataclass(frozen=True)
 class Delta:
-    """Vectors of chunks newer than a generation; immutable, replaced whole on refresh."""
+    """The first `n` chunks of a `DeltaLog`: ids and vectors fixed; `dead` and `superseded` are
+    read live, because a delete must be honoured even by a request that started before it."""
 
+    n: int
     ids: IdArray
     vectors: Vectors
-    covered: int
-    """Highest store chunk id this delta has looked at."""
-    texts: tuple[str, ...] = ()
-    lexical: LexicalIndex | None = None
-    """BM25 over the delta's own passages, so new profiles are found by exact terms too."""
-
-    @classmethod
-    def empty(cls, dim: int, covered: int) -> Delta:
-        return cls(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), covered)
-
-    def with_lexical(self) -> Delta:
-        return replace(self, lexical=LexicalIndex.build(self.ids, self.texts))
+    log: DeltaLog | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.n
 
-    def search(
-        self, queries: Vectors, k: int, selection: ChunkSelection | None
-    ) -> tuple[Scores, IdArray]:
-        n = len(queries)
-        if len(self.ids) == 0:
-            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        scores = queries @ self.vectors.T
-        if selection is not None and selection.allow is not None:
-            scores[:, ~np.isin(self.ids, selection.allow)] = -np.inf
-        if selection is not None and selection.deny is not None:
-            scores[:, np.isin(self.ids, selection.deny)] = -np.inf
-        k = min(k, len(self.ids))
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        top_scores = np.take_along_axis(scores, top, axis=1).astype(np.float32)
-        top_ids = np.where(np.isfinite(top_scores), self.ids[top], -1)
-        return top_scores, top_ids
+    def alive(self) -> npt.NDArray[np.bool_]:
+        if self.log is None:
+            return np.zeros(0, dtype=np.bool_)
+        alive: npt.NDArray[np.bool_] = ~self.log.dead.live()[: self.n]
+        return alive
+
+    def chunk(self, position: int) -> StoredChunk:
+        assert self.log is not None
+        return self.log.chunks[position]
+
+    def actor(self, actor_id: str) -> ActorSummary | None:
+        return self.log.actors.get(actor_id) if self.log is not None else None
+
+    @property
+    def superseded(self) -> npt.NDArray[np.bool_]:
+        assert self.log is not None
+        return self.log.superseded
+
+    @property
+    def lexical(self) -> LexicalIndex | None:
+        if self.log is None or self.log.lexical is None:
+            return None
+        return self.log.lexical[1]
 
     def vectors_of(self, ids: IdArray) -> dict[int, npt.NDArray[np.float32]]:
-        position = {int(i): n for n, i in enumerate(self.ids)}
+        alive = self.alive()
+        position = {int(i): p for p, i in enumerate(self.ids.tolist()) if alive[p]}
         return {int(i): self.vectors[position[int(i)]] for i in ids if int(i) in position}
-
-    def without(self, up_to: int) -> Delta:
-        keep = self.ids > up_to
-        texts = tuple(t for t, k in zip(self.texts, keep.tolist(), strict=True) if k)
-        return Delta(self.ids[keep], self.vectors[keep], max(self.covered, up_to), texts)
 
 
 @dataclass(frozen=True)
@@ -92,7 +186,7 @@ class Snapshot:
 
 
 class ServedIndex:
-    """Holds the served snapshot; cheap to construct, loads on first use."""
+    """Holds the served generation and its delta log; cheap to construct, loads on first use."""
 
     def __init__(
         self,
@@ -105,24 +199,33 @@ class ServedIndex:
         self._generations = generations
         self._store = store
         self._embedder = embedder
-        self._snapshot: Snapshot | None = None
+        self._generation: LoadedGeneration | None = None
+        self._generation_lexical: LexicalIndex | None = None
+        self._log: DeltaLog | None = None
         self._reload_lock = threading.Lock()
         self._delta_lock = threading.Lock()
+        self._lexical_timer: threading.Timer | None = None
+        self.lexical_builds = 0
+        """How many times the delta's BM25 was built (tests count work with it)."""
 
     # --- reads -----------------------------------------------------------------------------
 
     def get(self) -> LoadedGeneration:
         """The served generation (the empty stand-in before the first build)."""
-        return self.snapshot().generation
+        return self.snapshot(refresh=False).generation
 
     def snapshot(self, refresh: bool = True) -> Snapshot:
         """The current generation and delta; picks up chunks other writers have embedded."""
-        if self._snapshot is None or self._snapshot.generation.is_empty:
+        if self._generation is None or self._generation.is_empty:
             self.reload()  # while nothing is built, a file read: pick up the first build at once
         if refresh:
             self.refresh_delta(embed=False)
-        assert self._snapshot is not None  # reload always leaves a snapshot
-        return self._snapshot
+        generation, log_ = self._generation, self._log
+        assert generation is not None and log_ is not None  # reload always leaves both
+        return Snapshot(generation, log_.view(), self._generation_lexical)
+
+    def delta_size(self) -> int:
+        return len(self._log) if self._log is not None else 0
 
     # --- changes ---------------------------------------------------------------------------
 
@@ -131,34 +234,33 @@ class ServedIndex:
         first build, serve the empty stand-in generation."""
         with self._reload_lock:
             wanted = self._generations.current_id()
-            current = self._snapshot
-            if current and (wanted is None or current.generation.manifest.generation == wanted):
-                return current.generation
+            current = self._generation
+            if current and (wanted is None or current.manifest.generation == wanted):
+                return current
             if wanted is None:
                 loaded = LoadedGeneration.empty(self._embedder.model_id, self._embedder.dim)
             else:
                 found = self._generations.load(
-                    wanted, model_id=self._embedder.model_id, dim=self._embedder.dim
+                    wanted,
+                    model_id=self._embedder.model_id,
+                    dim=self._embedder.dim,
+                    store=self._store,
                 )
                 assert found is not None
                 loaded = found
                 warm(loaded)
-            lexical = self._lexical(loaded.manifest.watermark) if self._with_lexical else None
             watermark = loaded.manifest.watermark
-            delta = (
-                current.delta.without(watermark)
-                if current
-                else Delta.empty(self._embedder.dim, watermark)
-            )
-            if self._with_lexical:
-                delta = delta.with_lexical()
-            self._snapshot = Snapshot(loaded, delta, lexical)
+            lexical = self._lexical(watermark) if self._with_lexical and wanted else None
+            with self._delta_lock:
+                # The new generation holds everything up to its watermark: the delta restarts
+                # there and re-reads what is newer (cached vectors only: cheap).
+                self._generation, self._generation_lexical = loaded, lexical
+                self._log = DeltaLog(self._embedder.dim, watermark, loaded)
             if wanted is None:
                 log.info("no index generation built yet: serving every stored chunk from the delta")
             else:
                 log.info("serving generation %s (%d chunks)", wanted, loaded.manifest.chunks)
-            if current is None:
-                self.refresh_delta(embed=False)
+            self.refresh_delta(embed=False)
             return loaded
 
     def _lexical(self, watermark: int) -> LexicalIndex:
@@ -173,20 +275,25 @@ class ServedIndex:
                 texts.append(chunk.text)
         return LexicalIndex.build(np.array(ids, dtype=np.int64), texts)
 
+    def forget(self, actor_id: str) -> None:
+        """Drop a deleted actor from what this process serves, at once."""
+        if self._log is not None:
+            with self._delta_lock:
+                self._log.forget(actor_id)
+
     def refresh_delta(self, embed: bool) -> int:
         """Add chunks newer than the delta to it. With `embed`, vectors missing from the cache
         are computed (the write path); without, only cached ones are taken (the query path, so a
         query never pays for someone else's import). Returns how many chunks were added."""
-        if self._snapshot is None:
+        if self._log is None:
             self.reload()
-        current = self._snapshot
-        if current is None or self._store.max_chunk_id() <= current.delta.covered:
+        log_ = self._log
+        if log_ is None or self._store.max_chunk_id() <= log_.covered:
             return 0
         with self._delta_lock:
-            current = self._snapshot
-            assert current is not None
-            delta = current.delta
-            fresh = [c for b in self._store.iter_chunks(after=delta.covered) for c in b]
+            log_ = self._log
+            assert log_ is not None
+            fresh = [c for b in self._store.iter_chunks(after=log_.covered) for c in b]
             if not fresh:
                 return 0
             model_id = self._embedder.model_id
@@ -207,19 +314,47 @@ class ServedIndex:
             else:
                 covered = fresh[-1].id
             if ready:
-                ids = np.concatenate([delta.ids, np.array([c.id for c in ready], np.int64)])
+                summaries = self._store.actor_summaries(list({c.actor_id for c in ready}))
+                ready = [c for c in ready if c.actor_id in summaries]  # deleted meanwhile
                 stacked = np.stack([cached[c.content_hash] for c in ready]).astype(np.float32)
-                vectors_all = np.vstack([delta.vectors, stacked])
-            else:
-                ids, vectors_all = delta.ids, delta.vectors
-            texts = delta.texts + tuple(c.text for c in ready)
-            grown = Delta(ids, vectors_all, covered, texts)
-            if self._with_lexical and ready:
-                grown = grown.with_lexical()
-            else:
-                grown = replace(grown, lexical=delta.lexical)
-            self._snapshot = replace(current, delta=grown)
+                log_.append(ready, stacked.reshape(-1, log_.dim), summaries)
+            log_.covered = max(log_.covered, covered)
+            if ready and self._with_lexical:
+                self._lexical_changed(log_)
             return len(ready)
+
+    def _lexical_changed(self, log_: DeltaLog) -> None:
+        if len(log_) <= LEXICAL_SYNC_MAX:
+            self._build_delta_lexical(log_)
+        elif self._lexical_timer is None:
+            timer = threading.Timer(LEXICAL_DELAY, self._build_delta_lexical_later, (log_,))
+            timer.daemon = True
+            self._lexical_timer = timer
+            timer.start()
+
+    def _build_delta_lexical_later(self, log_: DeltaLog) -> None:
+        self._lexical_timer = None
+        try:
+            self._build_delta_lexical(log_)
+        except Exception:  # keep serving the older BM25; say why in the log
+            log.exception("delta BM25 rebuild failed; lexical search lags until the next write")
+
+    def _build_delta_lexical(self, log_: DeltaLog) -> None:
+        n = len(log_)
+        alive = ~log_.dead.view(n)
+        ids = log_.ids.view(n)[alive]
+        texts = [log_.chunks[p].text for p in np.flatnonzero(alive).tolist()]
+        log_.lexical = (n, LexicalIndex.build(ids, texts))
+        self.lexical_builds += 1
+
+    def settle(self) -> None:
+        """Finish a pending background BM25 rebuild now (tests, and before a shutdown)."""
+        timer = self._lexical_timer
+        if timer is not None:
+            timer.cancel()
+            self._lexical_timer = None
+            if self._log is not None:
+                self._build_delta_lexical(self._log)
 
 
 def warm(generation: LoadedGeneration) -> None:
@@ -232,11 +367,21 @@ def warm(generation: LoadedGeneration) -> None:
 
 class Watcher:
     """A background thread that keeps a serving process current: it swaps in generations that
-    another process published and embeds chunks that another process wrote."""
+    another process published, embeds chunks that another process wrote, and asks for a rebuild
+    once the delta outgrows `rebuild_at` chunks (the delta is searched exactly, so it must stay
+    small)."""
 
-    def __init__(self, runtime: _HasIndex, seconds: float) -> None:
+    def __init__(
+        self,
+        runtime: _HasIndex,
+        seconds: float,
+        rebuild_at: int | None = None,
+        start_rebuild: object = None,
+    ) -> None:
         self._runtime = runtime
         self._seconds = seconds
+        self._rebuild_at = rebuild_at
+        self._start_rebuild = start_rebuild
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="index-watcher", daemon=True)
 
@@ -252,6 +397,11 @@ class Watcher:
             try:
                 self._runtime.index.reload()
                 self._runtime.index.refresh_delta(embed=True)
+                large = self._rebuild_at is not None and (
+                    self._runtime.index.delta_size() >= self._rebuild_at
+                )
+                if large and callable(self._start_rebuild):
+                    self._start_rebuild()
             except Exception:  # keep serving the old generation; say why in the log
                 log.exception("index watcher: could not refresh; still serving the old snapshot")
 

@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.domain import ActorSummary
 from service.errors import CorruptArtifact, IndexMismatch
 from service.index.faiss_index import FaissIndex
-from service.index.generations import GenerationStore
+from service.index.generations import GenerationStore, Manifest
+from service.index.readmodel import ReadModel
+from service.store import StoredChunk
 
 FIELDS = {
     "model_id": "m/one",
@@ -26,12 +29,35 @@ def small_index() -> FaissIndex:
     return index
 
 
+def small_readmodel() -> ReadModel:
+    chunks = [
+        StoredChunk(i, "a", "d", "description", "public", 0, f"text {i}", f"h{i}", "en")
+        for i in range(1, 4)
+    ]
+    summary = ActorSummary("a", "A", "company", "AT", None, ())
+    return ReadModel.build(chunks, np.eye(4, dtype=np.float32)[:3], {"a": summary}, 4)
+
+
+def publish(store: GenerationStore) -> Manifest:
+    return store.publish(small_index(), small_readmodel(), **FIELDS)
+
+
 def test_publish_then_load(tmp_path: Path) -> None:
     store = GenerationStore(tmp_path)
-    manifest = store.publish(small_index(), **FIELDS)
+    manifest = publish(store)
     assert store.current_id() == manifest.generation
     loaded = store.load(model_id="m/one", dim=4)
     assert loaded is not None and len(loaded.index) == 3 and loaded.manifest.chunks == 3
+    assert loaded.readmodel.actor_ids == ("a",) and len(loaded.readmodel.chunk_ids) == 3
+
+
+def test_tampered_read_model_fails_checksum(tmp_path: Path) -> None:
+    store = GenerationStore(tmp_path)
+    manifest = publish(store)
+    path = tmp_path / "generations" / manifest.generation / "readmodel" / "strings.json"
+    path.write_text(path.read_text().replace('"a"', '"b"'))
+    with pytest.raises(CorruptArtifact, match="read model"):
+        store.load(model_id="m/one", dim=4)
 
 
 def test_nothing_published_loads_none(tmp_path: Path) -> None:
@@ -41,14 +67,14 @@ def test_nothing_published_loads_none(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("model_id", "dim"), [("m/other", 4), ("m/one", 8)])
 def test_mismatch_refused_with_clear_error(tmp_path: Path, model_id: str, dim: int) -> None:
     store = GenerationStore(tmp_path)
-    store.publish(small_index(), **FIELDS)
+    publish(store)
     with pytest.raises(IndexMismatch, match="clustermatch reindex"):
         store.load(model_id=model_id, dim=dim)
 
 
 def test_tampered_index_fails_checksum(tmp_path: Path) -> None:
     store = GenerationStore(tmp_path)
-    manifest = store.publish(small_index(), **FIELDS)
+    manifest = publish(store)
     path = tmp_path / "generations" / manifest.generation / "index.faiss"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # flip one byte inside the vectors
@@ -60,7 +86,7 @@ def test_tampered_index_fails_checksum(tmp_path: Path) -> None:
 def test_prune_keeps_newest_and_debris_is_cleaned(tmp_path: Path) -> None:
     store = GenerationStore(tmp_path, keep=2)
     (tmp_path / "generations" / ".tmp-killed-build").mkdir(parents=True)
-    published = [store.publish(small_index(), **FIELDS).generation for _ in range(4)]
+    published = [publish(store).generation for _ in range(4)]
     assert store.list_ids() == sorted(published)[-2:]
     assert store.current_id() == published[-1]
     assert not (tmp_path / "generations" / ".tmp-killed-build").exists()

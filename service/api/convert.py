@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import Counter
-from collections.abc import Sequence
 
-from service.domain import ActorSummary
 from service.errors import FieldProblem, InvalidInput
 
 
@@ -29,12 +26,3 @@ def decode_cursor(cursor: str | None) -> str | None:
     except binascii.Error:
         raise InvalidInput([FieldProblem("cursor", "not a cursor returned by this API")]) from None
     return raw.decode("utf-8", errors="replace")
-
-
-def facets(actors: Sequence[ActorSummary]) -> dict[str, dict[str, int]]:
-    """Counts per country, kind and sector (actors of unknown country count under none)."""
-    return {
-        "country": dict(Counter(a.country for a in actors if a.country).most_common()),
-        "kind": dict(Counter(a.kind for a in actors).most_common()),
-        "sector": dict(Counter(s for a in actors for s in a.sectors).most_common()),
-    }

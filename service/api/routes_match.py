@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from service.api.convert import facets
 from service.api.deps import Reader, ServicesDep, reject_unknown_query
 from service.api.schemas import (
     PROFILE_EXAMPLE,
@@ -135,8 +134,8 @@ def search(
         result = services.runtime.matcher.explain(result)
     return SearchResponse(
         results=[match_out(m, explain) for m in result.matches],
-        facets=facets(result.pool),
-        facets_over=len(result.pool),
+        facets=result.facets,
+        facets_over=result.facets_over,
         generation=result.generation,
         model=result.model,
     )

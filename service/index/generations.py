@@ -21,13 +21,20 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from service.errors import CorruptArtifact, IndexMismatch, NotFound
 from service.failpoints import failpoint
 from service.fsutil import fsync_path
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
+from service.index.readmodel import FOLDER as READMODEL_FOLDER
+from service.index.readmodel import ReadModel
+
+if TYPE_CHECKING:
+    from service.store import ProfileStore
 
 MANIFEST_FORMAT = 1
 INDEX_FILE = "index.faiss"
@@ -56,6 +63,8 @@ class Manifest:
     """Agreement with exact search on a sample, checked before publishing."""
     index_params: dict[str, int] = field(default_factory=dict)
     """Parameters of an approximate index (HNSW: M, efConstruction, efSearch)."""
+    readmodel_checksum: str = ""
+    """sha256 over the read model's files (empty for generations published before it)."""
     format: int = MANIFEST_FORMAT
 
     @classmethod
@@ -72,6 +81,7 @@ EMPTY_GENERATION = "empty"
 class LoadedGeneration:
     manifest: Manifest
     index: VectorIndex
+    readmodel: ReadModel
 
     @classmethod
     def empty(cls, model_id: str, dim: int) -> LoadedGeneration:
@@ -79,6 +89,7 @@ class LoadedGeneration:
         every stored chunk lies above the watermark and is searched in the live delta."""
         from service.index.exact import ExactIndex
 
+        readmodel = ReadModel.build([], np.zeros((0, dim), np.float32), {}, dim)
         manifest = Manifest(
             generation=EMPTY_GENERATION,
             model_id=model_id,
@@ -91,7 +102,7 @@ class LoadedGeneration:
             build_seconds=0.0,
             checksum="",
         )
-        return cls(manifest, ExactIndex(dim))
+        return cls(manifest, ExactIndex(dim), readmodel)
 
     @property
     def is_empty(self) -> bool:
@@ -109,6 +120,14 @@ def _sha256(path: Path) -> str:
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def readmodel_checksum(generation_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((generation_dir / READMODEL_FOLDER).iterdir()):
+        digest.update(path.name.encode())
+        digest.update(_sha256(path).encode())
     return digest.hexdigest()
 
 
@@ -154,8 +173,9 @@ class GenerationStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def publish(self, index: VectorIndex, **fields: Any) -> Manifest:
-        """Write `index` as a new generation and make it current. `fields` fill the manifest."""
+    def publish(self, index: VectorIndex, readmodel: ReadModel, **fields: Any) -> Manifest:
+        """Write `index` (and its read model) as a new generation and make it current. `fields`
+        fill the manifest."""
         self.clean_debris()
         generation = new_generation_id()
         self.generations_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +183,7 @@ class GenerationStore:
         staging.mkdir()
         index_path = staging / INDEX_FILE
         index.save(index_path)
+        readmodel.save(staging)
         failpoint("publish-index-written")
         fsync_path(index_path)
         manifest = Manifest(
@@ -172,6 +193,7 @@ class GenerationStore:
             index_params=dict(getattr(index, "params", {})),
             chunks=len(index),
             checksum=_sha256(index_path),
+            readmodel_checksum=readmodel_checksum(staging),
             **fields,
         )
         manifest_path = staging / MANIFEST_FILE
@@ -229,9 +251,15 @@ class GenerationStore:
     # --- loading ---------------------------------------------------------------------------
 
     def load(
-        self, generation: str | None = None, *, model_id: str, dim: int
+        self,
+        generation: str | None = None,
+        *,
+        model_id: str,
+        dim: int,
+        store: ProfileStore | None = None,
     ) -> LoadedGeneration | None:
         """Load `generation` (default: CURRENT), refusing one built for another model or dim.
+        A generation published before read models existed gets one built from `store`.
 
         Returns None when nothing has been published yet.
         """
@@ -260,4 +288,13 @@ class GenerationStore:
                 f"index of generation {generation} holds {len(index)} vectors of dim {index.dim}, "
                 f"manifest says {manifest.chunks} of dim {manifest.dim}"
             )
-        return LoadedGeneration(manifest=manifest, index=index)
+        folder = self.generations_dir / generation
+        if ReadModel.exists(folder):
+            if readmodel_checksum(folder) != manifest.readmodel_checksum:
+                raise CorruptArtifact(f"read model of generation {generation} fails its checksum")
+            readmodel = ReadModel.load(folder)
+        elif store is not None:
+            readmodel = ReadModel.from_store(store, index, manifest.watermark)
+        else:
+            raise CorruptArtifact(f"generation {generation} has no read model; rebuild it")
+        return LoadedGeneration(manifest=manifest, index=index, readmodel=readmodel)

@@ -60,6 +60,36 @@ class ActorFilter:
     exclude_needs: bool = False
     """Leave out passages of documents marked `intent: need` (complement matching)."""
 
+    def admits(self, actor: ActorSummary) -> bool:
+        """This filter on one actor: the Python twin of `select_chunks` and `ReadModel.mask`
+        (the live delta is filtered with it)."""
+        if actor.id in self.exclude_actor_ids:
+            return False
+        if self.countries and actor.country not in self.countries:
+            return False
+        if self.kinds and actor.kind not in self.kinds:
+            return False
+        if self.regions and not any((actor.region or "").startswith(r) for r in self.regions):
+            return False
+        if self.sectors and not set(self.sectors) & set(actor.sectors):
+            return False
+        if self.clusters and not set(self.clusters) & set(actor.clusters):
+            return False
+        ref = self.reference
+        if ref is None or not self.exclude_same:
+            return True
+        same = "country" in self.exclude_same and ref.country and actor.country == ref.country
+        same = same or ("kind" in self.exclude_same and actor.kind == ref.kind)
+        if "region" in self.exclude_same and ref.region and actor.region:
+            same = (
+                same or actor.region.startswith(ref.region) or ref.region.startswith(actor.region)
+            )
+        if "sector" in self.exclude_same and set(ref.sectors) & set(actor.sectors):
+            same = True
+        if "cluster" in self.exclude_same and set(ref.clusters) & set(actor.clusters):
+            same = True
+        return not same
+
     @property
     def has_positive(self) -> bool:
         return bool(self.countries or self.regions or self.kinds or self.sectors or self.clusters)
@@ -117,6 +147,14 @@ class ProfileStore(Protocol):
     ) -> ActorPage: ...
 
     def chunks_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]: ...
+
+    def page(
+        self, actor_ids: Sequence[str], chunk_ids: Sequence[int]
+    ) -> tuple[dict[str, ActorSummary], dict[int, StoredChunk]]:
+        """The one read a ranked response makes: the summaries of `actor_ids` that still exist
+        and the chunks of `chunk_ids` that still exist (their evidence texts), in one
+        transaction."""
+        ...
 
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]: ...
 

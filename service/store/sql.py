@@ -449,6 +449,17 @@ class SqlProfileStore:
                     out[row[0]] = self._chunk(row)
         return out
 
+    def page(
+        self, actor_ids: Sequence[str], chunk_ids: Sequence[int]
+    ) -> tuple[dict[str, ActorSummary], dict[int, StoredChunk]]:
+        found: dict[int, StoredChunk] = {}
+        with self.engine.connect() as conn:
+            summaries = self._summaries(conn, list(actor_ids))
+            for part in _chunked([int(i) for i in chunk_ids]):
+                for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
+                    found[row[0]] = self._chunk(row)
+        return summaries, found
+
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]:
         out: list[StoredChunk] = []
         with self.engine.connect() as conn:

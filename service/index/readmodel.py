@@ -1,0 +1,401 @@
+"""The read model of a generation: everything ranking needs, as arrays, built once at publish.
+
+A search used to resolve every candidate against SQLite and group hits in Python loops; the
+arrays here make those steps vectorised mask and segment operations:
+
+- chunks, ordered by actor (CSR): `chunk_ids`, `chunk_actor`, `chunk_visibility`, `chunk_need`,
+  and `actor_start` (the chunks of actor row `a` are positions `actor_start[a]:actor_start[a+1]`);
+  `by_id` orders positions by chunk id, so FAISS hits (chunk ids) map to positions by bisection;
+- actors: one row each, columns for every filter (`kind`, `country`, `region`, `sectors`,
+  `clusters` as CSR lists of vocabulary codes), the owner (`tenant`, `networks`), the number of
+  documents, and a profile vector (the mean of the actor's chunk vectors, normalised).
+
+Files: `readmodel/*.npy` (memory-mapped on load, so every worker process shares the pages) and
+`readmodel/strings.json` (actor ids and the vocabularies). A generation is immutable, and so is
+its read model; what changed since is the live delta's business (service.serving).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.domain import ActorSummary, Owner, Viewer, Visibility
+from service.fsutil import fsync_path
+from service.index.base import VectorIndex
+from service.store import ActorFilter, ProfileStore, StoredChunk
+
+FOLDER = "readmodel"
+VISIBILITY_CODES = {Visibility.PUBLIC.value: 0, Visibility.NETWORK.value: 1, "private": 2}
+UNKNOWN = -1
+"""Code of an unknown country: equal to nothing, itself included."""
+
+Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
+
+
+class Vocabulary:
+    """Strings <-> dense codes, in first-seen order."""
+
+    def __init__(self, words: Iterable[str] = ()) -> None:
+        self.words: list[str] = []
+        self.code: dict[str, int] = {}
+        for word in words:
+            self.add(word)
+
+    def add(self, word: str) -> int:
+        if word not in self.code:
+            self.code[word] = len(self.words)
+            self.words.append(word)
+        return self.code[word]
+
+    def codes(self, words: Iterable[str]) -> Ints:
+        """Codes of the known words among `words` (unknown ones match no row)."""
+        return np.array([self.code[w] for w in words if w in self.code], dtype=np.int64)
+
+
+def _csr(lists: Sequence[Sequence[int]]) -> tuple[Ints, Ints]:
+    start = np.zeros(len(lists) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(x) for x in lists])
+    flat = np.array([v for x in lists for v in x], dtype=np.int64)
+    return start, flat
+
+
+def _rows_having(start: Ints, flat: Ints, codes: Ints) -> Bools:
+    """Rows whose CSR list holds any of `codes`."""
+    rows = len(start) - 1
+    if len(codes) == 0 or len(flat) == 0:
+        return np.zeros(rows, dtype=np.bool_)
+    hit = np.isin(flat, codes)
+    owner = np.repeat(np.arange(rows), np.diff(start))
+    out = np.zeros(rows, dtype=np.bool_)
+    out[owner[hit]] = True
+    return out
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    # chunks, ordered by actor row then chunk id
+    chunk_ids: Ints
+    chunk_actor: Ints
+    chunk_visibility: npt.NDArray[np.int8]
+    chunk_need: Bools
+    chunk_document: Ints
+    """Which of its actor's documents a chunk belongs to (0, 1, ... in order of first chunk)."""
+    by_id: Ints
+    """Positions sorted by chunk id: `chunk_ids[by_id]` is ascending."""
+    # actors
+    actor_ids: tuple[str, ...]
+    actor_start: Ints
+    kind: Ints
+    country: Ints
+    region: tuple[str, ...]
+    sector_start: Ints
+    sector_codes: Ints
+    cluster_start: Ints
+    cluster_codes: Ints
+    tenant: Ints
+    network_start: Ints
+    network_codes: Ints
+    documents: Ints
+    profile: npt.NDArray[np.float32]
+    vocabularies: Mapping[str, Vocabulary]
+
+    # --- building --------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        chunks: Sequence[StoredChunk],
+        vectors: npt.NDArray[np.float32],
+        summaries: Mapping[str, ActorSummary],
+        dim: int,
+    ) -> ReadModel:
+        """From the generation's chunks (any order), their vectors (same order) and the
+        summaries of their actors; chunks of actors missing from `summaries` are left out."""
+        actor_ids = sorted({c.actor_id for c in chunks if c.actor_id in summaries})
+        row_of = {a: i for i, a in enumerate(actor_ids)}
+        keep = [i for i, c in enumerate(chunks) if c.actor_id in row_of]
+        rows = np.array([row_of[chunks[i].actor_id] for i in keep], dtype=np.int64)
+        ids = np.array([chunks[i].id for i in keep], dtype=np.int64)
+        order = np.lexsort((ids, rows))
+        picked = [chunks[keep[i]] for i in order]
+        vecs = vectors[np.array(keep, dtype=np.int64)[order]] if keep else vectors[:0]
+        rows = rows[order]
+        ids = ids[order]
+        start = np.zeros(len(actor_ids) + 1, dtype=np.int64)
+        np.add.at(start, rows + 1, 1)
+        start = np.cumsum(start)
+
+        vocab = {name: Vocabulary() for name in ("kind", "country", "sector", "cluster")}
+        vocab |= {"tenant": Vocabulary(), "network": Vocabulary()}
+        ordered = [summaries[a] for a in actor_ids]
+        sector_start, sector_codes = _csr(
+            [[vocab["sector"].add(s) for s in a.sectors] for a in ordered]
+        )
+        cluster_start, cluster_codes = _csr(
+            [[vocab["cluster"].add(c) for c in a.clusters] for a in ordered]
+        )
+        network_start, network_codes = _csr(
+            [[vocab["network"].add(n) for n in a.owner.networks] for a in ordered]
+        )
+        documents = np.array(
+            [
+                len({c.document_id for c in picked[start[r] : start[r + 1]]})
+                for r in range(len(ordered))
+            ],
+            dtype=np.int64,
+        )
+        return cls(
+            chunk_ids=ids,
+            chunk_actor=rows,
+            chunk_visibility=np.array(
+                [VISIBILITY_CODES.get(c.visibility, 2) for c in picked], dtype=np.int8
+            ),
+            chunk_need=np.array([c.intent == "need" for c in picked], dtype=np.bool_),
+            chunk_document=_document_ordinals(picked),
+            by_id=np.argsort(ids, kind="stable"),
+            actor_ids=tuple(actor_ids),
+            actor_start=start,
+            kind=np.array([vocab["kind"].add(a.kind) for a in ordered], dtype=np.int64),
+            country=np.array(
+                [vocab["country"].add(a.country) if a.country else UNKNOWN for a in ordered],
+                dtype=np.int64,
+            ),
+            region=tuple(a.region or "" for a in ordered),
+            sector_start=sector_start,
+            sector_codes=sector_codes,
+            cluster_start=cluster_start,
+            cluster_codes=cluster_codes,
+            tenant=np.array([vocab["tenant"].add(a.owner.tenant) for a in ordered], dtype=np.int64),
+            network_start=network_start,
+            network_codes=network_codes,
+            documents=documents,
+            profile=profile_vectors(vecs, start, dim),
+            vocabularies=vocab,
+        )
+
+    @classmethod
+    def from_store(cls, store: ProfileStore, index: VectorIndex, watermark: int) -> ReadModel:
+        """For a generation published without a read model: its chunks still in the store."""
+        present = set(index.ids().tolist())
+        chunks = [
+            c
+            for batch in store.iter_chunks()
+            for c in batch
+            if c.id <= watermark and c.id in present
+        ]
+        vectors = index.reconstruct(np.array([c.id for c in chunks], dtype=np.int64))
+        summaries = store.actor_summaries(sorted({c.actor_id for c in chunks}))
+        return cls.build(chunks, vectors, summaries, index.dim)
+
+    # --- persistence -----------------------------------------------------------------------
+
+    _ARRAYS = (
+        "chunk_ids",
+        "chunk_actor",
+        "chunk_visibility",
+        "chunk_need",
+        "chunk_document",
+        "by_id",
+        "actor_start",
+        "kind",
+        "country",
+        "sector_start",
+        "sector_codes",
+        "cluster_start",
+        "cluster_codes",
+        "tenant",
+        "network_start",
+        "network_codes",
+        "documents",
+        "profile",
+    )
+
+    def save(self, generation_dir: Path) -> None:
+        folder = generation_dir / FOLDER
+        folder.mkdir()
+        for name in self._ARRAYS:
+            path = folder / f"{name}.npy"
+            np.save(path, getattr(self, name))
+            fsync_path(path)
+        strings = {
+            "actor_ids": list(self.actor_ids),
+            "region": list(self.region),
+            "vocabularies": {k: v.words for k, v in self.vocabularies.items()},
+        }
+        path = folder / "strings.json"
+        path.write_text(json.dumps(strings), encoding="utf-8")
+        fsync_path(path)
+        fsync_path(folder)
+
+    @classmethod
+    def exists(cls, generation_dir: Path) -> bool:
+        return (generation_dir / FOLDER / "strings.json").is_file()
+
+    @classmethod
+    def load(cls, generation_dir: Path) -> ReadModel:
+        folder = generation_dir / FOLDER
+        arrays: dict[str, Any] = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS
+        }
+        strings = json.loads((folder / "strings.json").read_text(encoding="utf-8"))
+        return cls(
+            actor_ids=tuple(strings["actor_ids"]),
+            region=tuple(strings["region"]),
+            vocabularies={k: Vocabulary(v) for k, v in strings["vocabularies"].items()},
+            **arrays,
+        )
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Actors."""
+        return len(self.actor_ids)
+
+    def row_index(self) -> dict[str, int]:
+        return {a: i for i, a in enumerate(self.actor_ids)}
+
+    def positions_of_ids(self, ids: Ints) -> Ints:
+        """Chunk positions of chunk ids (-1 where the id is not in this generation)."""
+        sorted_ids = self.chunk_ids[self.by_id]
+        where = np.searchsorted(sorted_ids, ids)
+        where = np.clip(where, 0, max(len(sorted_ids) - 1, 0))
+        found = (len(sorted_ids) > 0) & (sorted_ids[where] == ids) if len(sorted_ids) else None
+        if found is None:
+            return np.full(len(ids), -1, dtype=np.int64)
+        return np.where(found, self.by_id[where], -1)
+
+    def positions_of_rows(self, rows: Ints) -> Ints:
+        """Chunk positions of actor rows, row after row."""
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.int64)
+        starts, ends = self.actor_start[rows], self.actor_start[rows + 1]
+        lengths = ends - starts
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        return offsets + np.arange(int(lengths.sum()))
+
+    def mask(self, f: ActorFilter, row_of: Mapping[str, int] | None = None) -> Bools:
+        """Actor rows the filter admits: the array twin of `ProfileStore.select_chunks`."""
+        keep = np.ones(len(self), dtype=np.bool_)
+        v = self.vocabularies
+        if f.countries:
+            keep &= np.isin(self.country, v["country"].codes(f.countries))
+        if f.kinds:
+            keep &= np.isin(self.kind, v["kind"].codes(f.kinds))
+        if f.regions:
+            keep &= (
+                np.array(
+                    [any(r.startswith(p) for p in f.regions) for r in self.region], dtype=np.bool_
+                )
+                if len(self)
+                else keep
+            )
+        if f.sectors:
+            keep &= _rows_having(self.sector_start, self.sector_codes, v["sector"].codes(f.sectors))
+        if f.clusters:
+            keep &= _rows_having(
+                self.cluster_start, self.cluster_codes, v["cluster"].codes(f.clusters)
+            )
+        if f.exclude_actor_ids:
+            rows = row_of if row_of is not None else self.row_index()
+            out = [rows[a] for a in f.exclude_actor_ids if a in rows]
+            keep[np.array(out, dtype=np.int64)] = False
+        ref = f.reference
+        if ref is not None and f.exclude_same:
+            keep &= ~self._same_as(ref, f)
+        return keep
+
+    def _same_as(self, ref: ActorSummary, f: ActorFilter) -> Bools:
+        same = np.zeros(len(self), dtype=np.bool_)
+        v = self.vocabularies
+        if "country" in f.exclude_same and ref.country:
+            same |= np.isin(self.country, v["country"].codes([ref.country]))
+        if "kind" in f.exclude_same:
+            same |= np.isin(self.kind, v["kind"].codes([ref.kind]))
+        if "region" in f.exclude_same and ref.region:
+            # Same region at the coarser of the two NUTS levels: AT3 and AT31 share a region.
+            mine = ref.region
+            same |= (
+                np.array(
+                    [bool(r) and (r.startswith(mine) or mine.startswith(r)) for r in self.region],
+                    dtype=np.bool_,
+                )
+                if len(self)
+                else same
+            )
+        if "sector" in f.exclude_same and ref.sectors:
+            same |= _rows_having(
+                self.sector_start, self.sector_codes, v["sector"].codes(ref.sectors)
+            )
+        if "cluster" in f.exclude_same and ref.clusters:
+            same |= _rows_having(
+                self.cluster_start, self.cluster_codes, v["cluster"].codes(ref.clusters)
+            )
+        return same
+
+    def chunk_mask(self, rows: Bools, exclude_needs: bool) -> Bools:
+        """Chunk positions of admitted rows (and, in complement mode, no need passages)."""
+        keep = rows[self.chunk_actor]
+        if exclude_needs:
+            keep &= ~self.chunk_need
+        return keep
+
+    def visible(self, positions: Ints, viewer: Viewer) -> Bools:
+        """Which chunk positions the viewer may see as evidence (visibility never changes the
+        score of an actor-to-actor match; free-text search is another matter, see matching)."""
+        if viewer.tenant is None:
+            return np.ones(len(positions), dtype=np.bool_)
+        vis = self.chunk_visibility[positions]
+        rows = self.chunk_actor[positions]
+        own = self.tenant[rows] == self.vocabularies["tenant"].code.get(viewer.tenant, -2)
+        shared = _rows_having(
+            self.network_start,
+            self.network_codes,
+            self.vocabularies["network"].codes(viewer.networks),
+        )[rows]
+        visible: Bools = (vis == 0) | own | ((vis == 1) & shared)
+        return visible
+
+    def owner(self, row: int) -> Owner:
+        words = self.vocabularies["network"].words
+        networks = self.network_codes[self.network_start[row] : self.network_start[row + 1]]
+        return Owner(
+            self.vocabularies["tenant"].words[int(self.tenant[row])],
+            tuple(words[int(n)] for n in networks),
+        )
+
+
+def _document_ordinals(chunks: Sequence[StoredChunk]) -> Ints:
+    out = np.zeros(len(chunks), dtype=np.int64)
+    seen: dict[tuple[str, str], int] = {}
+    per_actor: dict[str, int] = {}
+    for i, c in enumerate(chunks):
+        key = (c.actor_id, c.document_id)
+        if key not in seen:
+            seen[key] = per_actor.get(c.actor_id, 0)
+            per_actor[c.actor_id] = seen[key] + 1
+        out[i] = seen[key]
+    return out
+
+
+def profile_vectors(
+    vectors: npt.NDArray[np.float32], start: Ints, dim: int
+) -> npt.NDArray[np.float32]:
+    """Per actor the mean of its chunk vectors, L2-normalised (rows of zeros where none)."""
+    rows = len(start) - 1
+    if rows == 0 or len(vectors) == 0:
+        return np.zeros((rows, dim), dtype=np.float32)
+    sums = np.add.reduceat(
+        vectors.astype(np.float32), start[:-1].clip(max=len(vectors) - 1), axis=0
+    )
+    empty = np.diff(start) == 0
+    sums[empty] = 0.0
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)

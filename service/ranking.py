@@ -1,0 +1,313 @@
+"""Ranking on a snapshot's arrays: candidates, exact actor scores, evidence columns.
+
+No store access here: filters are masks over the read model's actor rows (and a predicate over
+the few live-delta actors), hits are grouped by actor with numpy, and each candidate's chunks are
+scored exactly against every query chunk. `service.matching` turns the ranked candidates into
+matches with one store read for the final page.
+
+Candidates come from three sources, each able to find actors the others miss:
+- **chunk hits**: the nearest chunks of every query chunk (FAISS, filters inside the search);
+- **profile vectors** (actor matching): the eligible actors whose mean chunk vector is nearest
+  the query's, scored exactly over *every* eligible actor, so one strong chunk elsewhere cannot
+  crowd out an actor that answers the whole profile;
+- **BM25** (free-text search): the best lexical passages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.config import Aggregate
+from service.domain import ActorSummary, Viewer
+from service.index.base import ChunkSelection
+from service.serving import Snapshot
+from service.store import ActorFilter
+
+Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int64]
+
+TOP_K_PAIRS = 3
+ALLOW_LIST_SHARE = 0.5
+"""Below this share of eligible chunks a search gets an allow-list, above it a deny-list."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One actor's exact score, and per scored chunk what evidence needs."""
+
+    actor_id: str
+    score: float
+    chunk_ids: Ints
+    best: Floats
+    """Each chunk's best similarity to any query chunk."""
+    best_query: Ints
+    visible: npt.NDArray[np.bool_]
+    document: Ints
+    """Document ordinal of each chunk within the actor (evidence takes one per document)."""
+    row: int = -1
+    """Read-model row, or -1 for an actor of the live delta."""
+
+
+@dataclass(frozen=True)
+class Request:
+    queries: Floats
+    actor_filter: ActorFilter
+    viewer: Viewer
+    wanted: int
+    aggregate: Aggregate = "coverage"
+    profile_candidates: bool = False
+    profile_weight: float = 0.0
+
+
+def normalised(v: Floats) -> Floats:
+    norm = float(np.linalg.norm(v))
+    return (v / norm).astype(np.float32) if norm > 0 else v.astype(np.float32)
+
+
+def reduce(best: Floats, aggregate: Aggregate) -> Floats:
+    """(query chunks x actors) best similarities -> one score per actor."""
+    if best.shape[0] == 0:
+        return np.zeros(best.shape[1], dtype=np.float32)
+    reduced: Floats = best.max(axis=0) if aggregate == "max" else best.mean(axis=0)
+    return reduced
+
+
+def _top(scores: Floats, n: int) -> Ints:
+    """Indexes of the `n` highest finite scores, best first (ties by index)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if len(finite) > n:
+        part = np.argpartition(-scores[finite], n - 1)[:n]
+        finite = finite[part]
+    order = np.lexsort((finite, -scores[finite]))
+    return finite[order]
+
+
+class Ranker:
+    """Candidates and exact scores for one request on one snapshot."""
+
+    def __init__(self, snapshot: Snapshot, request: Request) -> None:
+        self.snapshot = snapshot
+        self.request = request
+        self.rm = snapshot.generation.readmodel
+        self.delta = snapshot.delta
+        f = request.actor_filter
+        self.rows_ok = self.rm.mask(f) & ~self.delta.superseded[: len(self.rm)]
+        self.chunks_ok = self.rm.chunk_mask(self.rows_ok, f.exclude_needs)
+        self._delta_ok = self._delta_mask()
+
+    # --- eligibility -----------------------------------------------------------------------
+
+    def _delta_mask(self) -> npt.NDArray[np.bool_]:
+        """Delta chunks that are alive, of an admitted actor, and not needs in complement mode."""
+        delta, f = self.delta, self.request.actor_filter
+        ok = delta.alive()
+        admitted: dict[str, bool] = {}
+        for p in np.flatnonzero(ok).tolist():
+            chunk = delta.chunk(p)
+            actor = delta.actor(chunk.actor_id)
+            if chunk.actor_id not in admitted:
+                admitted[chunk.actor_id] = actor is not None and f.admits(actor)
+            ok[p] = admitted[chunk.actor_id] and not (f.exclude_needs and chunk.intent == "need")
+        return ok
+
+    def selection(self) -> ChunkSelection | None:
+        if self.chunks_ok.all():
+            return None
+        if self.chunks_ok.mean() < ALLOW_LIST_SHARE:
+            return ChunkSelection(allow=self.rm.chunk_ids[self.chunks_ok])
+        return ChunkSelection(deny=self.rm.chunk_ids[~self.chunks_ok])
+
+    # --- candidate sources -----------------------------------------------------------------
+
+    def chunk_hits(self, k: int) -> tuple[Ints, list[str]]:
+        """Rows and delta actors holding the nearest chunks, best first."""
+        q, wanted = self.request.queries, self.request.wanted
+        rows = np.zeros(0, dtype=np.int64)
+        index = self.snapshot.generation.index
+        if len(index) and self.chunks_ok.any():
+            scores, ids = index.search(q, min(k, len(index)), self.selection())
+            flat_ids, flat_scores = ids.ravel(), scores.ravel()
+            positions = self.rm.positions_of_ids(flat_ids)
+            hit = (flat_ids >= 0) & (positions >= 0)
+            positions, flat_scores = positions[hit], flat_scores[hit]
+            hit = self.chunks_ok[positions]  # stale deny-lists: the mask is the truth
+            best = np.full(len(self.rm), -np.inf, dtype=np.float32)
+            np.maximum.at(best, self.rm.chunk_actor[positions[hit]], flat_scores[hit])
+            rows = _top(best, wanted)
+        return rows, self._delta_best(q, wanted)
+
+    def _delta_best(self, q: Floats, wanted: int) -> list[str]:
+        delta = self.delta
+        if not self._delta_ok.any():
+            return []
+        sims = (q @ delta.vectors.T).max(axis=0)
+        sims[~self._delta_ok] = -np.inf
+        best: dict[str, float] = {}
+        for p in _top(sims, len(sims)).tolist():
+            actor_id = delta.chunk(p).actor_id
+            best.setdefault(actor_id, float(sims[p]))
+            if len(best) >= wanted:
+                break
+        return list(best)
+
+    def profile_hits(self) -> Ints:
+        """Eligible rows by profile-vector cosine to the query's mean vector, best first."""
+        if not len(self.rm) or not self.rows_ok.any():
+            return np.zeros(0, dtype=np.int64)
+        scores = self.rm.profile @ normalised(self.request.queries.mean(axis=0))
+        scores = np.where(self.rows_ok, scores, -np.inf).astype(np.float32)
+        return _top(scores, self.request.wanted)
+
+    def lexical_hits(self, query: str, k: int) -> dict[tuple[int, str], float]:
+        """(row, "") or (-1, delta actor id) -> its best BM25 score, best first."""
+        out: dict[tuple[int, str], float] = {}
+        lexical = self.snapshot.lexical
+        if lexical is not None:
+            scores, ids = lexical.search(query, k, self.selection())
+            positions = self.rm.positions_of_ids(ids)
+            for score, p in zip(scores.tolist(), positions.tolist(), strict=True):
+                if p >= 0 and self.chunks_ok[p]:
+                    key = (int(self.rm.chunk_actor[p]), "")
+                    out[key] = max(out.get(key, 0.0), score)
+        delta_lexical = self.delta.lexical
+        if delta_lexical is not None:
+            scores, ids = delta_lexical.search(query, k)
+            where = {int(i): p for p, i in enumerate(self.delta.ids.tolist())}
+            for score, chunk_id in zip(scores.tolist(), ids.tolist(), strict=True):
+                p = where.get(int(chunk_id))
+                if p is not None and self._delta_ok[p]:
+                    key = (-1, self.delta.chunk(p).actor_id)
+                    out[key] = max(out.get(key, 0.0), score)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    # --- exact scores ----------------------------------------------------------------------
+
+    def score(self, rows: Ints, delta_actors: list[str]) -> list[Candidate]:
+        """Every query chunk against every (eligible) chunk of each candidate."""
+        out = self._score_rows(np.unique(rows)) if len(rows) else []
+        return out + [c for a in dict.fromkeys(delta_actors) if (c := self._score_delta(a))]
+
+    def _score_rows(self, rows: Ints) -> list[Candidate]:
+        rm, q, request = self.rm, self.request.queries, self.request
+        positions = rm.positions_of_rows(rows)
+        positions = positions[self.chunks_ok[positions]]
+        if not len(positions):
+            return []
+        vectors = self.snapshot.generation.index.reconstruct(rm.chunk_ids[positions])
+        sims = q @ vectors.T
+        labels = rm.chunk_actor[positions]
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        ends = np.r_[starts[1:], len(labels)]
+        best = np.maximum.reduceat(sims, starts, axis=1)  # (queries, candidates)
+        scores = self._aggregate(best, sims, starts, ends)
+        if request.profile_weight:
+            profile = rm.profile[labels[starts]] @ normalised(q.mean(axis=0))
+            scores = (1 - request.profile_weight) * scores + request.profile_weight * profile
+        visible = rm.visible(positions, request.viewer)
+        column_best, column_query = sims.max(axis=0), sims.argmax(axis=0)
+        out = []
+        for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            out.append(
+                Candidate(
+                    actor_id=rm.actor_ids[int(labels[s])],
+                    score=float(scores[i]),
+                    chunk_ids=np.asarray(rm.chunk_ids[positions[s:e]]),
+                    best=column_best[s:e],
+                    best_query=column_query[s:e],
+                    visible=visible[s:e],
+                    document=np.asarray(rm.chunk_document[positions[s:e]]),
+                    row=int(labels[s]),
+                )
+            )
+        return out
+
+    def _aggregate(self, best: Floats, sims: Floats, starts: Ints, ends: Ints) -> Floats:
+        if self.request.aggregate != "topk":
+            return reduce(best, self.request.aggregate)
+        return np.array(
+            [
+                np.sort(sims[:, s:e], axis=None)[::-1][:TOP_K_PAIRS].mean()
+                for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+            ],
+            dtype=np.float32,
+        )
+
+    def _score_delta(self, actor_id: str) -> Candidate | None:
+        delta, request = self.delta, self.request
+        positions = np.array(
+            [
+                p
+                for p in (delta.log.positions.get(actor_id, []) if delta.log else [])
+                if p < delta.n
+            ],
+            dtype=np.int64,
+        )
+        positions = positions[self._delta_ok[positions]] if len(positions) else positions
+        summary = delta.actor(actor_id)
+        if not len(positions) or summary is None:
+            return None
+        vectors = delta.vectors[positions]
+        sims = request.queries @ vectors.T
+        starts = np.zeros(1, dtype=np.int64)
+        ends = np.array([len(positions)], dtype=np.int64)
+        score = float(self._aggregate(sims.max(axis=1, keepdims=True), sims, starts, ends)[0])
+        if request.profile_weight:
+            profile = float(
+                normalised(vectors.mean(axis=0)) @ normalised(request.queries.mean(axis=0))
+            )
+            score = (1 - request.profile_weight) * score + request.profile_weight * profile
+        chunks = [delta.chunk(int(p)) for p in positions]
+        documents: dict[str, int] = {}
+        return Candidate(
+            actor_id=actor_id,
+            score=score,
+            chunk_ids=delta.ids[positions],
+            best=sims.max(axis=0),
+            best_query=sims.argmax(axis=0),
+            visible=np.array(
+                [request.viewer.can_see(c.visibility, summary.owner) for c in chunks],
+                dtype=np.bool_,
+            ),
+            document=np.array(
+                [documents.setdefault(c.document_id, len(documents)) for c in chunks],
+                dtype=np.int64,
+            ),
+        )
+
+    # --- facets ----------------------------------------------------------------------------
+
+    def facets(self, candidates: list[Candidate]) -> dict[str, dict[str, int]]:
+        """Counts per country, kind and sector over the scored candidates."""
+        counts: dict[str, dict[str, int]] = {"country": {}, "kind": {}, "sector": {}}
+        words = {k: v.words for k, v in self.rm.vocabularies.items()}
+
+        def add(facet: str, value: str | None) -> None:
+            if value:
+                counts[facet][value] = counts[facet].get(value, 0) + 1
+
+        for c in candidates:
+            if c.row >= 0:
+                r = c.row
+                code = int(self.rm.country[r])
+                add("country", words["country"][code] if code >= 0 else None)
+                add("kind", words["kind"][int(self.rm.kind[r])])
+                for s in self.rm.sector_codes[
+                    self.rm.sector_start[r] : self.rm.sector_start[r + 1]
+                ]:
+                    add("sector", words["sector"][int(s)])
+            elif (summary := self.delta.actor(c.actor_id)) is not None:
+                _add_summary(add, summary)
+        return {
+            k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in counts.items()
+        }
+
+
+def _add_summary(add: object, summary: ActorSummary) -> None:
+    assert callable(add)
+    add("country", summary.country)
+    add("kind", summary.kind)
+    for s in summary.sectors:
+        add("sector", s)
