@@ -56,6 +56,8 @@ class QueryChunk:
     language: str = "en"
     visible: bool = True
     """Whether the viewer may see this query passage (another tenant's private text is hidden)."""
+    chunk_id: int | None = None
+    """A stored passage whose text is read with the result page (then `text` is "")."""
 
 
 Prepare = Callable[[Actor], list[ChunkDraft]]
@@ -126,6 +128,20 @@ class Matcher:
     ) -> MatchResult:
         """Actors similar to a stored actor (or, in `complement` mode, actors whose offers and
         competences answer its needs); never the actor itself."""
+        snapshot = self._snapshot()
+        served = _query_from_generation(snapshot, actor_id, mode, self.max_query_chunks, viewer)
+        if served is not None:  # its vectors and attributes are in the read model: no store read
+            reference, served_queries, served_vectors = served
+            return self._rank(
+                served_vectors,
+                served_queries,
+                limit,
+                _about(reference, filters, mode),
+                viewer,
+                diversify,
+                snapshot=snapshot,
+                query_actor=actor_id,
+            )
         summary = self.store.actor_summaries([actor_id]).get(actor_id)
         if summary is None:
             raise NotFound(f"actor {actor_id!r} does not exist")
@@ -210,6 +226,7 @@ class Matcher:
         diversify: bool = False,
         lexical: str | None = None,
         snapshot: Snapshot | None = None,
+        query_actor: str | None = None,
     ) -> MatchResult:
         snapshot = snapshot or self._snapshot()
         manifest = snapshot.generation.manifest
@@ -243,7 +260,7 @@ class Matcher:
         if lexical_best:
             candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
         candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
-        matches = self._page(candidates, queries, limit * 3 if diversify else limit)
+        matches = self._page(candidates, queries, limit * 3 if diversify else limit, query_actor)
         ranked = maximal_marginal_relevance(matches, limit) if diversify else matches[:limit]
         return MatchResult(
             ranked,
@@ -254,21 +271,36 @@ class Matcher:
         )
 
     def _page(
-        self, candidates: Sequence[Candidate], queries: Sequence[QueryChunk], size: int
+        self,
+        candidates: Sequence[Candidate],
+        queries: Sequence[QueryChunk],
+        size: int,
+        query_actor: str | None = None,
     ) -> list[Match]:
         """The best `size` candidates that still exist, with their evidence texts: one store
         read per page; an actor deleted or rewritten since the snapshot is dropped and the page
-        refilled from further down the ranked list."""
+        refilled from further down the ranked list. A stored query actor is checked in the same
+        read (and its passages' texts come with it)."""
         out: list[Match] = []
         at = 0
-        while len(out) < size and at < len(candidates):
+        pending = [q.chunk_id for q in queries if q.chunk_id is not None]
+        check = [query_actor] if query_actor else []
+        while (len(out) < size and at < len(candidates)) or check:
             batch = candidates[at : at + (size - len(out)) + PAGE_MARGIN]
             at += len(batch)
             picks = [evidence_columns(c) for c in batch]
             chunk_ids = [
                 int(c.chunk_ids[i]) for c, cols in zip(batch, picks, strict=True) for i in cols
             ]
-            summaries, chunks = self.store.page([c.actor_id for c in batch], chunk_ids)
+            summaries, chunks = self.store.page(
+                [c.actor_id for c in batch] + check, chunk_ids + pending
+            )
+            if check and check[0] not in summaries:
+                raise NotFound(f"actor {check[0]!r} does not exist")
+            check = []
+            if pending:  # the query's own passages, read with the first page
+                queries = [_with_text(q, chunks) for q in queries]
+                pending = []
             for candidate, columns in zip(batch, picks, strict=True):
                 summary = summaries.get(candidate.actor_id)
                 ids = [int(candidate.chunk_ids[i]) for i in columns]
@@ -287,6 +319,58 @@ class Matcher:
                 if len(out) == size:
                     break
         return out
+
+
+def _with_text(query: QueryChunk, chunks: dict[int, StoredChunk]) -> QueryChunk:
+    if query.chunk_id is None or query.chunk_id not in chunks:
+        return query
+    chunk = chunks[query.chunk_id]
+    return replace(query, text=chunk.text, language=chunk.language)
+
+
+def _query_from_generation(
+    snapshot: Snapshot, actor_id: str, mode: Mode, limit: int, viewer: Viewer
+) -> tuple[ActorSummary, list[QueryChunk], npt.NDArray[np.float32]] | None:
+    """A stored actor as a query, from the generation's arrays (None when the actor is not in
+    it, or was rewritten since: then the store has its current profile)."""
+    rm = snapshot.generation.readmodel
+    row = rm.row_index().get(actor_id)
+    if row is None or snapshot.delta.superseded[row]:
+        return None
+    positions = rm.positions_of_rows(np.array([row], dtype=np.int64))
+    if mode == "complement":
+        positions = positions[rm.chunk_need[positions]]
+        if not len(positions):
+            raise InvalidInput(
+                [
+                    FieldProblem(
+                        "mode", "complement needs documents with `intent: need` in the query"
+                    )
+                ]
+            )
+    picked = _spread(positions, rm.chunk_document[positions], limit)
+    vectors = snapshot.generation.index.reconstruct(rm.chunk_ids[picked])
+    visible = rm.visible(picked, viewer)
+    queries = [
+        QueryChunk("", visible=bool(v), chunk_id=int(i))
+        for i, v in zip(rm.chunk_ids[picked].tolist(), visible.tolist(), strict=True)
+    ]
+    return rm.summary(row), queries, vectors
+
+
+def _spread(
+    positions: npt.NDArray[np.int64], documents: npt.NDArray[np.int64], limit: int
+) -> npt.NDArray[np.int64]:
+    """`pick_query_chunks` on arrays: every document's first chunk first (documents in order),
+    then every document's second, and so on, up to `limit`."""
+    depth = np.zeros(len(positions), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i, d in enumerate(documents.tolist()):
+        depth[i] = seen.get(d, 0)
+        seen[d] = int(depth[i]) + 1
+    order = np.lexsort((documents, depth))[:limit]
+    picked: npt.NDArray[np.int64] = positions[order]
+    return picked
 
 
 PAGE_MARGIN = 5

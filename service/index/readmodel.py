@@ -363,6 +363,23 @@ class ReadModel:
         visible: Bools = (vis == 0) | own | ((vis == 1) & shared)
         return visible
 
+    def summary(self, row: int) -> ActorSummary:
+        """An actor's attributes as of this generation (no name: ranking needs none)."""
+        v = {k: voc.words for k, voc in self.vocabularies.items()}
+        country = int(self.country[row])
+        sectors = self.sector_codes[self.sector_start[row] : self.sector_start[row + 1]]
+        clusters = self.cluster_codes[self.cluster_start[row] : self.cluster_start[row + 1]]
+        return ActorSummary(
+            id=self.actor_ids[row],
+            name="",
+            kind=v["kind"][int(self.kind[row])],
+            country=v["country"][country] if country >= 0 else None,
+            region=self.region[row] or None,
+            sectors=tuple(v["sector"][int(s)] for s in sectors),
+            clusters=tuple(v["cluster"][int(c)] for c in clusters),
+            owner=self.owner(row),
+        )
+
     def owner(self, row: int) -> Owner:
         words = self.vocabularies["network"].words
         networks = self.network_codes[self.network_start[row] : self.network_start[row + 1]]

@@ -501,6 +501,8 @@ class SqlProfileStore:
                 query = base.where(*conditions, *(sa.not_(e) for e in exclusions))
                 ids = np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
                 return ChunkSelection(allow=ids)
+            if not exclusions:  # e.g. exclude_same region for a query of unknown region
+                return ChunkSelection()
             query = base.where(sa.or_(*exclusions))
             ids = np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
             return ChunkSelection(deny=ids)
@@ -544,10 +546,15 @@ class SqlProfileStore:
             out.append(actors.c.kind == ref.kind)
         if "region" in f.exclude_same and ref.region:
             # Same region at the coarser of the two NUTS levels: AT3 and AT31 share a region.
+            # An unknown region shares none (and must not turn the condition into NULL, which
+            # `NOT` keeps NULL and would drop the actor from an allow-list).
             out.append(
-                sa.or_(
-                    actors.c.region.startswith(ref.region),
-                    sa.literal(ref.region).startswith(actors.c.region),
+                sa.and_(
+                    actors.c.region.is_not(None),
+                    sa.or_(
+                        actors.c.region.startswith(ref.region),
+                        sa.literal(ref.region).startswith(actors.c.region),
+                    ),
                 )
             )
         if "sector" in f.exclude_same and ref.sectors:

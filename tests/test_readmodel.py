@@ -1,0 +1,204 @@
+"""The read model: array filters agree with SQL and with the delta's predicate; the live delta
+grows by the change only; deletes and rewrites by another process never reach a response."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.domain import OPERATOR, Actor, ActorSummary, Owner
+from service.embedding.fake import FakeEmbedder
+from service.matching import QueryChunk
+from service.runtime import Runtime
+from service.serving import LEXICAL_SYNC_MAX
+from service.store import ActorFilter
+from tests.factories import actor_data, make_actor
+
+COUNTRIES = ("AT", "DE", "IT", "SE", "RO")
+KINDS = ("company", "research", "university")
+REGIONS = (None, "AT3", "AT31", "DE2", "ITC4")
+SECTORS = ("C28", "C22.2", "M72", "D35")
+CLUSTERS = ("wind", "plastics", "health")
+SAME = ("sector", "region", "country", "kind", "cluster")
+
+
+def random_actors(rng: random.Random, n: int) -> list[Actor]:
+    out = []
+    for i in range(n):
+        region = rng.choice(REGIONS)
+        country = region[:2] if region else rng.choice(COUNTRIES)
+        data = actor_data(
+            f"a{i:03d}",
+            [f"offshore wind text {i}", f"second passage {i % 7}"][: rng.randint(1, 2)],
+            country=country,
+            kind=rng.choice(KINDS),
+            region=region,
+            sectors=rng.sample(SECTORS, rng.randint(0, 2)),
+            clusters=rng.sample(CLUSTERS, rng.randint(0, 2)),
+        )
+        if rng.random() < 0.1:
+            del data["country"], data["region"]  # unknown country, as in real data
+        out.append(Actor.parse(data))
+    return out
+
+
+def random_filter(rng: random.Random, reference: ActorSummary) -> ActorFilter:
+    def some(values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(rng.sample(values, rng.randint(1, 2))) if rng.random() < 0.35 else ()
+
+    return ActorFilter(
+        countries=some(COUNTRIES),
+        regions=some(("AT3", "DE", "ITC", "AT31")),
+        kinds=some(KINDS),
+        sectors=some(SECTORS),
+        clusters=some(CLUSTERS),
+        exclude_actor_ids=frozenset(f"a{rng.randrange(60):03d}" for _ in range(rng.randint(0, 5))),
+        exclude_same=frozenset(rng.sample(SAME, rng.randint(0, 2))),
+        reference=reference,
+    )
+
+
+def test_array_filters_equal_sql_filters_and_the_delta_predicate(runtime: Runtime) -> None:
+    rng = random.Random(20261201)
+    actors = random_actors(rng, 60)
+    runtime.ingestor.upsert(actors)
+    runtime.reindexer.run()
+    generation = runtime.index.get()
+    rm = generation.readmodel
+    summaries = runtime.store.actor_summaries([a.id for a in actors])
+    for trial in range(300):
+        reference = summaries[f"a{rng.randrange(60):03d}"]
+        f = random_filter(rng, reference)
+        by_arrays = {rm.actor_ids[r] for r in np.flatnonzero(rm.mask(f)).tolist()}
+        selection = runtime.store.select_chunks(f)
+        if selection.allow is not None:
+            allowed = set(selection.allow.tolist())
+            by_sql = {c.actor_id for b in runtime.store.iter_chunks() for c in b if c.id in allowed}
+        else:
+            denied = set(selection.deny.tolist()) if selection.deny is not None else set()
+            by_sql = {
+                c.actor_id for b in runtime.store.iter_chunks() for c in b if c.id not in denied
+            }
+        by_predicate = {a for a, s in summaries.items() if f.admits(s)}
+        assert by_arrays == by_sql == by_predicate, (trial, f)
+
+
+def test_read_model_summary_and_owner_round_trip(runtime: Runtime) -> None:
+    actor = make_actor("x", ["wind"], country="DE", sectors=["C28"], clusters=["wind"])
+    runtime.ingestor.upsert([actor], Owner("agency-a", ("north",)))
+    runtime.reindexer.run()
+    rm = runtime.index.get().readmodel
+    got = rm.summary(rm.row_index()["x"])
+    assert (got.kind, got.country, got.sectors, got.clusters) == (
+        "company",
+        "DE",
+        ("C28",),
+        ("wind",),
+    )
+    assert got.owner == Owner("agency-a", ("north",))
+
+
+class CountingStore:
+    """The store with the chunk rows each call reads counted (work, not seconds)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.rows_read = 0
+
+    def iter_chunks(self, *args: Any, **kwargs: Any) -> Any:
+        for batch in self.inner.iter_chunks(*args, **kwargs):
+            self.rows_read += len(batch)
+            yield batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_write_costs_the_change_whatever_the_delta_holds(settings: Settings) -> None:
+    runtime = Runtime(settings, embedder=FakeEmbedder())
+    runtime.ingestor.upsert([make_actor("seed", ["wind"])])
+    runtime.reindexer.run()
+    counting = CountingStore(runtime.store)
+    index = runtime.index
+    index._store = counting  # type: ignore[assignment]
+    embedder = runtime.embedder
+    assert isinstance(embedder, FakeEmbedder)
+
+    def write(i: int) -> tuple[int, int, int]:
+        rows, texts, builds = counting.rows_read, embedder.texts_embedded, index.lexical_builds
+        runtime.ingestor.upsert([make_actor(f"w{i}", [f"passage {i} one", f"passage {i} two"])])
+        return (
+            counting.rows_read - rows,
+            embedder.texts_embedded - texts,
+            index.lexical_builds - builds,
+        )
+
+    early = write(0)
+    for i in range(1, 2 * LEXICAL_SYNC_MAX):
+        write(i)
+    late = write(2 * LEXICAL_SYNC_MAX)
+    assert index.delta_size() > LEXICAL_SYNC_MAX
+    assert early[:2] == late[:2] == (2, 2), "each write reads and embeds its own two chunks"
+    assert late[2] == 0, "a large delta's BM25 is rebuilt in the background, not by the write"
+    index.settle()
+    result = runtime.matcher.search(f"passage {2 * LEXICAL_SYNC_MAX} one", limit=1)
+    assert result.matches[0].actor.id == f"w{2 * LEXICAL_SYNC_MAX}"
+    runtime.close()
+
+
+def test_a_delete_or_rewrite_by_another_process_never_reaches_a_response(
+    settings: Settings,
+) -> None:
+    """Two serving processes on one store and index folder; B never saw A's writes."""
+    a = Runtime(settings, embedder=FakeEmbedder())
+    b = Runtime(settings, embedder=FakeEmbedder())
+    a.ingestor.upsert(
+        [make_actor(f"wind-{i}", [f"offshore wind blade {i}"]) for i in range(6)]
+        + [make_actor("gone", ["offshore wind blade gone"])]
+    )
+    a.reindexer.run()
+    assert "gone" in {m.actor.id for m in b.matcher.search("offshore wind blade gone").matches}
+    assert a.delete_actor("gone")
+    a.ingestor.upsert([make_actor("wind-0", ["bread and pastry"])])  # rewritten elsewhere
+    snapshot = b.index.snapshot(refresh=False)  # B has not refreshed: its arrays are stale
+    result = b.matcher._rank(
+        b.embedder.embed(["offshore wind blade gone"], role="query"),
+        [QueryChunk("q")],
+        limit=10,
+        actor_filter=ActorFilter(),
+        viewer=OPERATOR,
+        snapshot=snapshot,
+    )
+    ids = [m.actor.id for m in result.matches]
+    assert "gone" not in ids and "wind-0" not in ids, "dropped by the page's store read"
+    assert len(ids) == 5, "and the page refilled from the ranked list"
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("aggregate", ["max", "coverage", "topk"])
+def test_array_scores_equal_the_block_formula(runtime: Runtime, aggregate: str) -> None:
+    from service.matching import aggregate_score
+
+    runtime.ingestor.upsert(
+        [
+            make_actor("q", ["offshore wind blades", "composite repair"]),
+            make_actor("c1", ["wind blades made of composites", "repair of blades", "bakery"]),
+            make_actor("c2", ["solar panels"]),
+        ]
+    )
+    runtime.reindexer.run()
+    runtime.matcher.aggregate = aggregate  # type: ignore[assignment]
+    got = {m.actor.id: m.score for m in runtime.matcher.match_actor("q").matches}
+    embed = runtime.embedder.embed
+    q = embed(["offshore wind blades", "composite repair"], role="passage")
+    for actor, texts in {
+        "c1": ["wind blades made of composites", "repair of blades", "bakery"],
+        "c2": ["solar panels"],
+    }.items():
+        block = q @ embed(texts, role="passage").T
+        assert got[actor] == pytest.approx(aggregate_score(block, aggregate), abs=1e-5)  # type: ignore[arg-type]
