@@ -101,6 +101,7 @@ def get_actor(actor_id: ActorId, services: ServicesDep, principal: Reader) -> Ac
         url=actor.url,
         documents=shown,
         hidden_documents=len(actor.documents) - len(shown),
+        partners=list(actor.partners),
     )
 
 

@@ -62,6 +62,9 @@ class ActorOut(BaseModel):
     url: str | None
     documents: list[Document]
     hidden_documents: int = 0
+    partners: list[str] = Field(
+        default_factory=list, description="ids of actors it has already worked with"
+    )
 
 
 class Matchable(BaseModel):

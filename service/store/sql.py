@@ -66,6 +66,15 @@ actor_clusters = sa.Table(
     sa.Column("cluster_id", sa.String(128), nullable=False, index=True),
 )
 
+# Added with the workspace; `create_all` adds it to older stores, which simply have no partners.
+actor_partners = sa.Table(
+    "actor_partners",
+    metadata,
+    sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    sa.Column("partner_id", sa.String(128), nullable=False),
+)
+
 documents = sa.Table(
     "documents",
     metadata,
@@ -219,7 +228,7 @@ class SqlProfileStore:
     def _delete(conn: Connection, actor_id: str) -> bool:
         # Children first, explicitly: PostgreSQL and SQLite agree on this without relying on
         # ON DELETE CASCADE being enabled for every connection.
-        for table in (chunks, documents, actor_sectors, actor_clusters):
+        for table in (chunks, documents, actor_sectors, actor_clusters, actor_partners):
             conn.execute(table.delete().where(table.c.actor_id == actor_id))
         return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0
 
@@ -254,6 +263,14 @@ class SqlProfileStore:
                 [
                     {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
                     for i, c in enumerate(actor.clusters)
+                ],
+            )
+        if actor.partners:
+            conn.execute(
+                actor_partners.insert(),
+                [
+                    {"actor_id": actor.id, "ordinal": i, "partner_id": p}
+                    for i, p in enumerate(actor.partners)
                 ],
             )
         languages = {d.document_id: d.language for d in drafts}
@@ -301,6 +318,7 @@ class SqlProfileStore:
                 return None
             sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, [actor_id])
             clusters = self._codes(conn, actor_clusters, actor_clusters.c.cluster_id, [actor_id])
+            partners = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
             docs = conn.execute(
                 sa.select(documents)
                 .where(documents.c.actor_id == actor_id)
@@ -316,6 +334,7 @@ class SqlProfileStore:
                     "url": row["url"],
                     "sectors": sectors.get(actor_id, ()),
                     "clusters": clusters.get(actor_id, ()),
+                    "partners": partners.get(actor_id, ()),
                     "documents": [
                         Document(
                             id=d["id"],
