@@ -27,6 +27,7 @@ from service.domain import IDENTIFIER, Actor
 from service.errors import FieldProblem, Forbidden, InvalidInput, NotFound, TooLarge
 from service.filters import ClusterIds, Countries, Filters, Kinds
 from service.keys import Principal
+from service.names import lookup
 from service.store import SameAttribute
 
 ActorId = Annotated[str, Path(pattern=IDENTIFIER, description="the actor's id")]
@@ -117,7 +118,14 @@ def delete_actor(actor_id: ActorId, services: ServicesDep, principal: Writer) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("", response_model=ActorList, summary="List actors, cursor-paginated by id")
+@router.get(
+    "",
+    response_model=ActorList,
+    summary="List actors, cursor-paginated by id, or look them up by name (`q`)",
+    description="Without `q`: every actor passing the filters, by id, a page at a time. With `q`: "
+    "actors whose id is `q`, whose name starts with it, has a word starting with it, or is "
+    "close to it (typos, word order), best first; one page of `limit`, no cursor.",
+)
 def list_actors(
     services: ServicesDep,
     _: Reader,
@@ -129,14 +137,28 @@ def list_actors(
     country: Annotated[Countries | None, Query()] = None,
     kind: Annotated[Kinds | None, Query()] = None,
     cluster: Annotated[ClusterIds | None, Query()] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=500, examples=["IBK-INNOVATION"])
+    ] = None,
 ) -> ActorList:
-    page = services.runtime.store.list_actors(
-        limit,
-        after=decode_cursor(cursor),
-        countries=country or [],
-        kinds=kind or [],
-        clusters=cluster or [],
-    )
+    if q is not None:
+        page = lookup(
+            services.runtime.names,
+            services.runtime.store,
+            q,
+            limit,
+            countries=country or [],
+            kinds=kind or [],
+            clusters=cluster or [],
+        )
+    else:
+        page = services.runtime.store.list_actors(
+            limit,
+            after=decode_cursor(cursor),
+            countries=country or [],
+            kinds=kind or [],
+            clusters=cluster or [],
+        )
     return ActorList(
         actors=[summary_out(a) for a in page.actors],
         next_cursor=encode_cursor(page.next_cursor),

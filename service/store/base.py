@@ -137,6 +137,10 @@ class ProfileStore(Protocol):
 
     def actor_summaries(self, actor_ids: Sequence[str]) -> dict[str, ActorSummary]: ...
 
+    def actor_names(self) -> list[tuple[str, str]]:
+        """(id, name) of every actor, for name lookup."""
+        ...
+
     def list_actors(
         self,
         limit: int,

@@ -371,6 +371,10 @@ class SqlProfileStore:
         with self.engine.connect() as conn:
             return self._summaries(conn, ids)
 
+    def actor_names(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            return [(r.id, r.name) for r in conn.execute(sa.select(actors.c.id, actors.c.name))]
+
     def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
         sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, ids)
         clusters = self._codes(conn, actor_clusters, actor_clusters.c.cluster_id, ids)
