@@ -18,9 +18,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz, process, utils
+from rapidfuzz import fuzz, process
 
 from service.store import ActorPage, ProfileStore
+from service.text.normalise import normalise
 
 FUZZY_CUTOFF = 80.0
 """WRatio below this is noise for names (unrelated names of similar length score 40 to 60)."""
@@ -40,11 +41,6 @@ class _Names:
     ids: tuple[str, ...]
     names: tuple[str, ...]
     normalised: tuple[str, ...]
-
-
-def normalise(text: str) -> str:
-    """Lower case, punctuation as spaces, single spaces: `IBK-Innovation` -> `ibk innovation`."""
-    return " ".join(str(utils.default_process(text)).split())
 
 
 class NameIndex:

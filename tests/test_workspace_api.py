@@ -16,7 +16,9 @@ from service.domain import Actor
 from service.errors import InvalidInput
 from service.runtime import Runtime
 from tests.factories import actor_data
-from tests.test_api import assert_problem, profile
+
+__all__ = ["keyed"]  # a fixture of test_api, shared here
+from tests.test_api import WIND, assert_problem, keyed, profile, rebuild, seed
 
 
 @pytest.fixture
@@ -80,3 +82,146 @@ def test_actors_by_name(client: TestClient) -> None:
     client.put("/v1/actors/ibk", json=profile(["wind"], name="Renamed Composites"))
     assert found("renamed") == ["ibk"], "a renamed actor is found by its new name at once"
     assert_problem(client.get("/v1/actors", params={"q": ""}), 422, "q")
+
+
+# --- feedback ------------------------------------------------------------------------------
+
+
+def ids(response: Any, key: str = "matches") -> list[str]:
+    assert response.status_code == 200, response.text
+    return [m["actor"]["id"] for m in response.json()[key]]
+
+
+def test_feedback_dismisses_and_marks_contacts(client: TestClient) -> None:
+    seed(client)
+    body = profile([f"{WIND} part 0"]) | {"partners": ["wind-1"]}
+    client.put("/v1/actors/wind-0", json=body)
+    rebuild(client)
+    matches = "/v1/actors/wind-0/matches"
+    before = ids(client.get(matches, params={"limit": 7}))
+    assert "wind-1" in before and "wind-2" in before
+
+    given = client.post(
+        "/v1/feedback",
+        json={"actor_id": "wind-2", "for_actor": "wind-0", "label": "not_relevant"},
+    )
+    assert given.status_code == 201, given.text
+    assert given.json()["tenant"] == "local" and given.json()["context"] == "actor:wind-0"
+    assert given.json()["updated_at"]
+    client.post(
+        "/v1/feedback",
+        json={"actor_id": "wind-3", "for_actor": "wind-0", "label": "met", "note": "fair"},
+    )
+    after = ids(client.get(matches, params={"limit": 7}))
+    assert "wind-2" not in after and len(after) == 7, "dismissed, and the list is still full"
+    assert "wind-3" in after
+    new_only = ids(client.get(matches, params={"limit": 5, "new_contacts_only": True}))
+    assert not {"wind-1", "wind-2", "wind-3"} & set(new_only) and len(new_only) == 5
+    posted = client.post(
+        "/v1/match", json={"actor_id": "wind-0", "limit": 5, "new_contacts_only": True}
+    )
+    assert ids(posted) == new_only
+    other_actor = ids(client.get("/v1/actors/wind-4/matches", params={"limit": 8}))
+    assert "wind-2" in other_actor, "dismissed only in the context it was given in"
+
+    relabelled = {"actor_id": "wind-2", "for_actor": "wind-0", "label": "relevant"}
+    assert client.post("/v1/feedback", json=relabelled).status_code == 201
+    assert "wind-2" in ids(client.get(matches, params={"limit": 7})), "a new label replaces"
+
+    listed = client.get("/v1/feedback", params={"for_actor": "wind-0"}).json()["feedback"]
+    assert {(f["actor_id"], f["label"]) for f in listed} == {
+        ("wind-2", "relevant"),
+        ("wind-3", "met"),
+    }
+    summary = client.get("/v1/feedback/summary").json()["tenants"]
+    assert summary == [
+        {
+            "tenant": "local",
+            "labels": {"met": 1, "relevant": 1},
+            "suggestions": 2,
+            "contacts": 1,
+            "contact_rate": 0.5,
+        }
+    ]
+    exported = client.get("/v1/feedback", params={"format": "csv"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.splitlines()
+    assert lines[0].startswith("tenant,context,actor_id,label") and len(lines) == 3
+    assert "wind-3,met,wind-0,,fair" in exported.text
+
+
+def test_feedback_on_search_results(client: TestClient) -> None:
+    seed(client)
+    rebuild(client)
+    search = {"q": WIND, "limit": 8}
+    assert "wind-5" in ids(client.get("/v1/search", params=search), "results")
+    query = f"  {WIND.upper()} "
+    dismissed = {"actor_id": "wind-5", "query": query, "label": "not_relevant"}
+    assert client.post("/v1/feedback", json=dismissed).json()["context"] == f"search:{WIND}"
+    assert "wind-5" not in ids(client.get("/v1/search", params=search), "results")
+    other = {"q": "composite materials", "limit": 9}
+    assert "wind-5" in ids(client.get("/v1/search", params=other), "results")
+    client.post("/v1/feedback", json={"actor_id": "wind-6", "query": "x", "label": "contacted"})
+    new_only = ids(client.get("/v1/search", params=other | {"new_contacts_only": True}), "results")
+    assert "wind-6" not in new_only and "wind-5" in new_only
+
+
+def test_search_for_an_actor(client: TestClient) -> None:
+    seed(client)
+    client.put("/v1/actors/wind-0", json=profile([WIND]) | {"partners": ["wind-1"]})
+    rebuild(client)
+    params: dict[str, Any] = {"q": WIND, "limit": 8, "for_actor": "wind-0"}
+    found = ids(client.get("/v1/search", params=params), "results")
+    assert "wind-0" not in found and "wind-1" in found
+    abroad = client.get("/v1/search", params=params | {"exclude_same": "country"})
+    assert {r["actor"]["country"] for r in abroad.json()["results"]} == {"DE", "IT"}
+    new_only = ids(client.get("/v1/search", params=params | {"new_contacts_only": True}), "results")
+    assert "wind-1" not in new_only
+    assert_problem(
+        client.get("/v1/search", params={"q": WIND, "exclude_same": "country"}), 422, "exclude_same"
+    )
+    assert_problem(client.get("/v1/search", params={"q": WIND, "for_actor": "nobody"}), 404)
+
+
+def test_feedback_errors(client: TestClient) -> None:
+    seed(client)
+    bad = [
+        ({"actor_id": "wind-1", "label": "relevant"}, None),
+        ({"actor_id": "wind-1", "for_actor": "wind-0", "label": "great"}, "label"),
+        ({"actor_id": "wind-1", "for_actor": "wind-1", "label": "met"}, None),
+        ({"actor_id": "wind-1", "query": "x", "label": "met", "extra": 1}, "extra"),
+    ]
+    for body, field in bad:
+        assert_problem(client.post("/v1/feedback", json=body), 422, field)
+    unknown = {"actor_id": "nobody", "for_actor": "wind-0", "label": "met"}
+    assert_problem(client.post("/v1/feedback", json=unknown), 404)
+    assert_problem(client.get("/v1/feedback", params={"label": "great"}), 422, "label[0]")
+
+
+def test_feedback_belongs_to_the_tenant(
+    keyed: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    client, h = keyed
+    for i in range(4):
+        body = profile([f"{WIND} {i}"])
+        assert client.put(f"/v1/actors/w{i}", json=body, headers=h["a_writer"]).status_code == 201
+    rebuild(client, h["admin"])
+    dismiss = {"actor_id": "w1", "for_actor": "w0", "label": "not_relevant"}
+    assert client.post("/v1/feedback", json=dismiss, headers=h["b_network"]).status_code == 201
+    assert client.post("/v1/feedback", json=dismiss | {"label": "met"}, headers=h["c_outsider"])
+
+    def matched(who: str) -> list[str]:
+        return ids(client.get("/v1/actors/w0/matches", headers=h[who]))
+
+    assert "w1" not in matched("b_network")
+    assert "w1" in matched("a_writer") and "w1" in matched("c_outsider")
+    own = client.get("/v1/feedback", headers=h["b_network"]).json()["feedback"]
+    assert [(f["tenant"], f["label"]) for f in own] == [("agency-b", "not_relevant")]
+    assert_problem(
+        client.get("/v1/feedback", params={"tenant": "agency-c"}, headers=h["b_network"]), 403
+    )
+    everyone = client.get("/v1/feedback/summary", headers=h["admin"]).json()["tenants"]
+    assert [t["tenant"] for t in everyone] == ["agency-b", "agency-c"]
+    one = client.get("/v1/feedback/summary", headers=h["c_outsider"]).json()["tenants"]
+    assert one[0]["contact_rate"] == 1.0 and len(one) == 1
+    assert_problem(client.post("/v1/feedback", json=dismiss), 401)

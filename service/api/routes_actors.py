@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.convert import CURSOR_PATTERN, decode_cursor, encode_cursor
 from service.api.deps import Reader, ServicesDep, Writer, reject_unknown_query
+from service.api.personal import tailored
 from service.api.schemas import (
     PROFILE_EXAMPLE,
     ActorList,
@@ -240,12 +241,22 @@ def actor_matches(
     explain: bool = False,
     diversify: bool = False,
     mode: Literal["similar", "complement"] = "similar",
+    new_contacts_only: Annotated[
+        bool, Query(description="leave out its partners and the tenant's contacts for it")
+    ] = False,
 ) -> MatchResponse:
     filters = Filters(country=country or [], kind=kind or [])
+    chosen = tailored(
+        filters.to_actor_filter(exclude_same or ()),
+        services.runtime.store,
+        principal,
+        for_actor=actor_id,
+        new_contacts_only=new_contacts_only,
+    )
     result = services.runtime.matcher.match_actor(
         actor_id,
         limit=limit,
-        filters=filters.to_actor_filter(exclude_same or ()),
+        filters=chosen,
         viewer=principal.viewer,
         mode=mode,
         diversify=diversify,

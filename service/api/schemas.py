@@ -152,6 +152,11 @@ class MatchRequest(BaseModel):
         description="re-rank by maximal marginal relevance so the list is not near-copies "
         "(same kind, country, region, sectors or best passage)",
     )
+    new_contacts_only: bool = Field(
+        default=False,
+        description="leave out the actor's `partners` and the actors the key's tenant marked "
+        "`contacted` or `met` for it (POST /v1/feedback)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,8 @@ index" be a simple `id > watermark`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.domain import Actor, ActorSummary, Document, Owner
 from service.failpoints import failpoint
+from service.feedback import Feedback, FeedbackCounts, Label
 from service.index.base import ChunkSelection
 from service.store.base import (
     ActorFilter,
@@ -111,6 +113,22 @@ embeddings = sa.Table(
     sa.Column("content_hash", sa.String(64), primary_key=True),
     sa.Column("model_id", sa.String(200), primary_key=True),
     sa.Column("vector", sa.LargeBinary, nullable=False),  # float32, little-endian
+)
+
+# Feedback on suggestions (service.feedback): the current label per tenant, context and actor. Not
+# tied to `actors` by a foreign key: feedback on an actor outlives its replacement, and counts for
+# the evaluation even after the actor is deleted.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("context", sa.String(700), primary_key=True),
+    sa.Column("actor_id", sa.String(128), primary_key=True),
+    sa.Column("for_actor", sa.String(128), nullable=True),
+    sa.Column("query", sa.Text, nullable=True),
+    sa.Column("label", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
 )
 
 store_meta = sa.Table(
@@ -588,6 +606,79 @@ class SqlProfileStore:
                 )
             )
         return out
+
+    # --- feedback --------------------------------------------------------------------------
+
+    def put_feedback(self, item: Feedback) -> Feedback:
+        """Store `item` as the tenant's current label for that suggestion (replacing an older
+        one); returns it with its time stamp."""
+        stored = replace(item, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        key = (
+            (feedback.c.tenant == item.tenant)
+            & (feedback.c.context == item.context)
+            & (feedback.c.actor_id == item.actor_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(feedback.delete().where(key))
+            conn.execute(
+                feedback.insert().values(
+                    tenant=stored.tenant,
+                    context=stored.context,
+                    actor_id=stored.actor_id,
+                    for_actor=stored.for_actor,
+                    query=stored.query,
+                    label=stored.label.value,
+                    note=stored.note,
+                    updated_at=stored.updated_at,
+                )
+            )
+        return stored
+
+    def list_feedback(
+        self,
+        tenant: str | None = None,
+        context: str | None = None,
+        labels: Collection[str] = (),
+    ) -> list[Feedback]:
+        query = sa.select(feedback)
+        if tenant is not None:
+            query = query.where(feedback.c.tenant == tenant)
+        if context is not None:
+            query = query.where(feedback.c.context == context)
+        if labels:
+            query = query.where(feedback.c.label.in_(sorted(labels)))
+        order = (feedback.c.tenant, feedback.c.updated_at, feedback.c.context, feedback.c.actor_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(*order)).mappings().all()
+        return [
+            Feedback(
+                tenant=r["tenant"],
+                actor_id=r["actor_id"],
+                label=Label(r["label"]),
+                for_actor=r["for_actor"],
+                query=r["query"],
+                note=r["note"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    def feedback_counts(self, tenant: str | None = None) -> list[FeedbackCounts]:
+        query = sa.select(feedback.c.tenant, feedback.c.label, sa.func.count()).group_by(
+            feedback.c.tenant, feedback.c.label
+        )
+        if tenant is not None:
+            query = query.where(feedback.c.tenant == tenant)
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for row_tenant, label, n in conn.execute(query.order_by(feedback.c.tenant)):
+                counts.setdefault(row_tenant, {})[label] = int(n)
+        return [FeedbackCounts(t, labels) for t, labels in counts.items()]
+
+    def partners_of(self, actor_id: str) -> tuple[str, ...]:
+        with self.engine.connect() as conn:
+            found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
+        return found.get(actor_id, ())
 
     # --- embedding cache -------------------------------------------------------------------
 
