@@ -225,3 +225,90 @@ def test_feedback_belongs_to_the_tenant(
     one = client.get("/v1/feedback/summary", headers=h["c_outsider"]).json()["tenants"]
     assert one[0]["contact_rate"] == 1.0 and len(one) == 1
     assert_problem(client.post("/v1/feedback", json=dismiss), 401)
+
+
+# --- competence map --------------------------------------------------------------------------
+
+
+def test_competence_map(client: TestClient, runtime: Runtime) -> None:
+    empty = client.get("/v1/map")
+    assert empty.status_code == 200 and empty.json()["state"] == "empty"
+    seed(client)
+    generation = rebuild(client)["generation"]
+    first = client.get("/v1/map")
+    assert first.status_code in (200, 202), first.text
+    if first.status_code == 202:
+        assert first.json()["state"] == "computing" and first.headers["retry-after"]
+    runtime.maps.wait(generation)
+    ready = client.get("/v1/map").json()
+    assert ready["state"] == "ready" and ready["generation"] == generation
+    assert ready["method"] == "tsne" and ready["model"] == "fake/hashing-bow"
+    points = {p["id"]: p for p in ready["points"]}
+    assert len(points) == 9 and all(0 <= p["x"] <= 1 and 0 <= p["y"] <= 1 for p in points.values())
+    assert points["bakery"]["kind"] == "research" and points["wind-0"]["name"] == "Actor ignored"
+    assert list((runtime.settings.resolved_index_dir / "maps").glob(f"{generation}-tsne.json"))
+    client.delete("/v1/actors/bakery")
+    assert "bakery" not in {p["id"] for p in client.get("/v1/map").json()["points"]}
+    spec = client.get("/openapi.json").json()["paths"]
+    assert "/v1/map" in spec and "/v1/feedback" in spec and "/v1/feedback/summary" in spec
+    assert "202" in spec["/v1/map"]["get"]["responses"]
+
+
+def test_map_projection_keeps_neighbours_together(runtime: Runtime) -> None:
+    from service.cli import main
+
+    texts = ["offshore wind turbine blade", "sourdough bakery bread", "quantum sensing magnet"]
+    actors = [
+        Actor.parse(actor_data(f"{topic}-{i}", [f"{text} {i}"]))
+        for topic, text in zip(("wind", "bread", "quantum"), texts, strict=True)
+        for i in range(6)
+    ]
+    runtime.ingestor.upsert(actors)
+    runtime.reindexer.run()
+    assert main(["map", "--out", str(runtime.settings.data_dir / "map.png")], runtime) == 0
+    manifest = runtime.generations.read_manifest(runtime.generations.current_id() or "")
+    projection = runtime.maps.compute(manifest)
+    xy = dict(zip(projection.ids, projection.xy, strict=True))
+
+    def spread(topic: str) -> float:
+        points = [xy[a] for a in xy if a.startswith(topic)]
+        return max(abs(p[0] - q[0]) + abs(p[1] - q[1]) for p in points for q in points)
+
+    centre = {
+        t: [sum(c) / 6 for c in zip(*(xy[a] for a in xy if a.startswith(t)), strict=True)]
+        for t in ("wind", "bread", "quantum")
+    }
+    nearest_other = min(
+        abs(centre[a][0] - centre[b][0]) + abs(centre[a][1] - centre[b][1])
+        for a in centre
+        for b in centre
+        if a < b
+    )
+    assert max(spread(t) for t in centre) < nearest_other, "topics form separate groups"
+
+
+def test_map_command_writes_png_and_svg(
+    runtime: Runtime, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main
+
+    assert main(["map", "--out", str(tmp_path / "none.png")], runtime) == 1
+    assert "reindex" in capsys.readouterr().err
+    runtime.ingestor.upsert(
+        [
+            Actor.parse(actor_data(f"a{i}", [f"wind blade {i}"], kind=k))
+            for i, k in enumerate(["company", "research", "university", "company"])
+        ]
+    )
+    runtime.reindexer.run()
+    assert main(["map", "--out", str(tmp_path / "map.png")], runtime) == 0
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        main(
+            ["map", "--out", str(tmp_path / "map.svg"), "--colour-by", "country", "--json"], runtime
+        )
+        == 0
+    )
+    assert "<svg" in (tmp_path / "map.svg").read_text()
+    assert '"actors": 4' in capsys.readouterr().out
+    assert main(["map", "--out", str(tmp_path / "map.gif")], runtime) == 2

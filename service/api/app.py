@@ -25,6 +25,7 @@ from service.api.metrics import LatencyMiddleware, Metrics
 from service.api.routes_actors import router as actors_router
 from service.api.routes_feedback import router as feedback_router
 from service.api.routes_index import router as index_router
+from service.api.routes_map import router as map_router
 from service.api.routes_match import router as match_router
 from service.errors import ClusterMatchError
 from service.jobs import RebuildJobs
@@ -102,6 +103,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     app.include_router(match_router)
     app.include_router(index_router)
     app.include_router(feedback_router)
+    app.include_router(map_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

@@ -82,4 +82,26 @@ class FeedbackSummary(BaseModel):
     tenants: list[TenantFeedback]
 
 
-ColourBy = Literal["kind", "country", "sector", "cluster"]
+class MapPoint(BaseModel):
+    id: str
+    name: str
+    kind: str
+    country: str
+    region: str | None
+    sectors: list[str]
+    clusters: list[str]
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+
+
+class CompetenceMap(BaseModel):
+    state: Literal["ready", "computing", "empty"] = Field(
+        description="`computing`: the projection of this generation is being made (202); ask "
+        "again. `empty`: no generation has been built yet"
+    )
+    generation: str | None
+    model: str | None
+    method: str | None = Field(description="`tsne` or `pca` of the actors' profile vectors")
+    points: list[MapPoint] = Field(
+        description="every actor of the generation that is still stored, in [0, 1] x [0, 1]"
+    )
