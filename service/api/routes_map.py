@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from service.api.deps import Reader, ServicesDep
-from service.api.schemas import problem_responses
+from service.api.schemas import problem_responses, summary_out
 from service.api.schemas_workspace import CompetenceMap, MapPoint
 
 router = APIRouter(prefix="/v1", tags=["map"], responses=problem_responses(401, 403, 503))
@@ -39,17 +39,7 @@ def competence_map(services: ServicesDep, _: Reader, response: Response) -> Comp
         )
     summaries = runtime.store.actor_summaries(projection.ids)
     points = [
-        MapPoint(
-            id=s.id,
-            name=s.name,
-            kind=s.kind,
-            country=s.country,
-            region=s.region,
-            sectors=list(s.sectors),
-            clusters=list(s.clusters),
-            x=x,
-            y=y,
-        )
+        MapPoint(**summary_out(s).model_dump(), clusters=list(s.clusters), x=x, y=y)
         for actor_id, (x, y) in zip(projection.ids, projection.xy, strict=True)
         if (s := summaries.get(actor_id)) is not None
     ]

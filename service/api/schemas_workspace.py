@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.api.schemas import ActorSummaryOut
 from service.domain import Identifier
 from service.feedback import Label
 
@@ -82,13 +83,7 @@ class FeedbackSummary(BaseModel):
     tenants: list[TenantFeedback]
 
 
-class MapPoint(BaseModel):
-    id: str
-    name: str
-    kind: str
-    country: str
-    region: str | None
-    sectors: list[str]
+class MapPoint(ActorSummaryOut):
     clusters: list[str]
     x: float = Field(ge=0, le=1)
     y: float = Field(ge=0, le=1)
