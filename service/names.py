@@ -6,7 +6,7 @@ similar things rather than the actor itself. This looks names up directly:
 1. an exact id (`pic:991776016`) comes first;
 2. then names that start with the query, then names with a word that starts with it (`innsbruck`
    finds "Universitaet Innsbruck"), both after normalising case and punctuation;
-3. then fuzzy matches (RapidFuzz `WRatio`), which forgive typos and word order (`fraunhoffer`).
+3. then fuzzy matches (RapidFuzz), which forgive typos and word order (`fraunhoffer`).
 
 The names are held in memory and re-read only when the store's change count moves, so a lookup
 costs one small query plus an in-memory scan (milliseconds for 100,000 names).
@@ -23,8 +23,8 @@ from rapidfuzz import fuzz, process
 from service.store import ActorPage, ProfileStore
 from service.text.normalise import normalise
 
-FUZZY_CUTOFF = 80.0
-"""WRatio below this is noise for names (unrelated names of similar length score 40 to 60)."""
+FUZZY_CUTOFF = 85.0
+"""Below this, fuzzy scores are noise for names (unrelated names score 20 to 70)."""
 ID_SCORE, PREFIX_SCORE, WORD_PREFIX_SCORE = 300.0, 200.0, 150.0
 
 
@@ -67,6 +67,20 @@ class NameIndex:
                 )
             return self._names
 
+    @staticmethod
+    def _fuzzy(wanted: str, names: Sequence[str]) -> list[tuple[float, int]]:
+        """Typos in a whole name (`token_sort_ratio`: any word order), or in a part of a longer
+        name (`partial_ratio`, only where the query is the shorter: a long competence query
+        would otherwise "match" every short name sharing one word)."""
+        hits: list[tuple[float, int]] = []
+        for scorer in (fuzz.token_sort_ratio, fuzz.partial_ratio):
+            for _, score, i in process.extract(
+                wanted, names, scorer=scorer, processor=None, limit=None, score_cutoff=FUZZY_CUTOFF
+            ):
+                if scorer is fuzz.token_sort_ratio or len(wanted) <= len(names[i]):
+                    hits.append((float(score), i))
+        return hits
+
     def find(self, query: str) -> list[NameHit]:
         """Every actor whose id or name fits `query`, best first."""
         names = self._current()
@@ -78,15 +92,8 @@ class NameIndex:
                     scores[i] = PREFIX_SCORE
                 elif f" {wanted}" in f" {name}":
                     scores[i] = WORD_PREFIX_SCORE
-            for _, score, i in process.extract(
-                wanted,
-                names.normalised,
-                scorer=fuzz.WRatio,
-                processor=None,
-                limit=None,
-                score_cutoff=FUZZY_CUTOFF,
-            ):
-                scores[i] = max(scores.get(i, 0.0), float(score))
+            for score, i in self._fuzzy(wanted, names.normalised):
+                scores[i] = max(scores.get(i, 0.0), score)
         stripped = query.strip()
         for i, actor_id in enumerate(names.ids):
             if actor_id == stripped:

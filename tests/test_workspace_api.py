@@ -75,7 +75,7 @@ def test_actors_by_name(client: TestClient) -> None:
     assert found("innsbruck") == ["uibk"], "a word of the name"
     assert found("fraunhoffer")[:2] == ["fhg-at", "fhg"], "typos forgiven, shorter name first"
     assert found("fraunhofer", country="AT") == ["fhg-at"]
-    assert found("uibk") == ["uibk"], "the id itself"
+    assert found("uibk")[0] == "uibk", "the id itself comes first"
     assert found("quantum bakery") == []
     page = client.get("/v1/actors", params={"q": "fraunhofer", "limit": 1}).json()
     assert page["total"] == 2 and len(page["actors"]) == 1 and page["next_cursor"] is None
@@ -312,3 +312,34 @@ def test_map_command_writes_png_and_svg(
     assert "<svg" in (tmp_path / "map.svg").read_text()
     assert '"actors": 4' in capsys.readouterr().out
     assert main(["map", "--out", str(tmp_path / "map.gif")], runtime) == 2
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "page"),
+    [
+        ("/", "search"),
+        ("/?q=offshore+wind", "search"),
+        ("/actors/pic:991776016", "actor"),
+        ("/actors/a/b", "actor"),
+        ("/shortlist", "shortlist"),
+        ("/map", "map"),
+    ],
+)
+def test_pages_are_served_with_their_assets(client: TestClient, path: str, page: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert f'data-page="{page}"' in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert "set-cookie" not in response.headers, "no cookie, so nothing for CSRF to ride on"
+    for asset in ("/static/app.js", "/static/app.css"):
+        assert asset in response.text
+        assert client.get(asset).status_code == 200
+    assert "http://" not in response.text and "https://" not in response.text, "no CDN"
+
+
+def test_pages_are_not_in_the_api_description(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if not p.startswith(("/v1/", "/healthz", "/readyz", "/metrics"))]

@@ -33,6 +33,7 @@ from service.keys import KeyFile
 from service.reindex import ReindexReport
 from service.runtime import Runtime
 from service.serving import Watcher
+from service.web import routes as web
 
 log = logging.getLogger("clustermatch.api")
 
@@ -104,6 +105,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     app.include_router(index_router)
     app.include_router(feedback_router)
     app.include_router(map_router)
+    web.install(app)  # the workspace pages, last: their paths never shadow the API's
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

@@ -9,6 +9,7 @@ index" be a simple `id > watermark`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -161,9 +162,18 @@ class SqlProfileStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: Engine | None = None
+        # The first requests of a fresh server arrive together; two `create_all`s on a new
+        # database race ("table actors already exists").
+        self._engine_lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
+        if self._engine is not None:
+            return self._engine
+        with self._engine_lock:
+            return self._connect()
+
+    def _connect(self) -> Engine:
         if self._engine is None:
             if self.url.startswith("sqlite:///"):
                 Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
