@@ -26,7 +26,7 @@ def category(actor: ActorSummary, colour_by: ColourBy) -> str:
     if colour_by == "kind":
         return actor.kind
     if colour_by == "country":
-        return actor.country
+        return actor.country or NONE
     values = actor.sectors if colour_by == "sector" else actor.clusters
     return values[0] if values else NONE
 

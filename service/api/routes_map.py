@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["map"], responses=problem_responses(401, 
 def competence_map(services: ServicesDep, _: Reader, response: Response) -> CompetenceMap:
     runtime = services.runtime
     generation = runtime.index.get()
-    if generation is None:
+    if generation is None or generation.is_empty:  # nothing built yet: no vectors to project
         return CompetenceMap(state="empty", generation=None, model=None, method=None, points=[])
     manifest = generation.manifest
     projection = runtime.maps.get_or_start(manifest)

@@ -51,9 +51,8 @@ function actorUrl(id) {
 }
 
 function where(actor) {
-  return actor.region && actor.region !== actor.country
-    ? `${actor.country} · ${actor.region}`
-    : actor.country;
+  const country = actor.country || "country unknown";
+  return actor.region && actor.region !== actor.country ? `${country} · ${actor.region}` : country;
 }
 
 function setTitle(text) {
@@ -206,13 +205,14 @@ function emptyStore() {
   );
 }
 
-function noIndexYet() {
+function noMapYet() {
+  // Search works before a first rebuild (every write is searched live); the map needs one.
   return el(
     "section",
     { class: "empty" },
-    el("h2", { text: "No index yet" }),
-    el("p", {}, "Profiles are stored but not indexed. Run ", el("code", { text: "clustermatch reindex" }),
-      " or ", el("code", { text: "POST /v1/index/rebuild" }), " (admin)."),
+    el("h2", { text: "No map yet" }),
+    el("p", {}, "The map is drawn from a built index generation. Run ", el("code", { text: "clustermatch reindex" }),
+      " or ", el("code", { text: "POST /v1/index/rebuild" }), " (admin), then reload."),
   );
 }
 
@@ -278,7 +278,9 @@ function reasonOf(match, context) {
   const about = context.actor;
   if (about) {
     const parts = [];
-    parts.push(match.actor.country === about.country ? "same country" : `from ${match.actor.country}`);
+    // An unknown country is never "the same" as another unknown one (as in the API's filters).
+    if (match.actor.country && match.actor.country === about.country) parts.push("same country");
+    else parts.push(match.actor.country ? `from ${match.actor.country}` : "country unknown");
     if (about.sectors.length && match.actor.sectors.length) {
       const same = match.actor.sectors.some((s) => about.sectors.includes(s));
       parts.push(same ? "same sector" : "another sector");
@@ -497,10 +499,6 @@ async function searchPage() {
     input.focus();
     return;
   }
-  if (state && !state.index.generation) {
-    results.append(noIndexYet());
-    return;
-  }
   const search = {
     q,
     limit: 20,
@@ -601,7 +599,7 @@ async function actorPage() {
   const params = new URLSearchParams(location.search);
   const root = main();
   root.replaceChildren(el("p", { class: "loading", text: "Loading…" }));
-  const state = await indexState();
+  await indexState();
   let actor;
   try {
     actor = (await api("GET", `/v1/actors/${encodeURIComponent(id)}`)).data;
@@ -664,10 +662,6 @@ async function actorPage() {
   const side = el("section", { class: "suggested", "aria-labelledby": "suggested-title" },
     el("h2", { id: "suggested-title", text: "Suggested partners" }), options, suggestions, searchFor);
   root.replaceChildren(el("div", { class: "layout actor" }, profile, side));
-  if (state && !state.index.generation) {
-    suggestions.append(noIndexYet());
-    return;
-  }
   loadSuggestions(actor, suggestions);
 }
 
@@ -802,7 +796,7 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 const REST = "#b8b8b8";
 
 function categoryOf(point, by) {
-  if (by === "kind" || by === "country") return point[by];
+  if (by === "kind" || by === "country") return point[by] || "(none)";
   const values = by === "sector" ? point.sectors : point.clusters;
   return values.length ? values[0] : "(none)";
 }
@@ -832,7 +826,7 @@ async function mapPage() {
     }
   }
   if (data.state === "empty") {
-    root.replaceChildren(el("h1", { text: "Competence map" }), noIndexYet());
+    root.replaceChildren(el("h1", { text: "Competence map" }), noMapYet());
     return;
   }
   const by = ["kind", "country", "sector", "cluster"].includes(params.get("colour")) ? params.get("colour") : "kind";
