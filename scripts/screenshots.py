@@ -40,15 +40,16 @@ def views(page: Page, base: str, out: Path, width: str) -> None:
     shoot(page, out, f"search-{width}", full=False)
     for button in page.locator(".card .add").all()[:2]:
         button.click()
-    page.goto(f"{base}/actors/{ACTOR}")
+    page.goto(f"{base}/actors/{ACTOR}?new=1")  # beyond the partners it already has
     page.wait_for_selector(".mode-similar .card")
     shoot(page, out, f"actor-{width}", full=False)
     page.goto(f"{base}/shortlist")
     page.wait_for_selector("table.shortlist")
+    page.locator("table.shortlist textarea").first.fill("Tower monitoring: ask about TOWERPOWER")
     shoot(page, out, f"shortlist-{width}")
     page.goto(f"{base}/map" + ("?find=fraunhofer" if width == "phone" else ""))
     page.wait_for_selector("svg.map circle", timeout=180_000)
-    shoot(page, out, f"map-{width}", full=False)
+    shoot(page, out, f"map-{width}", full=width == "phone")  # the map is below its controls
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ FORMATS = (".png", ".svg", ".pdf")
 MAX_COLOURS = 10
 """Categories beyond the ten largest share one grey: more hues cannot be told apart."""
 REST = "(all others)"
+METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 NONE = "(none)"
 
 
@@ -80,7 +81,7 @@ def render(
     axes.set_title(
         title
         or f"Competence map: {len(shown):,} actors, generation {projection.generation} "
-        f"({projection.method} of profile vectors)",
+        f"({METHOD_NAMES.get(projection.method, projection.method)} of profile vectors)",
         fontsize=10,
     )
     axes.legend(

@@ -39,6 +39,14 @@ const DOC_KIND = {
   patent: "patent",
   self_assessment: "self-assessment",
 };
+const KIND_NOUNS = {
+  company: "a company",
+  research: "a research institute",
+  university: "a university",
+  cluster: "a cluster",
+  public: "a public body",
+  other: "another kind of actor",
+};
 const FEEDBACK = [
   ["relevant", "Relevant"],
   ["contacted", "Contacted"],
@@ -285,7 +293,8 @@ function reasonOf(match, context) {
       const same = match.actor.sectors.some((s) => about.sectors.includes(s));
       parts.push(same ? "same sector" : "another sector");
     }
-    parts.push(match.actor.kind === about.kind ? `also a ${match.actor.kind}` : `a ${match.actor.kind}`);
+    const noun = KIND_NOUNS[match.actor.kind] || match.actor.kind;
+    parts.push(match.actor.kind === about.kind ? `also ${noun}` : noun);
     reason += `; ${parts.join(", ")}`;
   }
   return reason + ".";
@@ -470,7 +479,7 @@ async function searchPage() {
     { class: "toggles" },
     el("legend", { text: "Show" }),
     toggle("new", "New contacts only", params.get("new") === "1"),
-    toggle("other-country", "Other countries only", params.getAll("other").includes("country"), !about, about ? null : "searching for an actor (from its page)"),
+    toggle("other-country", "Other countries only", params.getAll("other").includes("country"), !about, about ? null : "needs an actor to compare with: search from its page"),
     toggle("other-sector", "Other sectors only", params.getAll("other").includes("sector"), !about),
   );
   form.append(toggles);
@@ -907,7 +916,7 @@ async function mapPage() {
   highlight();
   root.replaceChildren(
     el("h1", { text: "Competence map" }),
-    el("p", { class: "hint", text: `${data.points.length} actors of generation ${data.generation}: each point is an actor's profile (${data.method === "tsne" ? "t-SNE" : "PCA"} of its passage vectors); similar actors sit close together. Hover for the name, click to open.` }),
+    el("p", { class: "hint", text: `${data.points.length.toLocaleString("en")} actors of generation ${data.generation}: each point is an actor's profile (${data.method === "tsne" ? "t-SNE" : "PCA"} of its passage vectors); similar actors sit close together. Hover for the name, click to open.` }),
     el("div", { class: "map-layout" },
       el("div", { class: "map-side" }, controls, found, legend),
       el("div", { class: "map-wrap" }, svg, tooltip)),
