@@ -35,7 +35,8 @@ def context_of(for_actor: str | None, query: str | None) -> str:
     """`actor:<id>` when the suggestion was made for an actor, else `search:<normalised text>`."""
     if for_actor:
         return f"actor:{for_actor}"
-    text = normalise(query or "")
+    # A query of punctuation only (`***`) is still a search; keep it as typed then.
+    text = normalise(query or "") or (query or "").strip().casefold()
     if not text:
         raise InvalidInput(
             [FieldProblem("for_actor", "give the actor it was suggested for, or the `query`")]

@@ -343,3 +343,10 @@ def test_pages_are_served_with_their_assets(client: TestClient, path: str, page:
 def test_pages_are_not_in_the_api_description(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if not p.startswith(("/v1/", "/healthz", "/readyz", "/metrics"))]
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused(client: TestClient) -> None:
+    body = assert_problem(client.get("/v1/feedback/summary?tenant=a&tenant=b"), 422, "tenant")
+    assert "given 2 times" in body["detail"]
+    assert_problem(client.get("/v1/search?q=wind&q=solar"), 422, "q")
+    assert client.get("/v1/actors?country=AT&country=DE").status_code == 200, "lists repeat"

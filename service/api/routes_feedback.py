@@ -89,7 +89,7 @@ def list_feedback(
     services: ServicesDep,
     principal: Reader,
     for_actor: str | None = None,
-    query: Annotated[str | None, Query(max_length=2_000)] = None,
+    query: Annotated[str | None, Query(max_length=2_000, pattern=r"\S")] = None,
     label: Annotated[Labels | None, Query()] = None,
     tenant: str | None = None,
     format: Literal["json", "csv"] = "json",

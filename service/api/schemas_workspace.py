@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.api.schemas import ActorSummaryOut
-from service.domain import Identifier
+from service.domain import NOT_BLANK, Identifier
 from service.feedback import Label
 
 FEEDBACK_EXAMPLE: dict[str, Any] = {
@@ -24,7 +24,17 @@ FEEDBACK_EXAMPLE: dict[str, Any] = {
 class FeedbackIn(BaseModel):
     """A tenant's verdict on one suggestion; a later verdict on the same suggestion replaces it."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [FEEDBACK_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [FEEDBACK_EXAMPLE],
+            # What `_has_context` checks, said in the schema (null counts as not given).
+            "anyOf": [
+                {"required": ["for_actor"], "properties": {"for_actor": {"type": "string"}}},
+                {"required": ["query"], "properties": {"query": {"type": "string", **NOT_BLANK}}},
+            ],
+        },
+    )
 
     actor_id: Identifier = Field(description="the suggested actor")
     label: Label = Field(
