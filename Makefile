@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test install install-dev lint typecheck unit demo serve bench clean help
+.PHONY: run test install install-dev browser lint typecheck unit demo serve bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,7 +29,12 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the runtime
-install-dev: $(VENV)/.installed-dev  ## also install the test and lint tools
+install-dev: $(VENV)/.installed-dev browser  ## also install the test and lint tools (and chromium)
+
+# The browser tests drive Debian's chromium through Playwright; nothing downloads a browser build.
+# Checked on every run (not a stamp file), so a machine that lost the package gets it back.
+browser:  ## Debian's chromium for the browser tests (apt-get, only when /usr/bin/chromium is missing)
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 run: install  ## install, load the demo data if the store is empty, build the index, serve on :8000
 	$(BIN)/clustermatch demo --if-empty
@@ -45,8 +50,8 @@ lint: install-dev  ## ruff
 typecheck: install-dev  ## mypy --strict on service/
 	$(BIN)/mypy
 
-unit: install-dev  ## the fast tests only (fake embedder)
-	$(BIN)/pytest -q -m "not slow"
+unit: install-dev  ## the fast tests only (fake embedder, no browser)
+	$(BIN)/pytest -q -m "not slow and not browser"
 
 test: install-dev lint typecheck  ## everything CI runs: lint, types, all tests (real model included)
 	$(BIN)/pytest -q

@@ -19,6 +19,7 @@ Conversion rules:
     non-missing value of each attribute (ties: the most recent participation)
   * url only when it starts with http:// or https:// and contains no whitespace
   * duplicate participations (same pic and project) give one document
+  * partners: the other organisations (kept as actors) of the same projects, sorted by id
 
 Data: CORDIS, European Commission, reused under CC BY 4.0 (see data/demo/SOURCES.md).
 """
@@ -67,6 +68,7 @@ SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
 
 MAX_NAME_CHARS = 500
 MAX_DOCUMENTS_PER_ACTOR = 1_000
+MAX_PARTNERS = 5_000
 
 
 def clean(value: Any) -> str:
@@ -129,6 +131,8 @@ class Stats:
     documents: int = 0
     documents_truncated: int = 0
     names_truncated: int = 0
+    partner_links: int = 0
+    partners_truncated: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
 
 
@@ -234,6 +238,7 @@ def build_actors(input_dir: Path, stats: Stats) -> Iterator[dict[str, Any]]:
             title = acronym
         texts[project_id] = (acronym or title, document_text(title, topic_description, topic_code))
 
+    kept: list[tuple[dict[str, Any], set[str]]] = []
     for pic in sorted(organisations):
         org = organisations[pic]
         stats.organisations += 1
@@ -287,6 +292,29 @@ def build_actors(input_dir: Path, stats: Stats) -> Iterator[dict[str, Any]]:
         actor["documents"] = documents
         stats.kinds[kind] += 1
         stats.documents += len(documents)
+        kept.append((actor, org.projects))
+    yield from with_partners(kept, stats)
+
+
+def with_partners(
+    kept: list[tuple[dict[str, Any], set[str]]], stats: Stats
+) -> Iterator[dict[str, Any]]:
+    """Fill each actor's `partners` with the other kept actors of its projects (before its
+    documents, so the key order stays that of the README's profile example)."""
+    members: dict[str, set[str]] = {}
+    for actor, projects in kept:
+        for project_id in projects:
+            members.setdefault(project_id, set()).add(actor["id"])
+    for actor, projects in kept:
+        partners = sorted({p for pid in projects for p in members[pid]} - {actor["id"]})
+        if len(partners) > MAX_PARTNERS:
+            stats.partners_truncated += len(partners) - MAX_PARTNERS
+            partners = partners[:MAX_PARTNERS]
+        documents = actor.pop("documents")
+        if partners:
+            actor["partners"] = partners
+            stats.partner_links += len(partners)
+        actor["documents"] = documents
         yield actor
 
 
@@ -324,6 +352,7 @@ def print_summary(stats: Stats, output: Path) -> None:
         f"wrote {display_path(output)} ({output.stat().st_size:,} bytes)",
         f"actors:     {stats.kinds.total():,} of {stats.organisations:,} organisations",
         f"documents:  {stats.documents:,}",
+        f"partners:   {stats.partner_links:,} links (other organisations of the same projects)",
         "kinds:      " + ", ".join(f"{k} {stats.kinds[k]:,}" for k in ALL_KINDS),
         f"skipped:    {stats.skipped_no_country:,} organisations with missing country ('NA')",
         f"            {stats.rows_without_pic:,} participation rows without an organisation id",
@@ -337,9 +366,10 @@ def print_summary(stats: Stats, output: Path) -> None:
             f"also skipped: {stats.skipped_bad_id} with an invalid id, "
             f"{stats.skipped_no_name} without a name, {stats.skipped_no_documents} without text"
         )
-    if stats.names_truncated or stats.documents_truncated:
+    if stats.names_truncated or stats.documents_truncated or stats.partners_truncated:
         lines.append(
-            f"truncated: {stats.names_truncated} names, {stats.documents_truncated} documents"
+            f"truncated: {stats.names_truncated} names, {stats.documents_truncated} documents, "
+            f"{stats.partners_truncated} partners"
         )
     print("\n".join(lines))
 

@@ -293,6 +293,23 @@ def cmd_demo(runtime: Runtime, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_map(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.errors import IndexUnavailable
+    from service.mapplot import render
+
+    current = runtime.generations.current_id()
+    if current is None:
+        raise IndexUnavailable("no index generation yet; run `clustermatch reindex` first")
+    manifest = runtime.generations.read_manifest(current)
+    projection = runtime.maps.compute(manifest)
+    actors = runtime.store.actor_summaries(projection.ids)
+    out = Path(args.out)
+    shown = render(projection, actors, out, colour_by=args.colour_by)
+    payload = {"out": str(out), "actors": shown, "generation": current, "method": projection.method}
+    _out(args, payload, lambda: print(f"wrote {out}: {shown} actors, generation {current}"))
+    return EXIT_OK
+
+
 def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -430,6 +447,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--if-empty", action="store_true", help="do nothing if the store already holds actors"
     )
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "map",
+        parents=[common],
+        help="draw the competence map of the current generation (PNG, SVG or PDF)",
+        description="Every actor as a point: a 2-D projection (CLUSTERMATCH_MAP_METHOD, t-SNE "
+        "by default) of its profile vector, computed once per generation and cached.",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="map.png, map.svg or map.pdf")
+    p.add_argument(
+        "--colour-by",
+        "--color-by",
+        dest="colour_by",
+        default="kind",
+        choices=("kind", "country", "sector", "cluster"),
+        help="what the colours show (default: kind)",
+    )
+    p.set_defaults(handler=cmd_map)
 
     p = sub.add_parser(
         "serve", parents=[common], help="serve the HTTP API (never loads demo data by itself)"

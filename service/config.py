@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     chunk aggregate (see service.ranking)."""
     delta_rebuild_chunks: int = Field(default=20_000, ge=100)
     """A serving process asks for a rebuild once its live delta holds this many chunks."""
+    map_method: Literal["tsne", "pca"] = "tsne"
+    """How the competence map projects profile vectors to 2-D (see service.projection)."""
     keep_generations: int = Field(default=3, ge=1, le=100)
     hnsw_threshold: int = Field(default=100_000, ge=1)
     """Generations with at least this many chunks are built as HNSW (recall-checked) not exact."""

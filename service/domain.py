@@ -31,6 +31,8 @@ from service.errors import FieldProblem, InvalidInput
 MAX_TEXT_CHARS = 100_000
 MAX_DOCUMENTS_PER_ACTOR = 1_000
 MAX_NAME_CHARS = 500
+MAX_PARTNERS = 5_000
+"""Known partners per profile; the same bound as a match's `exclude_actors`, which they feed."""
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
 NUTS_CODE = re.compile(r"^[A-Z]{2}[0-9A-Z]{0,3}$")
@@ -149,6 +151,9 @@ class ProfileFields(_Strict):
     clusters: tuple[Identifier, ...] = ()
     url: str | None = Field(default=None, max_length=2_000, pattern=r"^https?://\S+$")
     documents: tuple[Document, ...] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_ACTOR)
+    partners: tuple[Identifier, ...] = Field(default=(), max_length=MAX_PARTNERS)
+    """Ids of actors this one has already worked with (they need not be stored); the workspace
+    leaves them out of "new contacts only" suggestions."""
 
     @field_validator("country", mode="before")
     @classmethod
@@ -191,6 +196,11 @@ class ProfileFields(_Strict):
             raise ValueError(f"not NACE Rev.2 codes: {', '.join(bad)} (expected e.g. C28, 28.11)")
         return tuple(dict.fromkeys(codes))
 
+    @field_validator("partners")
+    @classmethod
+    def _unique_partners(cls, partners: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(partners))
+
     @field_validator("documents")
     @classmethod
     def _unique_document_ids(cls, documents: tuple[Document, ...]) -> tuple[Document, ...]:
@@ -206,6 +216,12 @@ class Actor(ProfileFields):
     """A company, research institute, university, cluster or public body, with its documents."""
 
     id: Identifier
+
+    @model_validator(mode="after")
+    def _not_its_own_partner(self) -> Actor:
+        if self.id in self.partners:
+            raise ValueError("partners: an actor cannot be its own partner")
+        return self
 
     @classmethod
     def parse(cls, data: Any) -> Actor:

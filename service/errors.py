@@ -61,6 +61,10 @@ class ModelUnavailable(ClusterMatchError):
     """The configured embedding model cannot be loaded (package missing, files damaged)."""
 
 
+class MapUnavailable(ClusterMatchError):
+    """The competence map of the served generation could not be computed."""
+
+
 class Unauthorized(ClusterMatchError):
     """No credentials, or credentials that match no key."""
 

@@ -18,6 +18,8 @@ from service.index.faiss_index import HnswParams
 from service.index.generations import GenerationStore
 from service.ingest import Ingestor
 from service.matching import Matcher
+from service.names import NameIndex
+from service.projection import MapCache
 from service.reindex import Reindexer
 from service.serving import ServedIndex, Snapshot
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
@@ -108,6 +110,19 @@ class Runtime:
             fusion_weight=self.settings.fusion_weight,
             profile_weight=self.settings.profile_weight,
         )
+
+    @cached_property
+    def maps(self) -> MapCache:
+        return MapCache(
+            self.store,
+            self.settings.resolved_index_dir / "maps",
+            self.generations,
+            method=self.settings.map_method,
+        )
+
+    @cached_property
+    def names(self) -> NameIndex:
+        return NameIndex(self.store)
 
     def _passages(self) -> Iterator[tuple[str, str]]:
         for batch in self.store.iter_chunks():

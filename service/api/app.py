@@ -23,7 +23,9 @@ from service.api.deps import Services, ServicesDep
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import LatencyMiddleware, Metrics
 from service.api.routes_actors import router as actors_router
+from service.api.routes_feedback import router as feedback_router
 from service.api.routes_index import router as index_router
+from service.api.routes_map import router as map_router
 from service.api.routes_match import router as match_router
 from service.errors import ClusterMatchError
 from service.jobs import RebuildJobs
@@ -31,6 +33,7 @@ from service.keys import KeyFile
 from service.reindex import ReindexReport
 from service.runtime import Runtime
 from service.serving import Watcher
+from service.web import routes as web
 
 log = logging.getLogger("clustermatch.api")
 
@@ -100,6 +103,9 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     app.include_router(actors_router)
     app.include_router(match_router)
     app.include_router(index_router)
+    app.include_router(feedback_router)
+    app.include_router(map_router)
+    web.install(app)  # the workspace pages, last: their paths never shadow the API's
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

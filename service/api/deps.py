@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -63,6 +64,8 @@ Admin = Annotated[Principal, _require("admin")]
 
 _KNOWN = "_clustermatch_query_names"
 """Attribute caching a route's query parameter names on the route itself."""
+_SINGLE = "_clustermatch_single_valued_query_names"
+"""Likewise, those of them that take one value."""
 
 
 def reject_unknown_query(request: Request) -> None:
@@ -79,7 +82,14 @@ def reject_unknown_query(request: Request) -> None:
         known = frozenset(_query_names(dependant))
         setattr(route, _KNOWN, known)
     problems = []
+    single: frozenset[str] | None = getattr(route, _SINGLE, None)
+    if single is None:
+        single = frozenset(_query_names(dependant, single_valued=True))
+        setattr(route, _SINGLE, single)
     for name in dict.fromkeys(request.query_params):
+        if name in single and len(given := request.query_params.getlist(name)) > 1:
+            # FastAPI would keep the last and drop the others without a word.
+            problems.append(FieldProblem(name, f"given {len(given)} times; it takes one value"))
         if name in known:
             continue
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
@@ -90,8 +100,23 @@ def reject_unknown_query(request: Request) -> None:
         raise InvalidInput(problems)
 
 
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
+def _takes_many(annotation: Any) -> bool:
+    """Whether a parameter's type is a list (through `Annotated[...]` and `| None`)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _takes_many(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return any(_takes_many(arg) for arg in get_args(annotation))
+    return origin in (list, tuple, set, frozenset)
+
+
+def _query_names(dependant: Dependant, single_valued: bool = False) -> set[str]:
+    """The route's query parameter names (with `single_valued`: those that take one value)."""
+    names = {
+        p.alias
+        for p in dependant.query_params
+        if not single_valued or not _takes_many(p.field_info.annotation)
+    }
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
+        names |= _query_names(sub, single_valued)
     return names

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.convert import CURSOR_PATTERN, decode_cursor, encode_cursor
 from service.api.deps import Reader, ServicesDep, Writer, reject_unknown_query
+from service.api.personal import tailored
 from service.api.schemas import (
     PROFILE_EXAMPLE,
     ActorList,
@@ -27,6 +28,7 @@ from service.domain import IDENTIFIER, Actor
 from service.errors import FieldProblem, Forbidden, InvalidInput, NotFound, TooLarge
 from service.filters import ClusterIds, Countries, Filters, Kinds
 from service.keys import Principal
+from service.names import lookup
 from service.store import SameAttribute
 
 ActorId = Annotated[str, Path(pattern=IDENTIFIER, description="the actor's id")]
@@ -101,6 +103,7 @@ def get_actor(actor_id: ActorId, services: ServicesDep, principal: Reader) -> Ac
         url=actor.url,
         documents=shown,
         hidden_documents=len(actor.documents) - len(shown),
+        partners=list(actor.partners),
     )
 
 
@@ -116,7 +119,14 @@ def delete_actor(actor_id: ActorId, services: ServicesDep, principal: Writer) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("", response_model=ActorList, summary="List actors, cursor-paginated by id")
+@router.get(
+    "",
+    response_model=ActorList,
+    summary="List actors, cursor-paginated by id, or look them up by name (`q`)",
+    description="Without `q`: every actor passing the filters, by id, a page at a time. With `q`: "
+    "actors whose id is `q`, whose name starts with it, has a word starting with it, or is "
+    "close to it (typos, word order), best first; one page of `limit`, no cursor.",
+)
 def list_actors(
     services: ServicesDep,
     _: Reader,
@@ -128,14 +138,28 @@ def list_actors(
     country: Annotated[Countries | None, Query()] = None,
     kind: Annotated[Kinds | None, Query()] = None,
     cluster: Annotated[ClusterIds | None, Query()] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=500, examples=["IBK-INNOVATION"])
+    ] = None,
 ) -> ActorList:
-    page = services.runtime.store.list_actors(
-        limit,
-        after=decode_cursor(cursor),
-        countries=country or [],
-        kinds=kind or [],
-        clusters=cluster or [],
-    )
+    if q is not None:
+        page = lookup(
+            services.runtime.names,
+            services.runtime.store,
+            q,
+            limit,
+            countries=country or [],
+            kinds=kind or [],
+            clusters=cluster or [],
+        )
+    else:
+        page = services.runtime.store.list_actors(
+            limit,
+            after=decode_cursor(cursor),
+            countries=country or [],
+            kinds=kind or [],
+            clusters=cluster or [],
+        )
     return ActorList(
         actors=[summary_out(a) for a in page.actors],
         next_cursor=encode_cursor(page.next_cursor),
@@ -217,12 +241,22 @@ def actor_matches(
     explain: bool = False,
     diversify: bool = False,
     mode: Literal["similar", "complement"] = "similar",
+    new_contacts_only: Annotated[
+        bool, Query(description="leave out its partners and the tenant's contacts for it")
+    ] = False,
 ) -> MatchResponse:
     filters = Filters(country=country or [], kind=kind or [])
+    chosen = tailored(
+        filters.to_actor_filter(exclude_same or ()),
+        services.runtime.store,
+        principal,
+        for_actor=actor_id,
+        new_contacts_only=new_contacts_only,
+    )
     result = services.runtime.matcher.match_actor(
         actor_id,
         limit=limit,
-        filters=filters.to_actor_filter(exclude_same or ()),
+        filters=chosen,
         viewer=principal.viewer,
         mode=mode,
         diversify=diversify,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 
 from service.api.deps import Reader, ServicesDep, reject_unknown_query
+from service.api.personal import searching_for, tailored
 from service.api.schemas import (
     PROFILE_EXAMPLE,
     MatchRequest,
@@ -17,6 +18,7 @@ from service.api.schemas import (
 )
 from service.domain import Actor
 from service.filters import ClusterIds, Countries, Filters, Kinds, Regions, Sectors
+from service.store import SameAttribute
 
 router = APIRouter(
     prefix="/v1",
@@ -67,7 +69,14 @@ def match(
     principal: Reader,
 ) -> MatchResponse:
     matcher = services.runtime.matcher
-    filters = body.filters.to_actor_filter(body.exclude_same, body.exclude_actors)
+    filters = tailored(
+        body.filters.to_actor_filter(body.exclude_same, body.exclude_actors),
+        services.runtime.store,
+        principal,
+        for_actor=body.actor_id,
+        new_contacts_only=body.new_contacts_only,
+        partners=body.profile.partners if body.profile else (),
+    )
     if body.actor_id is not None:
         result = matcher.match_actor(
             body.actor_id,
@@ -115,6 +124,20 @@ def search(
     cluster: Annotated[ClusterIds | None, Query()] = None,
     explain: bool = False,
     diversify: bool = False,
+    for_actor: Annotated[
+        str | None, Query(description="search on behalf of this stored actor (never returned)")
+    ] = None,
+    exclude_same: Annotated[
+        list[SameAttribute] | None,
+        Query(description="with `for_actor`: drop actors sharing this with it"),
+    ] = None,
+    new_contacts_only: Annotated[
+        bool,
+        Query(
+            description="leave out known contacts: `for_actor`'s partners and the tenant's "
+            "`contacted`/`met` feedback"
+        ),
+    ] = False,
 ) -> SearchResponse:
     filters = Filters(
         country=country or [],
@@ -123,10 +146,15 @@ def search(
         sector=sector or [],
         cluster=cluster or [],
     )
+    store = services.runtime.store
+    chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
+    chosen = tailored(
+        chosen, store, principal, for_actor=for_actor, query=q, new_contacts_only=new_contacts_only
+    )
     result = services.runtime.matcher.search(
         q,
         limit=limit,
-        filters=filters.to_actor_filter(),
+        filters=chosen,
         viewer=principal.viewer,
         diversify=diversify,
     )

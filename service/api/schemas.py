@@ -62,6 +62,9 @@ class ActorOut(BaseModel):
     url: str | None
     documents: list[Document]
     hidden_documents: int = 0
+    partners: list[str] = Field(
+        default_factory=list, description="ids of actors it has already worked with"
+    )
 
 
 class Matchable(BaseModel):
@@ -148,6 +151,11 @@ class MatchRequest(BaseModel):
         default=False,
         description="re-rank by maximal marginal relevance so the list is not near-copies "
         "(same kind, country, region, sectors or best passage)",
+    )
+    new_contacts_only: bool = Field(
+        default=False,
+        description="leave out the actor's `partners` and the actors the key's tenant marked "
+        "`contacted` or `met` for it (POST /v1/feedback)",
     )
 
     @model_validator(mode="before")

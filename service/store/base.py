@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.domain import Actor, ActorSummary, Owner
+from service.feedback import Feedback, FeedbackCounts
 from service.index.base import ChunkSelection
 
 SameAttribute = Literal["sector", "region", "country", "kind", "cluster"]
@@ -137,6 +138,10 @@ class ProfileStore(Protocol):
 
     def actor_summaries(self, actor_ids: Sequence[str]) -> dict[str, ActorSummary]: ...
 
+    def actor_names(self) -> list[tuple[str, str]]:
+        """(id, name) of every actor, for name lookup."""
+        ...
+
     def list_actors(
         self,
         limit: int,
@@ -173,6 +178,23 @@ class ProfileStore(Protocol):
     ) -> None: ...
 
     def counts(self) -> StoreCounts: ...
+
+    def partners_of(self, actor_id: str) -> tuple[str, ...]: ...
+
+    def put_feedback(self, item: Feedback) -> Feedback:
+        """Make `item` the tenant's current label for that suggestion; returns it time-stamped."""
+        ...
+
+    def list_feedback(
+        self,
+        tenant: str | None = None,
+        context: str | None = None,
+        labels: Collection[str] = (),
+    ) -> list[Feedback]:
+        """Current feedback, of one tenant or (None) of all, optionally of one context."""
+        ...
+
+    def feedback_counts(self, tenant: str | None = None) -> list[FeedbackCounts]: ...
 
     def max_chunk_id(self) -> int: ...
 

@@ -9,7 +9,9 @@ index" be a simple `id > watermark`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.domain import Actor, ActorSummary, Document, Owner
 from service.failpoints import failpoint
+from service.feedback import Feedback, FeedbackCounts, Label
 from service.index.base import ChunkSelection
 from service.store.base import (
     ActorFilter,
@@ -66,6 +69,15 @@ actor_clusters = sa.Table(
     sa.Column("cluster_id", sa.String(128), nullable=False, index=True),
 )
 
+# Added with the workspace; `create_all` adds it to older stores, which simply have no partners.
+actor_partners = sa.Table(
+    "actor_partners",
+    metadata,
+    sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    sa.Column("partner_id", sa.String(128), nullable=False),
+)
+
 documents = sa.Table(
     "documents",
     metadata,
@@ -104,6 +116,22 @@ embeddings = sa.Table(
     sa.Column("vector", sa.LargeBinary, nullable=False),  # float32, little-endian
 )
 
+# Feedback on suggestions (service.feedback): the current label per tenant, context and actor. Not
+# tied to `actors` by a foreign key: feedback on an actor outlives its replacement, and counts for
+# the evaluation even after the actor is deleted.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("context", sa.String(700), primary_key=True),
+    sa.Column("actor_id", sa.String(128), primary_key=True),
+    sa.Column("for_actor", sa.String(128), nullable=True),
+    sa.Column("query", sa.Text, nullable=True),
+    sa.Column("label", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
 store_meta = sa.Table(
     "store_meta",
     metadata,
@@ -134,9 +162,18 @@ class SqlProfileStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: Engine | None = None
+        # The first requests of a fresh server arrive together; two `create_all`s on a new
+        # database race ("table actors already exists").
+        self._engine_lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
+        if self._engine is not None:
+            return self._engine
+        with self._engine_lock:
+            return self._connect()
+
+    def _connect(self) -> Engine:
         if self._engine is None:
             if self.url.startswith("sqlite:///"):
                 Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +256,7 @@ class SqlProfileStore:
     def _delete(conn: Connection, actor_id: str) -> bool:
         # Children first, explicitly: PostgreSQL and SQLite agree on this without relying on
         # ON DELETE CASCADE being enabled for every connection.
-        for table in (chunks, documents, actor_sectors, actor_clusters):
+        for table in (chunks, documents, actor_sectors, actor_clusters, actor_partners):
             conn.execute(table.delete().where(table.c.actor_id == actor_id))
         return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0
 
@@ -254,6 +291,14 @@ class SqlProfileStore:
                 [
                     {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
                     for i, c in enumerate(actor.clusters)
+                ],
+            )
+        if actor.partners:
+            conn.execute(
+                actor_partners.insert(),
+                [
+                    {"actor_id": actor.id, "ordinal": i, "partner_id": p}
+                    for i, p in enumerate(actor.partners)
                 ],
             )
         languages = {d.document_id: d.language for d in drafts}
@@ -301,6 +346,7 @@ class SqlProfileStore:
                 return None
             sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, [actor_id])
             clusters = self._codes(conn, actor_clusters, actor_clusters.c.cluster_id, [actor_id])
+            partners = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
             docs = conn.execute(
                 sa.select(documents)
                 .where(documents.c.actor_id == actor_id)
@@ -316,6 +362,7 @@ class SqlProfileStore:
                     "url": row["url"],
                     "sectors": sectors.get(actor_id, ()),
                     "clusters": clusters.get(actor_id, ()),
+                    "partners": partners.get(actor_id, ()),
                     "documents": [
                         Document(
                             id=d["id"],
@@ -351,6 +398,10 @@ class SqlProfileStore:
         ids = list(dict.fromkeys(actor_ids))
         with self.engine.connect() as conn:
             return self._summaries(conn, ids)
+
+    def actor_names(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            return [(r.id, r.name) for r in conn.execute(sa.select(actors.c.id, actors.c.name))]
 
     def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
         sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, ids)
@@ -572,6 +623,79 @@ class SqlProfileStore:
                 )
             )
         return out
+
+    # --- feedback --------------------------------------------------------------------------
+
+    def put_feedback(self, item: Feedback) -> Feedback:
+        """Store `item` as the tenant's current label for that suggestion (replacing an older
+        one); returns it with its time stamp."""
+        stored = replace(item, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        key = (
+            (feedback.c.tenant == item.tenant)
+            & (feedback.c.context == item.context)
+            & (feedback.c.actor_id == item.actor_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(feedback.delete().where(key))
+            conn.execute(
+                feedback.insert().values(
+                    tenant=stored.tenant,
+                    context=stored.context,
+                    actor_id=stored.actor_id,
+                    for_actor=stored.for_actor,
+                    query=stored.query,
+                    label=stored.label.value,
+                    note=stored.note,
+                    updated_at=stored.updated_at,
+                )
+            )
+        return stored
+
+    def list_feedback(
+        self,
+        tenant: str | None = None,
+        context: str | None = None,
+        labels: Collection[str] = (),
+    ) -> list[Feedback]:
+        query = sa.select(feedback)
+        if tenant is not None:
+            query = query.where(feedback.c.tenant == tenant)
+        if context is not None:
+            query = query.where(feedback.c.context == context)
+        if labels:
+            query = query.where(feedback.c.label.in_(sorted(labels)))
+        order = (feedback.c.tenant, feedback.c.updated_at, feedback.c.context, feedback.c.actor_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(*order)).mappings().all()
+        return [
+            Feedback(
+                tenant=r["tenant"],
+                actor_id=r["actor_id"],
+                label=Label(r["label"]),
+                for_actor=r["for_actor"],
+                query=r["query"],
+                note=r["note"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    def feedback_counts(self, tenant: str | None = None) -> list[FeedbackCounts]:
+        query = sa.select(feedback.c.tenant, feedback.c.label, sa.func.count()).group_by(
+            feedback.c.tenant, feedback.c.label
+        )
+        if tenant is not None:
+            query = query.where(feedback.c.tenant == tenant)
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for row_tenant, label, n in conn.execute(query.order_by(feedback.c.tenant)):
+                counts.setdefault(row_tenant, {})[label] = int(n)
+        return [FeedbackCounts(t, labels) for t, labels in counts.items()]
+
+    def partners_of(self, actor_id: str) -> tuple[str, ...]:
+        with self.engine.connect() as conn:
+            found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
+        return found.get(actor_id, ())
 
     # --- embedding cache -------------------------------------------------------------------
 

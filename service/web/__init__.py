@@ -1,0 +1,1 @@
+"""The cluster managers' workspace: pages in the browser over the same v1 API."""
