@@ -12,6 +12,7 @@ import gzip
 import ipaddress
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from service.config import CHECKOUT_DIR, Settings
+from service.config import CHECKOUT_DIR, LOG_LEVEL_ENV, Settings
 from service.errors import ClusterMatchError, Conflict, FieldProblem, InvalidInput
 from service.filters import Filters
 from service.keys import KeyFile
@@ -90,6 +91,8 @@ def _count_lines(path: Path) -> int:
 
 PROGRESS_EVERY = 10.0
 """Seconds between progress lines when stderr is not a terminal."""
+
+log = logging.getLogger("clustermatch.cli")
 
 EMPTY_STORE_HINT = (
     "the store holds no actors yet: load profiles with `clustermatch ingest FILE.jsonl`, "
@@ -226,7 +229,35 @@ def cmd_index_rollback(runtime: Runtime, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _filter_values(args: argparse.Namespace) -> dict[str, list[str]]:
+    names = ("country", "region", "kind", "sector", "cluster")
+    return {n: list(getattr(args, n)) for n in names if getattr(args, n, None)}
+
+
+def _remote(args: argparse.Namespace, runtime: Runtime) -> str | None:
+    from service.client import find_server
+
+    url = find_server(args.server, runtime.settings)
+    if url is None:
+        print(
+            "no server answers at the configured address: loading the model and the index in "
+            "this process (start `clustermatch serve` for answers in milliseconds)",
+            file=sys.stderr,
+        )
+    return url
+
+
 def cmd_search(runtime: Runtime, args: argparse.Namespace) -> int:
+    _filters(args)  # the same validation, with the CLI's option names, before anything else
+    url = _remote(args, runtime)
+    if url is not None:
+        from service.client import as_result, call
+
+        params: dict[str, Any] = {"q": args.query, "limit": args.limit, **_filter_values(args)}
+        params |= {"explain": args.explain, "diversify": args.diversify}
+        body = call(url, "GET", "/v1/search", params=params)
+        _out(args, body, lambda: _print_matches(as_result(body, "results")))
+        return EXIT_OK
     result = runtime.matcher.search(
         args.query, limit=args.limit, filters=_filters(args), diversify=args.diversify
     )
@@ -239,6 +270,23 @@ def cmd_search(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 def cmd_match(runtime: Runtime, args: argparse.Namespace) -> int:
+    _filters(args)
+    url = _remote(args, runtime)
+    if url is not None:
+        from service.client import as_result, call
+
+        request = {
+            "actor_id": args.actor_id,
+            "limit": args.limit,
+            "filters": _filter_values(args),
+            "exclude_same": list(args.exclude_same or ()),
+            "mode": "complement" if args.complement else "similar",
+            "diversify": args.diversify,
+            "explain": args.explain,
+        }
+        body = call(url, "POST", "/v1/match", json=request)
+        _out(args, body, lambda: _print_matches(as_result(body, "matches")))
+        return EXIT_OK
     result = runtime.matcher.match_actor(
         args.actor_id,
         limit=args.limit,
@@ -325,9 +373,30 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(runtime, warm=True)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    workers = args.workers or usable_cores()
+    if workers == 1:
+        uvicorn.run(create_app(runtime, warm=True), host=host, port=port, log_level=args.log_level)
+        return EXIT_OK
+    # Several processes: each builds its own runtime from the environment (service.api.server).
+    os.environ[LOG_LEVEL_ENV] = args.log_level
+    log.info("serving with %d worker processes", workers)
+    uvicorn.run(
+        "service.api.server:app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=args.log_level,
+    )
     return EXIT_OK
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def is_loopback(host: str) -> bool:
@@ -376,6 +445,13 @@ def _add_filter_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--explain", action="store_true", help="show the key terms query and evidence share"
+    )
+    parser.add_argument(
+        "--server",
+        default="auto",
+        metavar="URL|auto|none",
+        help="ask a running server (auto: the configured address, if one answers); none: "
+        "load the model here (default: auto)",
     )
 
 
@@ -472,6 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (default CLUSTERMATCH_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default CLUSTERMATCH_PORT or 8000)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes, each with its own model and delta, sharing the generation "
+        "files (default: the number of usable cores)",
+    )
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("keys", help="manage API keys")

@@ -29,6 +29,8 @@ def _default_data_dir() -> Path:
 
 
 Aggregate = Literal["max", "coverage", "topk"]
+LOG_LEVEL_ENV = "CLUSTERMATCH_LOG_LEVEL"
+"""How `clustermatch serve --log-level` reaches its worker processes."""
 
 
 class Settings(BaseSettings):

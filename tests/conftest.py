@@ -7,6 +7,7 @@ similar. Tests marked `slow` load the real packaged model (and still run in `mak
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +21,17 @@ from service.embedding.fake import FakeEmbedder
 from service.runtime import Runtime
 
 
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+    # A port nothing listens on: the CLI's `--server auto` must not find a developer's server.
+    return Settings(data_dir=tmp_path / "data", port=unused_port())
 
 
 @pytest.fixture

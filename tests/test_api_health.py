@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
@@ -19,6 +21,7 @@ def test_health_and_readiness(runtime: Runtime) -> None:
         "generation": None,
         "pending_changes": 0,
         "stale": True,
+        "worker": os.getpid(),
     }
     runtime.ingestor.upsert([make_actor("a", ["wind"])])
     generation = runtime.reindexer.run().generation

@@ -101,3 +101,28 @@ def test_requests_are_served_during_a_bulk_import(server: str) -> None:
     worker.join(300)
     assert "bulk" in finished
     assert answered[-1] < finished["bulk"], "other requests were answered while the import ran"
+
+
+def test_the_cli_asks_a_running_server(
+    server: str, runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    with httpx.Client(base_url=server, timeout=30) as http:
+        for i in range(3):
+            data = actor_data(f"c{i}", [f"hydrogen electrolyser stacks {i}"])
+            del data["id"]
+            assert http.put(f"/v1/actors/c{i}", json=data).status_code == 201
+        remote = http.get("/v1/search", params={"q": "hydrogen electrolyser", "limit": 2}).json()
+    assert (
+        main(
+            ["search", "hydrogen electrolyser", "--limit", "2", "--json", "--server", server],
+            runtime,
+        )
+        == 0
+    )
+    answered = json.loads(capsys.readouterr().out)
+    assert answered == remote, "the CLI prints what the server answered, under the same names"
+    assert main(["match", "c0", "--server", server], runtime) == 0
+    assert "c1" in capsys.readouterr().out
+    assert main(["search", "x", "--country", "Germany", "--server", server], runtime) == 2

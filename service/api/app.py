@@ -7,6 +7,7 @@ warm-up when `warm=True`, which `clustermatch serve` uses so the first request i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from service.api.routes_feedback import router as feedback_router
 from service.api.routes_index import router as index_router
 from service.api.routes_map import router as map_router
 from service.api.routes_match import router as match_router
-from service.errors import ClusterMatchError
+from service.errors import ClusterMatchError, Conflict
 from service.jobs import RebuildJobs
 from service.keys import KeyFile
 from service.reindex import ReindexReport
@@ -69,13 +70,31 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         metrics=metrics,
     )
 
+    def rebuild_large_delta() -> None:
+        """The delta is searched exactly; past `delta_rebuild_chunks` it is folded into a new
+        generation (unless a rebuild already runs here or in another process)."""
+        try:
+            job = services.jobs.start()
+            log.info(
+                "live delta over %d chunks: rebuild %s started",
+                settings.delta_rebuild_chunks,
+                job.id,
+            )
+        except Conflict:
+            pass
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if services.keys is None:
             log.warning("no API keys configured: the API is OPEN (allowed on loopback only)")
         if warm:
             await run_in_threadpool(runtime.warm_up)
-        watcher = Watcher(runtime, settings.watch_seconds)
+        watcher = Watcher(
+            runtime,
+            settings.watch_seconds,
+            rebuild_at=settings.delta_rebuild_chunks,
+            start_rebuild=rebuild_large_delta,
+        )
         watcher.start()
         try:
             yield
@@ -130,6 +149,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             "generation": None if generation.is_empty else generation.manifest.generation,
             "pending_changes": pending,
             "stale": generation.is_empty or pending > 0,
+            "worker": os.getpid(),
         }
 
     @app.get(

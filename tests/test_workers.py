@@ -1,0 +1,118 @@
+"""`clustermatch serve --workers 2` as a real deployment: two worker processes share one store
+and one generation folder; a rebuild published by a third process reaches both; a write is a
+query on every worker at once; a delete is never returned after it returned."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import unused_port
+from tests.factories import actor_data
+
+pytestmark = pytest.mark.slow
+WIND = "offshore wind turbine blades made of glass fibre composites"
+
+
+def run_cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    env = os.environ | {
+        "CLUSTERMATCH_DATA_DIR": str(tmp_path / "data"),
+        "CLUSTERMATCH_WATCH_SECONDS": "0.5",
+        "CLUSTERMATCH_MICRO_BATCH_MS": "0",
+    }
+    profiles = tmp_path / "profiles.jsonl"
+    rows = [actor_data(f"w{i}", [f"{WIND}, variant {i}"]) for i in range(4)]
+    rows.append(actor_data("bakery", ["sourdough bread and pastry"]))
+    profiles.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    run_cli(env, "ingest", str(profiles))
+    run_cli(env, "reindex")
+    port = unused_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, "the server did not start"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    try:
+        yield url, env
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def readiness(url: str, n: int = 60) -> dict[int, str | None]:
+    """Worker pid -> the generation it serves, over `n` fresh connections."""
+    seen: dict[int, str | None] = {}
+    for _ in range(n):
+        body = httpx.get(f"{url}/readyz", timeout=10).json()
+        seen[body["worker"]] = body["generation"]
+    return seen
+
+
+def test_two_workers_serve_converge_and_never_return_a_deleted_actor(
+    deployment: tuple[str, dict[str, str]],
+) -> None:
+    url, env = deployment
+    first = readiness(url)
+    assert len(first) == 2, "both workers answer"
+    assert len(set(first.values())) == 1 and None not in first.values()
+
+    data = actor_data("late", [f"{WIND}, repaired in the field"])
+    del data["id"]
+    assert httpx.put(f"{url}/v1/actors/late", json=data, timeout=30).status_code == 201
+    for _ in range(10):  # a written actor is a query at once, whichever worker answers
+        response = httpx.post(f"{url}/v1/match", json={"actor_id": "late"}, timeout=30)
+        assert response.status_code == 200 and response.json()["matches"]
+
+    run_cli(env, "reindex")  # a third process publishes
+    deadline = time.monotonic() + 20
+    while True:
+        now = readiness(url)
+        if (
+            len(now) == 2
+            and len(set(now.values())) == 1
+            and set(now.values()) != set(first.values())
+        ):
+            break
+        assert time.monotonic() < deadline, f"workers did not converge: {now}"
+        time.sleep(0.3)
+
+    assert httpx.delete(f"{url}/v1/actors/w1", timeout=30).status_code == 204
+    for _ in range(20):
+        found = httpx.get(f"{url}/v1/search", params={"q": WIND, "limit": 10}, timeout=30).json()
+        assert "w1" not in {r["actor"]["id"] for r in found["results"]}
