@@ -95,8 +95,17 @@ class Ranker:
         self.delta = snapshot.delta
         f = request.actor_filter
         self.rows_ok = self.rm.mask(f) & ~self.delta.superseded[: len(self.rm)]
-        self.chunks_ok = self.rm.chunk_mask(self.rows_ok, f.exclude_needs)
+        self.everything = bool(self.rows_ok.all()) and not f.exclude_needs
+        self._chunks_ok: npt.NDArray[np.bool_] | None = None
         self._delta_ok = self._delta_mask()
+
+    @property
+    def chunks_ok(self) -> npt.NDArray[np.bool_]:
+        """Eligible chunk positions (computed on first use: a gather over every chunk)."""
+        if self._chunks_ok is None:
+            needs = self.request.actor_filter.exclude_needs
+            self._chunks_ok = self.rm.chunk_mask(self.rows_ok, needs)
+        return self._chunks_ok
 
     # --- eligibility -----------------------------------------------------------------------
 
@@ -114,7 +123,7 @@ class Ranker:
         return ok
 
     def selection(self) -> ChunkSelection | None:
-        if self.chunks_ok.all():
+        if self.everything:
             return None
         if self.chunks_ok.mean() < ALLOW_LIST_SHARE:
             return ChunkSelection(allow=self.rm.chunk_ids[self.chunks_ok])
@@ -127,15 +136,17 @@ class Ranker:
         q, wanted = self.request.queries, self.request.wanted
         rows = np.zeros(0, dtype=np.int64)
         index = self.snapshot.generation.index
-        if len(index) and self.chunks_ok.any():
+        if len(index) and self.rows_ok.any():
             scores, ids = index.search(q, min(k, len(index)), self.selection())
             flat_ids, flat_scores = ids.ravel(), scores.ravel()
             positions = self.rm.positions_of_ids(flat_ids)
             hit = (flat_ids >= 0) & (positions >= 0)
             positions, flat_scores = positions[hit], flat_scores[hit]
-            hit = self.chunks_ok[positions]  # stale deny-lists: the mask is the truth
+            if not self.everything:  # the mask is the truth, whatever FAISS was told
+                hit = self.chunks_ok[positions]
+                positions, flat_scores = positions[hit], flat_scores[hit]
             best = np.full(len(self.rm), -np.inf, dtype=np.float32)
-            np.maximum.at(best, self.rm.chunk_actor[positions[hit]], flat_scores[hit])
+            np.maximum.at(best, self.rm.chunk_actor[positions], flat_scores)
             rows = _top(best, wanted)
         return rows, self._delta_best(q, wanted)
 
@@ -169,7 +180,7 @@ class Ranker:
             scores, ids = lexical.search(query, k, self.selection())
             positions = self.rm.positions_of_ids(ids)
             for score, p in zip(scores.tolist(), positions.tolist(), strict=True):
-                if p >= 0 and self.chunks_ok[p]:
+                if p >= 0 and (self.everything or self.chunks_ok[p]):
                     key = (int(self.rm.chunk_actor[p]), "")
                     out[key] = max(out.get(key, 0.0), score)
         delta_lexical = self.delta.lexical
@@ -193,7 +204,8 @@ class Ranker:
     def _score_rows(self, rows: Ints) -> list[Candidate]:
         rm, q, request = self.rm, self.request.queries, self.request
         positions = rm.positions_of_rows(rows)
-        positions = positions[self.chunks_ok[positions]]
+        if not self.everything:
+            positions = positions[self.chunks_ok[positions]]
         if not len(positions):
             return []
         vectors = self.snapshot.generation.index.reconstruct(rm.chunk_ids[positions])

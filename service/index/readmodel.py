@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,15 @@ class ReadModel:
     """Which of its actor's documents a chunk belongs to (0, 1, ... in order of first chunk)."""
     by_id: Ints
     """Positions sorted by chunk id: `chunk_ids[by_id]` is ascending."""
+    sorted_ids: Ints
+    """`chunk_ids[by_id]`, kept so a lookup is one bisection, not a gather of every id."""
     # actors
     actor_ids: tuple[str, ...]
     actor_start: Ints
     kind: Ints
     country: Ints
-    region: tuple[str, ...]
+    region: npt.NDArray[np.str_]
+    """NUTS code per actor ("" where none), as a numpy string array for vectorised prefixes."""
     sector_start: Ints
     sector_codes: Ints
     cluster_start: Ints
@@ -160,7 +164,8 @@ class ReadModel:
             ),
             chunk_need=np.array([c.intent == "need" for c in picked], dtype=np.bool_),
             chunk_document=_document_ordinals(picked),
-            by_id=np.argsort(ids, kind="stable"),
+            by_id=(by_id := np.argsort(ids, kind="stable")),
+            sorted_ids=ids[by_id],
             actor_ids=tuple(actor_ids),
             actor_start=start,
             kind=np.array([vocab["kind"].add(a.kind) for a in ordered], dtype=np.int64),
@@ -168,7 +173,7 @@ class ReadModel:
                 [vocab["country"].add(a.country) if a.country else UNKNOWN for a in ordered],
                 dtype=np.int64,
             ),
-            region=tuple(a.region or "" for a in ordered),
+            region=np.array([a.region or "" for a in ordered], dtype="<U5"),
             sector_start=sector_start,
             sector_codes=sector_codes,
             cluster_start=cluster_start,
@@ -204,6 +209,7 @@ class ReadModel:
         "chunk_need",
         "chunk_document",
         "by_id",
+        "sorted_ids",
         "actor_start",
         "kind",
         "country",
@@ -227,7 +233,7 @@ class ReadModel:
             fsync_path(path)
         strings = {
             "actor_ids": list(self.actor_ids),
-            "region": list(self.region),
+            "region": self.region.tolist(),
             "vocabularies": {k: v.words for k, v in self.vocabularies.items()},
         }
         path = folder / "strings.json"
@@ -248,7 +254,7 @@ class ReadModel:
         strings = json.loads((folder / "strings.json").read_text(encoding="utf-8"))
         return cls(
             actor_ids=tuple(strings["actor_ids"]),
-            region=tuple(strings["region"]),
+            region=np.array(strings["region"], dtype="<U5"),
             vocabularies={k: Vocabulary(v) for k, v in strings["vocabularies"].items()},
             **arrays,
         )
@@ -259,12 +265,17 @@ class ReadModel:
         """Actors."""
         return len(self.actor_ids)
 
-    def row_index(self) -> dict[str, int]:
+    @cached_property
+    def rows(self) -> dict[str, int]:
+        """Actor id -> row (built once per loaded generation)."""
         return {a: i for i, a in enumerate(self.actor_ids)}
+
+    def row_index(self) -> dict[str, int]:
+        return self.rows
 
     def positions_of_ids(self, ids: Ints) -> Ints:
         """Chunk positions of chunk ids (-1 where the id is not in this generation)."""
-        sorted_ids = self.chunk_ids[self.by_id]
+        sorted_ids = self.sorted_ids
         where = np.searchsorted(sorted_ids, ids)
         where = np.clip(where, 0, max(len(sorted_ids) - 1, 0))
         found = (len(sorted_ids) > 0) & (sorted_ids[where] == ids) if len(sorted_ids) else None
@@ -290,13 +301,10 @@ class ReadModel:
         if f.kinds:
             keep &= np.isin(self.kind, v["kind"].codes(f.kinds))
         if f.regions:
-            keep &= (
-                np.array(
-                    [any(r.startswith(p) for p in f.regions) for r in self.region], dtype=np.bool_
-                )
-                if len(self)
-                else keep
-            )
+            in_region = np.zeros(len(self), dtype=np.bool_)
+            for prefix in f.regions:
+                in_region |= np.char.startswith(self.region, prefix)
+            keep &= in_region
         if f.sectors:
             keep &= _rows_having(self.sector_start, self.sector_codes, v["sector"].codes(f.sectors))
         if f.clusters:
@@ -322,14 +330,9 @@ class ReadModel:
         if "region" in f.exclude_same and ref.region:
             # Same region at the coarser of the two NUTS levels: AT3 and AT31 share a region.
             mine = ref.region
-            same |= (
-                np.array(
-                    [bool(r) and (r.startswith(mine) or mine.startswith(r)) for r in self.region],
-                    dtype=np.bool_,
-                )
-                if len(self)
-                else same
-            )
+            # theirs starts with mine, or mine starts with theirs (theirs is one of its prefixes)
+            same |= np.char.startswith(self.region, mine)
+            same |= np.isin(self.region, [mine[:n] for n in range(2, len(mine))])
         if "sector" in f.exclude_same and ref.sectors:
             same |= _rows_having(
                 self.sector_start, self.sector_codes, v["sector"].codes(ref.sectors)
