@@ -227,11 +227,23 @@ class Variant:
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9]+", "-", self.spec).strip("-")
 
+    @property
+    def workers(self) -> int:
+        """`workers=N`: that many server processes (`clustermatch serve --workers N`)."""
+        return int(self._items().get("workers", 1))
+
+    def _items(self) -> dict[str, str]:
+        if ":" not in self.spec:
+            return {}
+        return dict(item.partition("=")[::2] for item in self.spec.split(":", 1)[1].split(","))
+
     def overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": self.backend}
         if ":" in self.spec:
             for item in self.spec.split(":", 1)[1].split(","):
                 key, _, value = item.partition("=")
+                if key == "workers":
+                    continue
                 if key == "index":
                     out["hnsw_threshold"] = {"flat": 10**12, "hnsw": 1}[value]
                 else:
@@ -241,8 +253,12 @@ class Variant:
     def settings(self, data_dir: Path) -> Any:
         from service.config import Settings
 
+        # The index folder ignores `workers`: N workers serve the generation one worker would.
+        items = [f"{k}={v}" for k, v in self._items().items() if k != "workers"]
+        spec = self.backend + (":" + ",".join(items) if items else "")
+        index = re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
         return Settings(
-            data_dir=data_dir, index_dir=data_dir / f"index-{self.slug}", **self.overrides()
+            data_dir=data_dir, index_dir=data_dir / f"index-{index}", **self.overrides()
         )
 
 
@@ -296,7 +312,9 @@ def build_store(
     backends = list(dict.fromkeys(v.backend for v in variants))
     runtime = Runtime(Settings(data_dir=data_dir, backend=backends[0]))  # type: ignore[arg-type]
     log(f"ingesting {len(actors)} demo actors (real ingest: language, sentences, chunks)")
-    runtime.ingestor.upsert(actors)
+    # Straight to the store: the vectors come from the cache below, so the write path's
+    # embedding into a live delta would be wasted work here.
+    runtime.store.upsert_actors(runtime.ingestor.prepare(actors))
     store = runtime.store
     demo_chunks = store.counts().chunks
     cached = {b: demo_vectors(model_vectors_backend(b)) for b in backends}
@@ -387,12 +405,14 @@ def build_store(
 STAGES = (
     ("embed the query", "service/embedding/", "embed"),
     ("detect the query's language", "service/text/language.py", "detect_language"),
-    ("vector candidates (FAISS + chunk lookups)", "service/matching.py", "_candidates"),
+    ("eligibility masks (read model)", "service/ranking.py", "__init__"),
+    ("chunk candidates (FAISS + grouping)", "service/ranking.py", "chunk_hits"),
     ("  of which FAISS search", "service/index/faiss_index.py", "search"),
-    ("BM25 candidates", "service/matching.py", "_lexical_candidates"),
-    ("score candidate actors (reads all their chunks)", "service/matching.py", "_score"),
-    ("  of which SQLite: chunks of the candidates", "service/store/sql.py", "chunks_of_actors"),
-    ("  of which SQLite: actor summaries", "service/store/sql.py", "actor_summaries"),
+    ("BM25 candidates", "service/ranking.py", "lexical_hits"),
+    ("exact scores of the candidates", "service/ranking.py", "score"),
+    ("  of which vectors from FAISS", "service/index/faiss_index.py", "reconstruct"),
+    ("the page: one store read + evidence", "service/matching.py", "_page"),
+    ("  of which SQLite", "service/store/sql.py", "page"),
 )
 
 
@@ -452,8 +472,23 @@ def serve(args: argparse.Namespace) -> int:
     from service.api.app import create_app
     from service.runtime import Runtime
 
-    app = create_app(Runtime(args.variant.settings(args.data_dir)), warm=True)
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
+    settings = args.variant.settings(args.data_dir)
+    if args.variant.workers == 1:
+        app = create_app(Runtime(settings), warm=True)
+        uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
+        return 0
+    # As `clustermatch serve --workers N` does: every worker builds its runtime from the env.
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"CLUSTERMATCH_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "service.api.server:app",
+        factory=True,
+        host=HOST,
+        port=args.port,
+        workers=args.variant.workers,
+        log_level="warning",
+    )
     return 0
 
 

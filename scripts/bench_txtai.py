@@ -56,6 +56,7 @@ from bench_http import (
     run_load,
     serve_command,
     start_server,
+    variant,
 )
 from bench_index import demo_vectors
 from bench_report import BENCH_DIR, log, percentile, spread, write_result
@@ -337,6 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["torch", "onnx-fp32", "onnx-int8"],
         help="clustermatch embedding backends compared (default torch onnx-int8)",
     )
+    parser.add_argument(
+        "--http-variants",
+        nargs="+",
+        type=variant,
+        default=[variant("torch:workers=2"), variant("onnx-int8:workers=2")],
+        help="clustermatch servers under HTTP load, as bench_http.py's variants (default: "
+        "torch and onnx-int8, each with two workers as `clustermatch serve` runs on two cores)",
+    )
     parser.add_argument("--queries", type=int, default=200, help="in-process queries (200)")
     parser.add_argument("--http-1", type=int, default=150, help="requests at 1 client (150)")
     parser.add_argument("--http-16", type=int, default=400, help="requests at 16 clients (400)")
@@ -440,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env={"CONFIG": str(config)},
             )
         )
-        for item in variants:
+        for item in args.http_variants:
             port = free_port()
             servers.append(
                 start_server(
