@@ -123,6 +123,12 @@ def _print_matches(result: Any) -> None:
             f"/{actor.region}" if actor.region and actor.region != actor.country else ""
         )
         print(f"{rank:>3}. {match.score:.3f}  {actor.name}  ({actor.kind}, {where})  [{actor.id}]")
+        also = getattr(match, "also", None) or getattr(match, "same_passage", None) or []
+        if also:
+            print(
+                f"       and {len(also)} more with the same passage (e.g. partners of one "
+                f"project): {', '.join(a.name for a in also[:3])}{' ...' if len(also) > 3 else ''}"
+            )
         for item in match.evidence[:1]:
             text = item.text.replace("\n", " ")
             print(f"       {item.document_id} ({item.score:.3f}): {text[:160]}")

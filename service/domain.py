@@ -338,3 +338,6 @@ class Match:
     actor: ActorSummary
     score: float
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
+    also: tuple[ActorSummary, ...] = ()
+    """Further actors whose best evidence is this very passage (the partners of one project
+    share its text): one suggestion, not N near-copies."""

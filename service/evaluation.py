@@ -386,7 +386,8 @@ class ClusterMatchMethod:
         matcher = self.runtime.matcher
         matcher.aggregate = self.aggregate
         filters = ActorFilter(exclude_actor_ids=exclude)
-        matches = matcher.match_actor(query, limit=limit, filters=filters).matches
+        # Every actor on its own: the task scores each partner, not one suggestion per passage.
+        matches = matcher.match_actor(query, limit=limit, filters=filters, collapse=False).matches
         exact = self.scores(query)
         for m in matches:
             gap = abs(m.score - exact[self.corpus.position[m.actor.id]])

@@ -106,6 +106,7 @@ class Matcher:
         filters: ActorFilter | None = None,
         viewer: Viewer = OPERATOR,
         diversify: bool = False,
+        collapse: bool = True,
     ) -> MatchResult:
         """Actors whose passages are closest to a free-text query."""
         query = text.strip()
@@ -114,7 +115,14 @@ class Matcher:
         vectors = self.embedder.embed([query], role="query")
         queries = [QueryChunk(query, detect_language(query))]
         return self._rank(
-            vectors, queries, limit, filters or ActorFilter(), viewer, diversify, lexical=query
+            vectors,
+            queries,
+            limit,
+            filters or ActorFilter(),
+            viewer,
+            diversify,
+            lexical=query,
+            collapse=collapse,
         )
 
     def match_actor(
@@ -125,6 +133,7 @@ class Matcher:
         viewer: Viewer = OPERATOR,
         mode: Mode = "similar",
         diversify: bool = False,
+        collapse: bool = True,
     ) -> MatchResult:
         """Actors similar to a stored actor (or, in `complement` mode, actors whose offers and
         competences answer its needs); never the actor itself."""
@@ -141,6 +150,7 @@ class Matcher:
                 diversify,
                 snapshot=snapshot,
                 query_actor=actor_id,
+                collapse=collapse,
             )
         summary = self.store.actor_summaries([actor_id]).get(actor_id)
         if summary is None:
@@ -154,7 +164,9 @@ class Matcher:
         ]
         vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
         actor_filter = _about(summary, filters, mode)
-        return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
+        return self._rank(
+            vectors, queries, limit, actor_filter, viewer, diversify, collapse=collapse
+        )
 
     def match_profile(
         self,
@@ -164,6 +176,7 @@ class Matcher:
         viewer: Viewer = OPERATOR,
         mode: Mode = "similar",
         diversify: bool = False,
+        collapse: bool = True,
     ) -> MatchResult:
         """Actors similar to a profile that need not be stored (e.g. POSTed by another system)."""
         intents = {d.id: (d.intent.value if d.intent else None) for d in actor.documents}
@@ -182,7 +195,9 @@ class Matcher:
             clusters=actor.clusters,
         )
         actor_filter = _about(summary, filters, mode)
-        return self._rank(vectors, queries, limit, actor_filter, viewer, diversify)
+        return self._rank(
+            vectors, queries, limit, actor_filter, viewer, diversify, collapse=collapse
+        )
 
     def explain(self, result: MatchResult) -> MatchResult:
         """Add shared key terms to every evidence whose query passage the viewer may see."""
@@ -227,6 +242,7 @@ class Matcher:
         lexical: str | None = None,
         snapshot: Snapshot | None = None,
         query_actor: str | None = None,
+        collapse: bool = True,
     ) -> MatchResult:
         snapshot = snapshot or self._snapshot()
         manifest = snapshot.generation.manifest
@@ -260,7 +276,9 @@ class Matcher:
         if lexical_best:
             candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
         candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
-        matches = self._page(candidates, queries, limit * 3 if diversify else limit, query_actor)
+        matches = self._page(
+            candidates, queries, limit * 3 if diversify else limit, query_actor, collapse
+        )
         ranked = maximal_marginal_relevance(matches, limit) if diversify else matches[:limit]
         return MatchResult(
             ranked,
@@ -276,11 +294,15 @@ class Matcher:
         queries: Sequence[QueryChunk],
         size: int,
         query_actor: str | None = None,
+        collapse: bool = True,
     ) -> list[Match]:
         """The best `size` candidates that still exist, with their evidence texts: one store
         read per page; an actor deleted or rewritten since the snapshot is dropped and the page
         refilled from further down the ranked list. A stored query actor is checked in the same
-        read (and its passages' texts come with it)."""
+        read (and its passages' texts come with it). With `collapse`, an actor whose best
+        evidence is the same passage as a better-ranked one's joins that suggestion (`also`)
+        instead of taking a slot."""
+        by_passage: dict[str, int] = {}
         out: list[Match] = []
         at = 0
         pending = [q.chunk_id for q in queries if q.chunk_id is not None]
@@ -306,6 +328,13 @@ class Matcher:
                 ids = [int(candidate.chunk_ids[i]) for i in columns]
                 if summary is None or any(i not in chunks for i in ids):
                     continue  # deleted, or replaced by a write this snapshot has not seen
+                passage = chunks[ids[0]].text if ids else None
+                if collapse and passage is not None and passage in by_passage:
+                    first = by_passage[passage]
+                    out[first] = replace(out[first], also=(*out[first].also, summary))
+                    continue
+                if passage is not None:
+                    by_passage.setdefault(passage, len(out))
                 out.append(
                     Match(
                         actor=summary,

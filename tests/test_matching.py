@@ -131,12 +131,35 @@ def test_diversify_breaks_up_near_copies(runtime: Runtime) -> None:
     ]
     runtime.ingestor.upsert(copies + others)
     runtime.reindexer.run()
-    plain = runtime.matcher.search(project, limit=3)
+    plain = runtime.matcher.search(project, limit=3, collapse=False)
     assert all(m.actor.id.startswith("partner-") for m in plain.matches)
-    varied = runtime.matcher.search(project, limit=3, diversify=True)
+    varied = runtime.matcher.search(project, limit=3, diversify=True, collapse=False)
     assert varied.matches[0].actor.id == plain.matches[0].actor.id, "the best stays first"
     assert sum(m.actor.id.startswith("partner-") for m in varied.matches) == 1
     assert {m.actor.id for m in varied.matches[1:]} == {"se", "it"}
+
+
+def test_one_project_one_suggestion(runtime: Runtime) -> None:
+    """Partners of one project share its text: by default they are one suggestion, the others
+    listed with it, and the slots go to other actors; scores stay in order."""
+    project = f"{WIND} joint project"
+    copies = [make_actor(f"partner-{i}", [project], country="AT") for i in range(6)]
+    others = [
+        make_actor("se", [f"{WIND} fatigue tests"], country="SE", kind="research"),
+        make_actor("it", [f"{WIND} recycling plant"], country="IT", kind="university"),
+    ]
+    runtime.ingestor.upsert(copies + others)
+    runtime.reindexer.run()
+    result = runtime.matcher.search(project, limit=3)
+    assert [m.actor.id for m in result.matches][1:] == ["it", "se"] or [
+        m.actor.id for m in result.matches
+    ][1:] == ["se", "it"]
+    first = result.matches[0]
+    assert first.actor.id == "partner-0" and {a.id for a in first.also} == {
+        f"partner-{i}" for i in range(1, 6)
+    }
+    scores = [m.score for m in result.matches]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_complement_matches_needs_against_offers(runtime: Runtime) -> None:

@@ -240,6 +240,10 @@ def actor_matches(
     kind: Annotated[Kinds | None, Query()] = None,
     explain: bool = False,
     diversify: bool = False,
+    collapse: Annotated[
+        bool,
+        Query(description="one suggestion for actors sharing their best passage (`same_passage`)"),
+    ] = True,
     mode: Literal["similar", "complement"] = "similar",
     new_contacts_only: Annotated[
         bool, Query(description="leave out its partners and the tenant's contacts for it")
@@ -260,6 +264,7 @@ def actor_matches(
         viewer=principal.viewer,
         mode=mode,
         diversify=diversify,
+        collapse=collapse,
     )
     if explain:
         result = services.runtime.matcher.explain(result)

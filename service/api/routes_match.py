@@ -85,6 +85,7 @@ def match(
             viewer=principal.viewer,
             mode=body.mode,
             diversify=body.diversify,
+            collapse=body.collapse,
         )
     else:
         assert body.profile is not None
@@ -97,6 +98,7 @@ def match(
             viewer=principal.viewer,
             mode=body.mode,
             diversify=body.diversify,
+            collapse=body.collapse,
         )
     if body.explain:
         result = matcher.explain(result)
@@ -124,6 +126,10 @@ def search(
     cluster: Annotated[ClusterIds | None, Query()] = None,
     explain: bool = False,
     diversify: bool = False,
+    collapse: Annotated[
+        bool,
+        Query(description="one suggestion for actors sharing their best passage (`same_passage`)"),
+    ] = True,
     for_actor: Annotated[
         str | None, Query(description="search on behalf of this stored actor (never returned)")
     ] = None,
@@ -157,6 +163,7 @@ def search(
         filters=chosen,
         viewer=principal.viewer,
         diversify=diversify,
+        collapse=collapse,
     )
     if explain:
         result = services.runtime.matcher.explain(result)

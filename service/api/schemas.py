@@ -147,6 +147,11 @@ class MatchRequest(BaseModel):
         description="`similar`: like against like. `complement`: the query's documents with "
         "`intent: need` against other actors' offers and competences (their needs are ignored)",
     )
+    collapse: bool = Field(
+        default=True,
+        description="actors whose best evidence is the same passage (partners of one project) "
+        "form one suggestion, listed in `same_passage`; false lists each on its own",
+    )
     diversify: bool = Field(
         default=False,
         description="re-rank by maximal marginal relevance so the list is not near-copies "
@@ -186,6 +191,11 @@ class MatchOut(BaseModel):
     actor: ActorSummaryOut
     score: float = Field(description="cosine-based; comparable within one response only")
     evidence: list[EvidenceOut]
+    same_passage: list[ActorSummaryOut] = Field(
+        default_factory=list,
+        description="further actors whose best evidence is this very passage (typically the "
+        "partners of one project, who share its text): shown as one suggestion, not as N",
+    )
 
 
 class MatchResponse(BaseModel):
@@ -276,6 +286,7 @@ def match_out(match: Match, explain: bool) -> MatchOut:
     return MatchOut(
         actor=summary_out(match.actor),
         score=match.score,
+        same_passage=[summary_out(a) for a in match.also],
         evidence=[
             EvidenceOut(
                 document_id=e.document_id,
