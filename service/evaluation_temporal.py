@@ -15,9 +15,10 @@ is a candidate. Queries are a seeded sample of the organisations with at least o
 partner.
 
 Per query and method: nDCG@10 (binary), recall@50 and MRR@50 of the first 50 suggestions; a
-degree-controlled pairwise AUC (each (query, first-time partner) pair against a non-partner with
-about the same number of 2007 partners, ties half) and the same against a uniformly drawn
-non-partner. Non-partners never met the query, in 2007 or 2014 (in a project of any size).
+degree-controlled pairwise AUC (each (query, first-time partner) pair against a non-partner as
+active in 2007: the same number of documents and about the same number of partners; ties half)
+and the same against a uniformly drawn non-partner. Non-partners never met the query, in 2007
+or 2014 (in a project of any size).
 Per method: catalogue coverage (share of all actors in any top 10) and the share of top-10 slots
 taken by the 1% most active actors (most documents). See docs/evaluation.md.
 """
@@ -166,7 +167,6 @@ def make_temporal_split(
     chosen = sorted(pool[int(i)] for i in rng.permutation(len(pool))[:queries])
     relevant = {q: candidates[q] for q in chosen}
     met_ever = co_participants(future, members, None)
-    degrees = {a: m.degree for a, m in members.items()}
     pair_rng = np.random.default_rng([seed, _PAIRS])
     pairs = []
     for q in chosen:
@@ -174,12 +174,29 @@ def make_temporal_split(
             a for a in members if a != q and a not in known[q] and a not in met_ever.get(q, set())
         ]
         for partner in sorted(relevant[q]):
-            matched = degree_matched(degrees[partner], strangers, degrees, pair_rng, tolerance)
+            matched = activity_matched(members[partner], strangers, members, pair_rng, tolerance)
             if matched is None:
                 continue
             uniform = strangers[int(pair_rng.integers(len(strangers)))]
             pairs.append(Pair(q, partner, matched, uniform))
     return TemporalSplit(members, known, chosen, relevant, pairs, max_partners)
+
+
+def activity_matched(
+    partner: Member,
+    pool: Sequence[str],
+    members: Mapping[str, Member],
+    rng: np.random.Generator,
+    tolerance: float,
+) -> str | None:
+    """A non-partner as active as `partner` in 2007: the same number of documents (else the
+    nearest number), and among those a degree within ±tolerance (else the nearest degree)."""
+    if not pool:
+        return None
+    gap = min(abs(members[a].documents - partner.documents) for a in pool)
+    alike = [a for a in pool if abs(members[a].documents - partner.documents) == gap]
+    degrees = {a: members[a].degree for a in alike}
+    return degree_matched(partner.degree, alike, degrees, rng, tolerance)
 
 
 def slice_wanted(split: TemporalSplit, query: str) -> dict[str, frozenset[str]]:

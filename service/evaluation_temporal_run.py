@@ -193,6 +193,7 @@ def run_temporal(
         differences[f"{a} - {b}"] = paired_difference(records[a], records[b], config.seed)
     used = sum(1 for p in future if p.partners <= config.max_partners)
     degrees = {a: m.degree for a, m in split.actors.items()}
+    documents = {a: m.documents for a, m in split.actors.items()}
     return {
         "config": {
             **asdict(config),
@@ -208,6 +209,7 @@ def run_temporal(
             else {},
         },
         "degree_balance": degree_balance(split.pairs, degrees),
+        "documents_balance": degree_balance(split.pairs, documents),
         "servers": servers,
         "methods": {
             name: {

@@ -23,6 +23,7 @@ from service.evaluation_temporal import (
     Records,
     ScoreRanker,
     TemporalSplit,
+    activity_matched,
     evaluate,
     first_time_partners,
     head_actors,
@@ -98,6 +99,20 @@ def test_non_partners_never_met_the_query_in_any_year_or_project_size() -> None:
             assert negative not in split.relevant[pair.query]
     # a met b (2007), c (2007), d (F1) and e (F2, over the cap): only g is a stranger
     assert {(p.matched, p.uniform) for p in split.pairs if p.query == "a"} == {("g", "g")}
+
+
+def test_non_partners_match_documents_first_then_degree() -> None:
+    def member(documents: int, degree: int) -> Member:
+        return Member("company", "AT", documents, degree)
+
+    members = {"a": member(3, 9), "b": member(3, 20), "c": member(1, 10), "d": member(2, 10)}
+    partner, rng = member(3, 10), np.random.default_rng(0)
+    assert {activity_matched(partner, sorted(members), members, rng, 0.2) for _ in range(20)} == {
+        "a"
+    }
+    assert activity_matched(partner, ["b"], members, rng, 0.2) == "b"  # nearest degree
+    assert activity_matched(partner, ["c", "d"], members, rng, 0.2) == "d"  # nearest documents
+    assert activity_matched(partner, [], members, rng, 0.2) is None
 
 
 def test_future_projects_load_from_json_lines(tmp_path: Path) -> None:
@@ -227,14 +242,14 @@ def test_http_ranker_pages_through_the_whole_order() -> None:
     order = [(f"x{i:03d}", 1.0 - i / 1000) for i in range(450)]
     order[1] = ("x001", order[0][1])  # a tie with the first
     server = StubServer(order)
-    ranker = HttpRanker(server, "service:stub")  # type: ignore[arg-type]
+    ranker = HttpRanker(server, "service:stub")
     ranked = ranker.rank("x449", frozenset({"x002"}), 50)
     assert ranked.top == [a for a, _ in order[:51] if a != "x002"]
     assert len(ranked.keys) == 450 - 2 == ranker.ordered["x449"]
     assert ranked.keys["x000"] == ranked.keys["x001"] > ranked.keys["x003"]
     assert ranked.keys["x051"] > ranked.keys["x300"]  # later page, lower
     assert [limit for limit, _ in server.calls] == [50, 200, 200]  # 50 + 200 + 198
-    top_only = HttpRanker(StubServer(order), "s", complete=False)  # type: ignore[arg-type]
+    top_only = HttpRanker(StubServer(order), "s", complete=False)
     assert len(top_only.rank("x449", frozenset(), 50).keys) == 50
 
 
