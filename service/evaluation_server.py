@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -188,6 +188,12 @@ class ServerProcess:
         return [(m["actor"]["id"], float(m["score"])) for m in matches]
 
 
+class MatchEndpoint(Protocol):
+    def match(
+        self, actor_id: str, limit: int, exclude: Iterable[str]
+    ) -> list[tuple[str, float]]: ...
+
+
 class HttpRanker:
     """The service's ranking through `POST /v1/match`.
 
@@ -197,7 +203,7 @@ class HttpRanker:
     has no eligible actor left. Within a page equal scores tie; an earlier page ranks higher.
     """
 
-    def __init__(self, server: ServerProcess, name: str, complete: bool = True) -> None:
+    def __init__(self, server: MatchEndpoint, name: str, complete: bool = True) -> None:
         self.server, self.name, self.complete = server, name, complete
         self.requests = 0
         self.ordered: dict[str, int] = {}

@@ -15,6 +15,7 @@ from service.domain import Actor
 from service.embedding.fake import FakeEmbedder
 from service.evaluation import Corpus, MostConnectedMethod
 from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
+from service.evaluation_stages import ActivityPrior, Combined, stage_rows, zscore
 from service.evaluation_temporal import (
     FutureProject,
     MeanVectorMethod,
@@ -35,6 +36,7 @@ from service.evaluation_temporal import (
     win,
 )
 from service.evaluation_temporal_run import TemporalConfig, markdown_temporal, run_temporal
+from service.runtime import Runtime
 from tests.test_evaluation import profile
 
 # 2007: a-b (project 1), a-c (2), d-e (4); g alone (5).
@@ -313,3 +315,35 @@ def test_auc_compares_each_partner_with_its_sampled_non_partner() -> None:
     assert records.pair_queries["overall"] == [p.query for p in split.pairs]
     wins = dict(zip(records.pair_queries["overall"], records.matched["overall"], strict=True))
     assert wins["a"] == 0.0  # a's partner d ranks below g, its only possible non-partner
+
+
+# --- stage analysis -------------------------------------------------------------------------
+
+
+def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
+    runtime.ingestor.upsert(ACTORS)
+    runtime.reindexer.run()
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    records, info = stage_rows(runtime, Corpus.of(ACTORS), ACTORS, split, "fake")
+    # six actors: the first stage keeps every one, so the service is coverage over all of them
+    served = records["service (as served, in process)"]
+    assert served.per_query == records["coverage (all eligible)"].per_query
+    assert info["incomplete_orders"] == 0
+    stages = {(s["limit"], s["source"]): s for s in info["first_stage"]}
+    assert set(stages) == {
+        (n, s) for n in (10, 50) for s in ("chunk hits", "profile vectors", "both")
+    }
+    assert all(s["recall"]["source"] == 1.0 for s in stages.values())
+    assert set(info["activity_bias"]["mean-vector"]) == {"1", "2", "3-4", "5+"}
+
+
+def test_zscore_and_combined_scores() -> None:
+    values = np.array([1.0, 2.0, 3.0, 100.0])
+    z = zscore(values, query_position=3)  # the query's own score is left out of mean and spread
+    assert z[:3] == pytest.approx([-1.2247449, 0.0, 1.2247449])
+    corpus = Corpus.of(ACTORS)
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    prior = ActivityPrior(corpus, split)
+    both = Combined("prior twice", corpus, [(prior, 1.0), (prior, 1.0)])
+    position = corpus.position["b"]
+    assert both.scores("b") == pytest.approx(2 * zscore(prior.scores("b"), position))
