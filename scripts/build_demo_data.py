@@ -217,8 +217,15 @@ def read_participations(
     return organisations, project_rows
 
 
-def build_actors(input_dir: Path, stats: Stats) -> Iterator[dict[str, Any]]:
-    organisations, project_rows = read_participations(input_dir / PARTICIPATIONS, stats)
+def build_actors(
+    input_dir: Path,
+    stats: Stats,
+    participations: Path = PARTICIPATIONS,
+    keep_no_country: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Actor profiles from one participations file. With `keep_no_country`, an organisation with
+    no known country is kept, without `country` and `region`, instead of being skipped."""
+    organisations, project_rows = read_participations(input_dir / participations, stats)
     stats.projects = len(project_rows)
     projects = read_project_lists((input_dir / p for p in PROJECT_LISTS), set(project_rows))
     for source, _ in projects.values():
@@ -250,7 +257,9 @@ def build_actors(input_dir: Path, stats: Stats) -> Iterator[dict[str, Any]]:
             continue
         if not COUNTRY_CODE.match(cordis_country):
             stats.skipped_no_country += 1
-            continue
+            if not keep_no_country:
+                continue
+            cordis_country = ""
         if not name:
             stats.skipped_no_name += 1
             continue
@@ -279,13 +288,10 @@ def build_actors(input_dir: Path, stats: Stats) -> Iterator[dict[str, Any]]:
             stats.skipped_no_documents += 1
             continue
 
-        actor: dict[str, Any] = {
-            "id": actor_id,
-            "name": name,
-            "kind": kind,
-            "country": EU_TO_ISO.get(cordis_country, cordis_country),
-            "region": cordis_country,
-        }
+        actor: dict[str, Any] = {"id": actor_id, "name": name, "kind": kind}
+        if cordis_country:
+            actor["country"] = EU_TO_ISO.get(cordis_country, cordis_country)
+            actor["region"] = cordis_country
         url = org.pick("url", org.urls)
         if url:
             actor["url"] = url

@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -464,22 +464,43 @@ def degree_balance(pairs: Sequence[Pair], degrees: Mapping[str, int]) -> dict[st
 
 
 @dataclass
-class MethodRecords:
-    """Per-query metric values and per-pair wins of one method, by slice."""
+class SliceRecords:
+    """Per-query metric values and per-pair wins of one method, by slice (`SLICE_NAMES`)."""
 
-    per_query: dict[str, dict[str, list[float]]] = field(
-        default_factory=lambda: {s: {m: [] for m in METRICS} for s in SLICES}
-    )
-    query_ids: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SLICES})
-    matched: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SLICES})
-    uniform: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SLICES})
-    pair_queries: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SLICES})
+    SLICE_NAMES: ClassVar[tuple[str, ...]] = SLICES
+    METRIC_NAMES: ClassVar[tuple[str, ...]] = METRICS
+    per_query: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    query_ids: dict[str, list[str]] = field(default_factory=dict)
+    matched: dict[str, list[float]] = field(default_factory=dict)
+    uniform: dict[str, list[float]] = field(default_factory=dict)
+    pair_queries: dict[str, list[str]] = field(default_factory=dict)
     """The query of each pairwise result: pairs of one query are resampled together."""
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in self.SLICE_NAMES:
+            self.per_query.setdefault(name, {m: [] for m in self.METRIC_NAMES})
+            for lists in (self.query_ids, self.matched, self.uniform, self.pair_queries):
+                lists.setdefault(name, [])
+
+    def by_slice(self, seed: int, matched: str, uniform: str) -> dict[str, Any]:
+        """Mean and 95% interval of every metric and of both pairwise tests (named `matched`
+        and `uniform` in the output), per slice."""
+        out: dict[str, Any] = {}
+        for name in self.SLICE_NAMES:
+            out[name] = {m: mean_ci(self.per_query[name][m], seed) for m in self.METRIC_NAMES}
+            groups = self.pair_queries[name]
+            out[name][matched] = mean_ci(self.matched[name], seed, groups)
+            out[name][uniform] = mean_ci(self.uniform[name], seed, groups)
+        return out
+
+
+@dataclass
+class MethodRecords(SliceRecords):
     existing_share: list[float] = field(default_factory=list)
     """Per query: the share of its top k that are existing partners (share a remaining project)."""
     top_degrees: list[int] = field(default_factory=list)
     """Degrees of every actor shown in a top k (all queries)."""
-    seconds: float = 0.0
 
 
 def evaluate_method(
@@ -558,12 +579,7 @@ def mean_ci(
 
 
 def summarise(records: MethodRecords, seed: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in SLICES:
-        out[name] = {m: mean_ci(records.per_query[name][m], seed) for m in METRICS}
-        groups = records.pair_queries[name]
-        out[name]["degree_matched_win"] = mean_ci(records.matched[name], seed, groups)
-        out[name]["random_pair_win"] = mean_ci(records.uniform[name], seed, groups)
+    out = records.by_slice(seed, "degree_matched_win", "random_pair_win")
     out["top_k"] = {
         "existing_partner_share": mean_ci(records.existing_share, seed),
         "median_degree": float(np.median(records.top_degrees)) if records.top_degrees else None,
@@ -571,21 +587,34 @@ def summarise(records: MethodRecords, seed: int) -> dict[str, Any]:
     return out
 
 
-def paired_difference(a: MethodRecords, b: MethodRecords, seed: int) -> dict[str, Any]:
-    """a - b per slice and metric, over the same queries (pairs for the pairwise tests)."""
+def paired_differences(
+    a: SliceRecords,
+    b: SliceRecords,
+    seed: int,
+    slices: Sequence[str],
+    metrics: Sequence[str],
+    pairwise: str,
+) -> dict[str, Any]:
+    """a - b per slice and metric, over the same queries; `pairwise` names the difference of
+    the degree-matched wins (over the same pairs, resampled by query)."""
     out: dict[str, Any] = {}
-    for name in SLICES:
+    for name in slices:
         if a.query_ids[name] != b.query_ids[name]:
             raise ValueError("paired differences need the same queries")
         diffs = {
             m: mean_ci(np.subtract(a.per_query[name][m], b.per_query[name][m]).tolist(), seed)
-            for m in METRICS
+            for m in metrics
         }
-        diffs["degree_matched_win"] = mean_ci(
+        diffs[pairwise] = mean_ci(
             np.subtract(a.matched[name], b.matched[name]).tolist(), seed, a.pair_queries[name]
         )
         out[name] = diffs
     return out
+
+
+def paired_difference(a: MethodRecords, b: MethodRecords, seed: int) -> dict[str, Any]:
+    """a - b per slice and metric, over the same queries (pairs for the pairwise tests)."""
+    return paired_differences(a, b, seed, SLICES, METRICS, "degree_matched_win")
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -742,15 +771,19 @@ def _baseline(name: str, corpus: Corpus, seed: int) -> Method:
 # --- report -----------------------------------------------------------------------------------
 
 
+def ci_cell(value: Mapping[str, Any], ci: bool = True) -> str:
+    """A `mean_ci` result as "mean (low–high)", or the mean alone."""
+    if value["mean"] is None:
+        return "–"
+    if not ci:
+        return f"{value['mean']:.3f}"
+    low, high = value["ci95"]
+    return f"{value['mean']:.3f} ({low:.3f}–{high:.3f})"
+
+
 def markdown_table(results: Mapping[str, Any], k: int = 10) -> str:
     """One table per slice: every method's metrics with bootstrap 95% intervals."""
-
-    def cell(value: Mapping[str, Any]) -> str:
-        if value["mean"] is None:
-            return "–"
-        low, high = value["ci95"]
-        return f"{value['mean']:.3f} ({low:.3f}–{high:.3f})"
-
+    cell = ci_cell
     lines: list[str] = []
     for name in SLICES:
         first = next(iter(results["methods"].values()))[name]
@@ -779,16 +812,27 @@ def markdown_table(results: Mapping[str, Any], k: int = 10) -> str:
             f"| {method} | {cell(top['existing_partner_share'])} | {top['median_degree']:.0f} |"
         )
     lines.append("")
+    headers = (f"recall@{k}", f"nDCG@{k}", "MRR", "degree-matched win")
     for label, slices in results.get("differences", {}).items():
-        lines += [
-            f"**{label}** (paired, same queries; 95% bootstrap interval)",
-            "",
-            f"| slice | recall@{k} | nDCG@{k} | MRR | degree-matched win |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for name in SLICES:
-            row = slices[name]
-            cells = [cell(row[m]) for m in (*METRICS, "degree_matched_win")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += difference_lines(label, slices, SLICES, (*METRICS, "degree_matched_win"), headers)
     return "\n".join(lines)
+
+
+def difference_lines(
+    label: str,
+    slices: Mapping[str, Any],
+    names: Sequence[str],
+    keys: Sequence[str],
+    headers: Sequence[str],
+) -> list[str]:
+    """A Markdown table of paired differences: a row per slice, a column per figure."""
+    lines = [
+        f"**{label}** (paired over the same queries; 95% bootstrap interval)",
+        "",
+        f"| slice | {' | '.join(headers)} |",
+        "| --- |" + " --- |" * len(headers),
+    ]
+    for name in names:
+        cells = [ci_cell(slices[name][key]) for key in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]

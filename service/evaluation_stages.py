@@ -1,0 +1,398 @@
+"""Stage analysis on the temporal task, in process: where does the service lose against the
+mean-document-vector baseline?
+
+For each model the 2007 profiles are indexed in a temporary data directory (the service's own
+ingest, chunking, embedding and index), and each query is looked at stage by stage:
+
+(a) **first stage**: the candidate actors `Matcher._candidates` returns (for `limit` 10 and 50),
+    and the share of the query's first-time partners among them, against the same number of
+    actors taken from the top of other rankings;
+(b) **the aggregate over every eligible actor** (max, coverage, top-3 mean), scored exactly from
+    the index's chunk vectors, i.e. the service's second stage without the first-stage cut;
+(c) **the mean-vector score** (the baseline of the main table);
+(d) **combinations**: z-scored sums of mean-vector and coverage, and an activity prior
+    (z-scored log(1 + number of documents)) added with a weight.
+
+Every row is evaluated with the temporal protocol (service.evaluation_temporal); the service row
+pages through `match_actor` like the HTTP evaluation does, so it should equal the HTTP figures.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from service.config import Settings
+from service.domain import OPERATOR, Actor
+from service.evaluation import Corpus, Scores
+from service.evaluation_server import HttpRanker
+from service.evaluation_temporal import (
+    MeanVectorMethod,
+    Records,
+    Scorer,
+    ScoreRanker,
+    TemporalSplit,
+    evaluate,
+    summarise,
+)
+from service.matching import MIN_CANDIDATE_ACTORS, _about, pick_query_chunks
+from service.ranking import TOP_K_PAIRS, Request
+from service.ranking import Ranker as CandidateRanker
+from service.runtime import Runtime
+from service.store import ActorFilter
+
+PRIOR_WEIGHTS = (0.25, 0.5, 1.0)
+CANDIDATE_LIMITS = (10, 50)
+_HALVES = 13  # random stream of the half split (see service.evaluation_temporal)
+
+
+class InProcessEndpoint:
+    """`match` like `ServerProcess.match`, on a Runtime in this process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def match(self, actor_id: str, limit: int, exclude: Iterable[str]) -> list[tuple[str, float]]:
+        filters = ActorFilter(exclude_actor_ids=frozenset(exclude))
+        result = self.runtime.matcher.match_actor(actor_id, limit=limit, filters=filters)
+        return [(m.actor.id, m.score) for m in result.matches]
+
+
+class ExactScores:
+    """The matcher's second stage for every actor at once: query chunk vectors x every indexed
+    chunk, reduced per actor by max, coverage or the mean of the best TOP_K_PAIRS pairs."""
+
+    def __init__(self, runtime: Runtime, corpus: Corpus) -> None:
+        generation = runtime.index.get()
+        if generation.is_empty:
+            raise RuntimeError("no index generation")
+        self.runtime, self.corpus, self._index = runtime, corpus, generation.index
+        chunks = sorted(
+            (c for batch in runtime.store.iter_chunks() for c in batch),
+            key=lambda c: (corpus.position[c.actor_id], c.id),
+        )
+        self.chunks = len(chunks)
+        self._vectors = self._index.reconstruct(np.array([c.id for c in chunks], np.int64))
+        owners = np.array([corpus.position[c.actor_id] for c in chunks], np.int64)
+        self._starts = np.searchsorted(owners, np.arange(len(corpus.ids)))
+        self._ends = np.append(self._starts[1:], len(chunks))
+        self._cache: tuple[str, dict[str, Scores]] | None = None
+
+    def query_vectors(self, query: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        picked = pick_query_chunks(
+            self.runtime.store.chunks_of_actors([query]), self.runtime.matcher.max_query_chunks
+        )
+        return self._index.reconstruct(np.array([c.id for c in picked], np.int64))
+
+    def all(self, query: str) -> dict[str, Scores]:
+        if self._cache is not None and self._cache[0] == query:
+            return self._cache[1]
+        sims = self.query_vectors(query) @ self._vectors.T
+        best = np.maximum.reduceat(sims, self._starts, axis=1)
+        topk = np.array(
+            [
+                np.sort(sims[:, s:e], axis=None)[::-1][:TOP_K_PAIRS].mean()
+                for s, e in zip(self._starts.tolist(), self._ends.tolist(), strict=True)
+            ]
+        )
+        scores = {
+            "max": best.max(axis=0).astype(np.float64),
+            "coverage": best.mean(axis=0).astype(np.float64),
+            "topk": topk.astype(np.float64),
+        }
+        self._cache = (query, scores)
+        return scores
+
+
+@dataclass
+class AggregateScorer:
+    exact: ExactScores
+    aggregate: str
+    name: str
+
+    def scores(self, query: str) -> Scores:
+        return self.exact.all(query)[self.aggregate]
+
+
+def zscore(values: Scores, query_position: int) -> Scores:
+    """Standardised over the catalogue without the query itself."""
+    mask = np.ones(len(values), dtype=bool)
+    mask[query_position] = False
+    spread = float(values[mask].std()) or 1.0
+    return (values - float(values[mask].mean())) / spread
+
+
+class ActivityPrior:
+    """log(1 + number of documents), the same for every query."""
+
+    name = "activity prior (log documents)"
+
+    def __init__(self, corpus: Corpus, split: TemporalSplit) -> None:
+        self.corpus = corpus
+        self._scores = np.log1p([float(split.actors[a].documents) for a in corpus.ids])
+
+    def scores(self, query: str) -> Scores:
+        return np.asarray(self._scores, dtype=np.float64)
+
+
+class Combined:
+    """Sum of weighted, per-query z-scored parts."""
+
+    def __init__(self, name: str, corpus: Corpus, parts: Sequence[tuple[Scorer, float]]) -> None:
+        self.name, self.corpus, self.parts = name, corpus, parts
+
+    def scores(self, query: str) -> Scores:
+        position = self.corpus.position[query]
+        total = np.zeros(len(self.corpus.ids))
+        for scorer, weight in self.parts:
+            total += weight * zscore(scorer.scores(query), position)
+        return total
+
+
+def first_stage(
+    runtime: Runtime, split: TemporalSplit, query: str, limit: int
+) -> dict[str, set[str]]:
+    """The candidate actors `Matcher` gathers for `match_actor(query, limit)` with the query's
+    known partners excluded: by chunk hits, by profile vector, and both (what gets scored)."""
+    matcher = runtime.matcher
+    snapshot = matcher._snapshot()
+    summary = runtime.store.actor_summaries([query])[query]
+    filters = _about(summary, ActorFilter(exclude_actor_ids=split.known[query]), "similar")
+    chunks = pick_query_chunks(runtime.store.chunks_of_actors([query]), matcher.max_query_chunks)
+    vectors = matcher._passage_vectors([(c.text, c.content_hash) for c in chunks])
+    wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
+    request = Request(vectors, filters, OPERATOR, wanted, matcher.aggregate, True)
+    ranker = CandidateRanker(snapshot, request)
+    rows, delta = ranker.chunk_hits(k=max(64, wanted * 2))  # as Matcher._rank asks
+    names = ranker.rm.actor_ids
+    by_chunks = {names[int(r)] for r in rows} | set(delta)
+    by_profile = {names[int(r)] for r in ranker.profile_hits()}
+    return {"chunk hits": by_chunks, "profile vectors": by_profile, "both": by_chunks | by_profile}
+
+
+def candidate_recall(
+    runtime: Runtime, split: TemporalSplit, others: Sequence[ScoreRanker], limit: int
+) -> list[dict[str, Any]]:
+    """Per candidate source: the share of each query's first-time partners among its candidates,
+    and among the same number of actors from the top of each of `others` and of a random draw."""
+    found: dict[str, dict[str, list[float]]] = {}
+    sizes: dict[str, list[int]] = {}
+    for q in split.queries:
+        relevant = split.relevant[q]
+        for source, candidates in first_stage(runtime, split, q, limit).items():
+            row = found.setdefault(source, {"source": [], "random (expected)": []})
+            sizes.setdefault(source, []).append(len(candidates))
+            row["source"].append(len(relevant & candidates) / len(relevant))
+            for other in others:
+                top = other.rank(q, split.known[q], len(candidates)).top
+                row.setdefault(other.name, []).append(len(relevant & set(top)) / len(relevant))
+            row["random (expected)"].append(len(candidates) / split.eligible(q))
+    return [
+        {
+            "limit": limit,
+            "source": source,
+            "candidates_median": float(np.median(sizes[source])),
+            "recall": {name: float(np.mean(values)) for name, values in row.items()},
+        }
+        for source, row in found.items()
+    ]
+
+
+BUCKETS = {"1": (1, 1), "2": (2, 2), "3-4": (3, 4), "5+": (5, 1_000_000)}
+
+
+def activity_bias(
+    scorers: Sequence[Scorer], corpus: Corpus, split: TemporalSplit
+) -> dict[str, dict[str, float | None]]:
+    """Mean per-query z-score of the actors with 1, 2, 3-4 and 5+ documents: how much a score
+    favours active actors whatever the query (None: no actor has that many)."""
+    documents = np.array([split.actors[a].documents for a in corpus.ids])
+    masks = {b: (documents >= low) & (documents <= high) for b, (low, high) in BUCKETS.items()}
+    out: dict[str, dict[str, float | None]] = {}
+    for scorer in scorers:
+        sums = dict.fromkeys(BUCKETS, 0.0)
+        for q in split.queries:
+            z = zscore(scorer.scores(q), corpus.position[q])
+            for bucket, mask in masks.items():
+                sums[bucket] += float(z[mask].mean()) if mask.any() else 0.0
+        out[scorer.name] = {
+            b: sums[b] / len(split.queries) if masks[b].any() and split.queries else None
+            for b in BUCKETS
+        }
+    return out
+
+
+def halves(split: TemporalSplit, seed: int) -> tuple[set[str], set[str]]:
+    """The queries cut in two at random (for choosing a weight on one half, reading the other)."""
+    order = np.random.default_rng([seed, _HALVES]).permutation(len(split.queries))
+    first = {split.queries[int(i)] for i in order[: len(order) // 2]}
+    return first, set(split.queries) - first
+
+
+def half_means(records: Records, half: set[str], metric: str = "ndcg@10") -> float:
+    values = records.per_query["overall"][metric]
+    ids = records.query_ids["overall"]
+    return float(np.mean([v for q, v in zip(ids, values, strict=True) if q in half]))
+
+
+def stage_rows(
+    runtime: Runtime,
+    corpus: Corpus,
+    actors: Sequence[Actor],
+    split: TemporalSplit,
+    model: str,
+    progress: bool = False,
+) -> tuple[dict[str, Records], dict[str, Any]]:
+    """Every stage and combination of one model, as temporal-task records."""
+    exact = ExactScores(runtime, corpus)
+    aggregates = {
+        a: AggregateScorer(exact, a, f"{a} (all eligible)") for a in ("max", "coverage", "topk")
+    }
+    mean_vector = MeanVectorMethod(corpus, actors, runtime.embedder, "mean-vector")
+    prior = ActivityPrior(corpus, split)
+    coverage = aggregates["coverage"]
+    scorers: list[Scorer] = [*aggregates.values(), mean_vector]
+    scorers.append(Combined("mean-vector + coverage", corpus, [(mean_vector, 1), (coverage, 1)]))
+    for w in PRIOR_WEIGHTS:
+        scorers += [
+            Combined(f"mean-vector + {w} prior", corpus, [(mean_vector, 1), (prior, w)]),
+            Combined(f"coverage (all eligible) + {w} prior", corpus, [(coverage, 1), (prior, w)]),
+            Combined(
+                f"mean-vector + coverage + {w} prior",
+                corpus,
+                [(mean_vector, 1), (coverage, 1), (prior, w)],
+            ),
+        ]
+    records: dict[str, Records] = {}
+    service = HttpRanker(InProcessEndpoint(runtime), "service (as served, in process)")
+    records[service.name] = evaluate(service, split, progress=progress)
+    for scorer in tqdm(scorers, desc=f"stages {model}", unit="row", disable=not progress):
+        records[scorer.name] = evaluate(ScoreRanker(scorer, corpus), split)
+    others = [ScoreRanker(s, corpus) for s in (coverage, mean_vector)]
+    stages = [
+        r for limit in CANDIDATE_LIMITS for r in candidate_recall(runtime, split, others, limit)
+    ]
+    info = {
+        "chunks": exact.chunks,
+        "activity_bias": activity_bias([aggregates["max"], coverage, mean_vector], corpus, split),
+        "first_stage": stages,
+        "incomplete_orders": sum(service.ordered[q] < split.eligible(q) for q in split.queries),
+    }
+    return records, info
+
+
+def run_stages(
+    actors: Sequence[Actor],
+    split: TemporalSplit,
+    models: Sequence[str],
+    seed: int,
+    progress: bool = False,
+) -> dict[str, Any]:
+    corpus = Corpus.of(actors)
+    a, b = halves(split, seed)
+    out: dict[str, Any] = {"models": {}, "halves": [len(a), len(b)]}
+    reference = {"activity prior (log documents)": ActivityPrior(corpus, split)}
+    for model in models:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="clustermatch-stages-") as tmp:
+            runtime = Runtime(Settings(data_dir=Path(tmp), model=model))
+            try:
+                runtime.ingestor.upsert(list(actors))
+                runtime.reindexer.run()
+                records, info = stage_rows(runtime, corpus, actors, split, model, progress)
+            finally:
+                runtime.close()
+        out["models"][model] = {
+            **info,
+            "rows": {name: row(r, split, seed, a, b) for name, r in records.items()},
+            "chosen_on_half_a": choose_on_half(records, a, b),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    out["reference"] = {
+        name: row(evaluate(ScoreRanker(scorer, corpus), split), split, seed, a, b)
+        for name, scorer in reference.items()
+    }
+    return out
+
+
+def row(records: Records, split: TemporalSplit, seed: int, a: set[str], b: set[str]) -> Any:
+    summary = summarise(records, split, seed)
+    return {
+        "overall": summary["overall"],
+        "top_k": summary["top_k"],
+        "ndcg@10_half_a": half_means(records, a),
+        "ndcg@10_half_b": half_means(records, b),
+    }
+
+
+def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dict[str, Any]:
+    """For each family of prior-weighted rows: the weight best on half A, read on half B."""
+    out = {}
+    for family in ("mean-vector + {w} prior", "coverage (all eligible) + {w} prior"):
+        names = {w: family.format(w=w) for w in (0.0, *PRIOR_WEIGHTS)}
+        names[0.0] = "mean-vector" if family.startswith("mean") else "coverage (all eligible)"
+        best = max(names, key=lambda w: half_means(records[names[w]], a))
+        out[family.format(w="w")] = {
+            "weight": best,
+            "ndcg@10_half_a": half_means(records[names[best]], a),
+            "ndcg@10_half_b": half_means(records[names[best]], b),
+        }
+    return out
+
+
+def markdown_stages(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    head = (
+        "| row | nDCG@10 | recall@50 | MRR@50 | AUC degree-matched | catalogue coverage "
+        "| top-1% share | nDCG@10 half A / B |"
+    )
+    for model, figures in results["models"].items():
+        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 8 + "|"]
+        rows = {**figures["rows"], **results["reference"]}
+        for name, r in rows.items():
+            o, top = r["overall"], r["top_k"]
+            cells = [
+                f"{o['ndcg@10']['mean']:.3f}",
+                f"{o['recall@50']['mean']:.3f}",
+                f"{o['mrr@50']['mean']:.3f}",
+                f"{o['auc_degree_matched']['mean']:.3f}",
+                f"{top['catalogue_coverage']:.3f}",
+                f"{top['head_share']['mean']:.3f}",
+                f"{r['ndcg@10_half_a']:.3f} / {r['ndcg@10_half_b']:.3f}",
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "first stage: share of first-time partners among the candidates", ""]
+        stage = figures["first_stage"]
+        names = [n for n in stage[0]["recall"] if n != "source"]
+        lines.append("| limit | source | candidates | this source | " + " | ".join(names) + " |")
+        lines.append("| --- " * (4 + len(names)) + "|")
+        for st in stage:
+            cells = [f"{st['recall'][n]:.3f}" for n in ("source", *names)]
+            lines.append(
+                f"| {st['limit']} | {st['source']} | {st['candidates_median']:.0f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        bias = figures["activity_bias"]
+        labels = list(next(iter(bias.values())))
+        lines += ["", "mean per-query z-score by the actor's number of documents", ""]
+        lines.append("| score | " + " | ".join(f"{b} docs" for b in labels) + " |")
+        lines.append("| --- " * (1 + len(labels)) + "|")
+        for name, values in bias.items():
+            cells = ["–" if values[b] is None else f"{values[b]:+.2f}" for b in labels]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "weight chosen on half A, read on half B (nDCG@10):", ""]
+        for family, choice in figures["chosen_on_half_a"].items():
+            lines.append(
+                f"- {family}: w = {choice['weight']}, A {choice['ndcg@10_half_a']:.3f}, "
+                f"B {choice['ndcg@10_half_b']:.3f}"
+            )
+        lines.append("")
+    return "\n".join(lines)

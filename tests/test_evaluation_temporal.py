@@ -1,0 +1,349 @@
+"""The temporal "first-time collaborations" evaluation on tiny hand-made data (texts written for
+these tests; no model, except the fake embedder)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.domain import Actor
+from service.embedding.fake import FakeEmbedder
+from service.evaluation import Corpus, MostConnectedMethod
+from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
+from service.evaluation_stages import ActivityPrior, Combined, stage_rows, zscore
+from service.evaluation_temporal import (
+    FutureProject,
+    MeanVectorMethod,
+    Member,
+    Ranked,
+    Records,
+    ScoreRanker,
+    TemporalSplit,
+    activity_matched,
+    evaluate,
+    first_time_partners,
+    head_actors,
+    load_future,
+    make_temporal_split,
+    paired_difference,
+    slice_wanted,
+    summarise,
+    win,
+)
+from service.evaluation_temporal_run import TemporalConfig, markdown_temporal, run_temporal
+from service.runtime import Runtime
+from tests.test_evaluation import profile
+
+# 2007: a-b (project 1), a-c (2), d-e (4); g alone (5).
+PROFILES = [
+    profile("a", ["1", "2"]),
+    profile("b", ["1"], country="DE", kind="university"),
+    profile("c", ["2"], kind="research"),
+    profile("d", ["4"], country="IT"),
+    profile("e", ["4"], country="FR", kind="university"),
+    profile("g", ["5"], country="SE"),
+]
+ACTORS = [Actor.parse(p) for p in PROFILES]
+KNOWN = {"a": {"b", "c"}, "b": {"a"}, "c": {"a"}, "d": {"e"}, "e": {"d"}, "g": set()}
+# 2014: F1 brings a, b, d together (a-b is a repeat); F2 is a large consortium (61 partners);
+# F3 sits exactly at the cap; F4 only repeats d-e.
+FUTURE = [
+    FutureProject("F1", 5, frozenset({"a", "b", "d"})),
+    FutureProject("F2", 61, frozenset({"a", "e"})),
+    FutureProject("F3", 60, frozenset({"c", "g"})),
+    FutureProject("F4", 3, frozenset({"d", "e"})),
+]
+
+
+# --- truth ----------------------------------------------------------------------------------
+
+
+def test_truth_is_first_time_pairs_in_projects_within_the_cap() -> None:
+    truth = first_time_partners(KNOWN, FUTURE, {a.id for a in ACTORS}, max_partners=60)
+    assert truth == {
+        "a": {"d"},  # b is a known partner; e only in the 61-partner consortium
+        "b": {"d"},
+        "d": {"a", "b"},  # e is known (P3)
+        "c": {"g"},  # F3 has exactly 60 partners: counted
+        "g": {"c"},
+    }
+    smaller_cap = first_time_partners(KNOWN, FUTURE, {a.id for a in ACTORS}, max_partners=59)
+    assert "c" not in smaller_cap and "g" not in smaller_cap
+    # organisations outside the catalogue are never partners
+    assert first_time_partners(KNOWN, FUTURE, {"a", "b"}, 60) == {}
+
+
+def test_split_knows_2007_partners_and_samples_queries_with_first_time_partners() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert {a: set(s) for a, s in split.known.items()} == KNOWN
+    assert split.queries == ["a", "b", "c", "d", "g"]  # e has no first-time partner
+    assert split.actors["a"] == Member("company", "AT", 2, 2)
+    assert split.eligible("a") == 6 - 1 - 2
+    for q in split.queries:
+        assert not split.relevant[q] & split.known[q]
+    assert make_temporal_split(ACTORS, FUTURE, 2, seed=3).queries == (
+        make_temporal_split(ACTORS, FUTURE, 2, seed=3).queries
+    )
+    assert len(make_temporal_split(ACTORS, FUTURE, 2, seed=3).queries) == 2
+
+
+def test_non_partners_never_met_the_query_in_any_year_or_project_size() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert len(split.pairs) == sum(len(r) for r in split.relevant.values())
+    for pair in split.pairs:
+        for negative in (pair.matched, pair.uniform):
+            assert negative != pair.query and negative not in split.known[pair.query]
+            assert negative not in split.relevant[pair.query]
+    # a met b (2007), c (2007), d (F1) and e (F2, over the cap): only g is a stranger
+    assert {(p.matched, p.uniform) for p in split.pairs if p.query == "a"} == {("g", "g")}
+
+
+def test_non_partners_match_documents_first_then_degree() -> None:
+    def member(documents: int, degree: int) -> Member:
+        return Member("company", "AT", documents, degree)
+
+    members = {"a": member(3, 9), "b": member(3, 20), "c": member(1, 10), "d": member(2, 10)}
+    partner, rng = member(3, 10), np.random.default_rng(0)
+    assert {activity_matched(partner, sorted(members), members, rng, 0.2) for _ in range(20)} == {
+        "a"
+    }
+    assert activity_matched(partner, ["b"], members, rng, 0.2) == "b"  # nearest degree
+    assert activity_matched(partner, ["c", "d"], members, rng, 0.2) == "d"  # nearest documents
+    assert activity_matched(partner, [], members, rng, 0.2) is None
+
+
+def test_future_projects_load_from_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "projects.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "F1", "partners": 5, "members": ["a", "b"]}) + "\n")
+    assert load_future(path) == [FutureProject("F1", 5, frozenset({"a", "b"}))]
+
+
+# --- slices and metrics ---------------------------------------------------------------------
+
+
+def tiny_split(relevant: dict[str, frozenset[str]], actors: dict[str, Member]) -> TemporalSplit:
+    known = {a: frozenset[str]() for a in actors}
+    return TemporalSplit(actors, known, sorted(relevant), relevant, [], 60)
+
+
+def test_slices() -> None:
+    actors = {
+        "q": Member("company", "AT", 1, 0),
+        "uni": Member("university", "DE", 1, 0),
+        "lab": Member("research", "AT", 1, 0),
+        "firm": Member("company", "AT", 1, 0),
+        "nowhere": Member("public", None, 1, 0),
+        "u2": Member("university", None, 1, 0),
+    }
+    split = tiny_split({"q": frozenset({"uni", "lab", "firm", "nowhere"})}, actors)
+    wanted = slice_wanted(split, "q")
+    assert wanted["company"] == wanted["overall"]
+    assert wanted["cross_country"] == {"uni"}  # an unknown country is not "another"
+    assert wanted["cross_kind"] == {"uni", "lab", "nowhere"}
+    assert wanted["industry_academia"] == {"uni", "lab"}
+    academic = slice_wanted(tiny_split({"u2": frozenset({"firm", "lab"})}, actors), "u2")
+    assert academic["industry_academia"] == {"firm"}
+    assert academic["company"] == frozenset()
+    assert academic["cross_country"] == frozenset()
+    public = slice_wanted(tiny_split({"nowhere": frozenset({"firm"})}, actors), "nowhere")
+    assert public["industry_academia"] == frozenset()
+
+
+def test_pairwise_win_counts_absent_actors_as_ranked_last() -> None:
+    keys = {"p": 2.0, "n": 1.0, "t": 2.0}
+    assert [win(keys, "p", "n"), win(keys, "n", "p"), win(keys, "p", "t")] == [1.0, 0.0, 0.5]
+    assert win(keys, "n", "missing") == 1.0 and win(keys, "x", "y") == 0.5
+
+
+class FixedRanker:
+    """Ranks by a fixed global order; for tests of the evaluation loop."""
+
+    name = "fixed"
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+
+    def rank(self, query: str, exclude: frozenset[str], limit: int) -> Ranked:
+        eligible = [a for a in self.order if a != query and a not in exclude]
+        return Ranked(eligible[:limit], {a: -float(i) for i, a in enumerate(eligible)})
+
+
+def test_evaluate_computes_metrics_and_what_the_top_ten_holds() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    records = evaluate(FixedRanker(["d", "g", "c", "b", "a", "e"]), split)
+    # lists without the query and its known partners: a [d g e], b [d g c e], c [d g b e],
+    # d [g c b a], g [d c b a e]; first-time partners a:d b:d c:g d:a,b g:c
+    assert records.tops["d"] == ["g", "c", "b", "a"]
+    overall = records.per_query["overall"]
+    assert records.query_ids["overall"] == ["a", "b", "c", "d", "g"]
+    third, fourth = 1 / np.log2(4), 1 / np.log2(5)
+    assert overall["ndcg@10"] == pytest.approx(
+        [1, 1, 1 / np.log2(3), (third + fourth) / (1 + 1 / np.log2(3)), 1 / np.log2(3)]
+    )
+    assert overall["recall@50"] == [1, 1, 1, 1, 1]
+    assert overall["mrr@50"] == pytest.approx([1, 1, 1 / 2, 1 / 3, 1 / 2])
+    assert records.query_ids["company"] == ["a", "d", "g"]
+    assert records.query_ids["cross_country"] == ["a", "b", "c", "d", "g"]
+    assert records.query_ids["cross_kind"] == ["b", "c", "d", "g"]  # a's only partner: a company
+    summary = summarise(records, split, seed=1)
+    assert summary["top_k"]["catalogue_coverage"] == 1.0
+    # the head is a (two documents): 1 of d's 4 slots, 1 of g's 5
+    assert summary["top_k"]["head_share"]["mean"] == pytest.approx((1 / 4 + 1 / 5) / 5)
+    assert summary["overall"]["auc_degree_matched"]["n"] == len(split.pairs)
+
+
+def test_head_actors_are_the_most_active() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert head_actors(split) == {"a"}  # two documents; ceil(1% of 6) = 1
+    assert len(head_actors(split, share=0.5)) == 3
+
+
+def test_paired_difference_needs_the_same_queries() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    one = evaluate(FixedRanker(["d", "g", "c", "b", "a", "e"]), split)
+    assert paired_difference(one, one, seed=1)["overall"]["ndcg@10"]["mean"] == 0.0
+    with pytest.raises(ValueError):
+        paired_difference(one, Records(), seed=1)
+
+
+# --- methods --------------------------------------------------------------------------------
+
+
+def test_mean_vector_and_score_rankers_exclude_known_partners() -> None:
+    corpus = Corpus.of(ACTORS)
+    method = MeanVectorMethod(corpus, ACTORS, FakeEmbedder(), "mean-vector:fake")
+    scores = method.scores("a")
+    assert scores[corpus.position["a"]] == pytest.approx(1.0)
+    ranked = ScoreRanker(method, corpus).rank("a", frozenset({"b", "c"}), 10)
+    assert set(ranked.top) == {"d", "e", "g"}
+    assert set(ranked.keys) == set(corpus.ids)
+    popular = ScoreRanker(MostConnectedMethod(corpus), corpus).rank("g", frozenset(), 2)
+    assert popular.top == ["a", "b"]  # degree 2, then degree 1 by id
+
+
+class StubServer:
+    """Answers /v1/match like the service: a fixed order, minus the excluded actors."""
+
+    def __init__(self, order: list[tuple[str, float]]) -> None:
+        self.order = order
+        self.calls: list[tuple[int, int]] = []
+
+    def match(self, actor_id: str, limit: int, exclude: Iterable[str]) -> list[tuple[str, float]]:
+        skip = set(exclude) | {actor_id}
+        self.calls.append((limit, len(skip)))
+        return [(a, s) for a, s in self.order if a not in skip][:limit]
+
+
+def test_http_ranker_pages_through_the_whole_order() -> None:
+    order = [(f"x{i:03d}", 1.0 - i / 1000) for i in range(450)]
+    order[1] = ("x001", order[0][1])  # a tie with the first
+    server = StubServer(order)
+    ranker = HttpRanker(server, "service:stub")
+    ranked = ranker.rank("x449", frozenset({"x002"}), 50)
+    assert ranked.top == [a for a, _ in order[:51] if a != "x002"]
+    assert len(ranked.keys) == 450 - 2 == ranker.ordered["x449"]
+    assert ranked.keys["x000"] == ranked.keys["x001"] > ranked.keys["x003"]
+    assert ranked.keys["x051"] > ranked.keys["x300"]  # later page, lower
+    assert [limit for limit, _ in server.calls] == [50, 200, 200]  # 50 + 200 + 198
+    top_only = HttpRanker(StubServer(order), "s", complete=False)
+    assert len(top_only.rank("x449", frozenset(), 50).keys) == 50
+
+
+def test_server_settings_passed_on_leave_out_what_the_run_decides() -> None:
+    environ = {"CLUSTERMATCH_AGGREGATE": "max", "CLUSTERMATCH_MODEL": "x", "HOME": "/root"}
+    assert passed_settings(environ) == {"CLUSTERMATCH_AGGREGATE": "max"}
+
+
+# --- a whole run through a real server process (fake-embedder CLI) --------------------------
+
+
+@pytest.mark.slow
+def test_a_whole_run_through_a_real_server(tmp_path: Path) -> None:
+    actors_file, projects_file = tmp_path / "actors.jsonl.gz", tmp_path / "projects.jsonl.gz"
+    with gzip.open(actors_file, "wt", encoding="utf-8") as handle:
+        for p in PROFILES:
+            handle.write(json.dumps(p) + "\n")
+    with gzip.open(projects_file, "wt", encoding="utf-8") as handle:
+        for f in FUTURE:
+            row = {"id": f.id, "partners": f.partners, "members": sorted(f.members)}
+            handle.write(json.dumps(row) + "\n")
+    config = TemporalConfig(
+        queries=5,
+        models=("all-minilm-l6-v2",),
+        actors_file=actors_file,
+        projects_file=projects_file,
+        server_module="tests.fake_cli",
+    )
+    results = run_temporal(config, embedders=lambda model: FakeEmbedder())
+    assert results["split"]["queries"] == 5
+    server = results["servers"]["all-minilm-l6-v2"]
+    assert server["index"]["actors"] == 6 and server["incomplete_orders"] == 0
+    assert set(results["methods"]) == {
+        "service:all-minilm-l6-v2",
+        "mean-vector:all-minilm-l6-v2",
+        "tf-idf",
+        "bm25",
+        "most-connected",
+        "random",
+    }
+    assert list(results["methods"])[:2] == [
+        "service:all-minilm-l6-v2",
+        "mean-vector:all-minilm-l6-v2",
+    ]
+    overall = results["methods"]["service:all-minilm-l6-v2"]["overall"]
+    assert overall["ndcg@10"]["n"] == 5 and 0 <= overall["ndcg@10"]["mean"] <= 1
+    assert "| service:all-minilm-l6-v2 |" in markdown_temporal(results)
+    json.dumps(results)
+
+
+def test_server_process_reports_a_failed_start(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, "all-minilm-l6-v2", module="no_such_module_here")
+    with pytest.raises(RuntimeError, match="exited at start-up"):
+        server.start()
+    server.stop()
+
+
+def test_auc_compares_each_partner_with_its_sampled_non_partner() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    records = evaluate(FixedRanker(["g", "d", "c", "b", "a", "e"]), split)
+    assert records.pair_queries["overall"] == [p.query for p in split.pairs]
+    wins = dict(zip(records.pair_queries["overall"], records.matched["overall"], strict=True))
+    assert wins["a"] == 0.0  # a's partner d ranks below g, its only possible non-partner
+
+
+# --- stage analysis -------------------------------------------------------------------------
+
+
+def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
+    runtime.ingestor.upsert(ACTORS)
+    runtime.reindexer.run()
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    records, info = stage_rows(runtime, Corpus.of(ACTORS), ACTORS, split, "fake")
+    # six actors: the first stage keeps every one, so the service is coverage over all of them
+    served = records["service (as served, in process)"]
+    assert served.per_query == records["coverage (all eligible)"].per_query
+    assert info["incomplete_orders"] == 0
+    stages = {(s["limit"], s["source"]): s for s in info["first_stage"]}
+    assert set(stages) == {
+        (n, s) for n in (10, 50) for s in ("chunk hits", "profile vectors", "both")
+    }
+    assert all(s["recall"]["source"] == 1.0 for s in stages.values())
+    assert set(info["activity_bias"]["mean-vector"]) == {"1", "2", "3-4", "5+"}
+
+
+def test_zscore_and_combined_scores() -> None:
+    values = np.array([1.0, 2.0, 3.0, 100.0])
+    z = zscore(values, query_position=3)  # the query's own score is left out of mean and spread
+    assert z[:3] == pytest.approx([-1.2247449, 0.0, 1.2247449])
+    corpus = Corpus.of(ACTORS)
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    prior = ActivityPrior(corpus, split)
+    both = Combined("prior twice", corpus, [(prior, 1.0), (prior, 1.0)])
+    position = corpus.position["b"]
+    assert both.scores("b") == pytest.approx(2 * zscore(prior.scores("b"), position))
