@@ -183,7 +183,14 @@ class ServerProcess:
         return {"job": job, "index": status}
 
     def match(self, actor_id: str, limit: int, exclude: Iterable[str]) -> list[tuple[str, float]]:
-        body = {"actor_id": actor_id, "limit": limit, "exclude_actors": sorted(exclude)}
+        # collapse=false: every partner is scored on its own (one suggestion per shared passage
+        # is for people, not for a ranking metric)
+        body = {
+            "actor_id": actor_id,
+            "limit": limit,
+            "exclude_actors": sorted(exclude),
+            "collapse": False,
+        }
         matches = self._ok(self.http.post("/v1/match", json=body))["matches"]
         return [(m["actor"]["id"], float(m["score"])) for m in matches]
 

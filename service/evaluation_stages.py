@@ -61,7 +61,9 @@ class InProcessEndpoint:
 
     def match(self, actor_id: str, limit: int, exclude: Iterable[str]) -> list[tuple[str, float]]:
         filters = ActorFilter(exclude_actor_ids=frozenset(exclude))
-        result = self.runtime.matcher.match_actor(actor_id, limit=limit, filters=filters)
+        result = self.runtime.matcher.match_actor(
+            actor_id, limit=limit, filters=filters, collapse=False
+        )
         return [(m.actor.id, m.score) for m in result.matches]
 
 
