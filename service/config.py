@@ -61,9 +61,9 @@ class Settings(BaseSettings):
     """Free-text search: vectors only, or fused with BM25 (see service.matching.fuse). The
     default was chosen on a held-out search task (docs/evaluation.md, scripts/eval_search.py)."""
     fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0)
-    profile_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    profile_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     """Actor matching: weight of the profile-vector cosine (mean chunk vectors) beside the
-    chunk aggregate (see service.ranking)."""
+    chunk aggregate (see service.ranking); unset: the model profile's own."""
     delta_rebuild_chunks: int = Field(default=20_000, ge=100)
     """A serving process asks for a rebuild once its live delta holds this many chunks."""
     map_method: Literal["tsne", "pca"] = "tsne"
@@ -110,6 +110,13 @@ class ModelProfile:
     chunk_tokens: int
     query_prefix: str
     passage_prefix: str
+    profile_weight: float = 0.0
+    """Actor matching: the weight of the profile-vector cosine this model ranks best with,
+    chosen on the temporal evaluation (docs/evaluation.md); CLUSTERMATCH_PROFILE_WEIGHT
+    overrides it."""
+    weak_below: float | None = None
+    """Free-text search: a best-passage cosine below this means nothing fits (calibrated per
+    model: e5's unrelated texts score about 0.8, MiniLM's about 0.1)."""
 
     @classmethod
     def load(cls, name: str) -> ModelProfile:
@@ -118,4 +125,4 @@ class ModelProfile:
             known = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
             raise ModelUnavailable(f"unknown model profile {name!r}; known: {', '.join(known)}")
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})

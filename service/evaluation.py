@@ -661,7 +661,9 @@ def _build_index(
     started = time.perf_counter()
     with tqdm(total=len(actors), desc="ingest", unit="actor", disable=not progress) as bar:
         for start in range(0, len(actors), 200):
-            runtime.ingestor.upsert(actors[start : start + 200])
+            # Straight to the store: vectors come from the cache (or the rebuild), not from
+            # the write path's live delta, which an offline evaluation does not serve from.
+            runtime.store.upsert_actors(runtime.ingestor.prepare(actors[start : start + 200]))
             bar.update(len(actors[start : start + 200]))
     ingested = time.perf_counter()
     model = runtime.embedder.model_id

@@ -48,6 +48,9 @@ class MatchResult:
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     """Counts per country, kind and sector over every candidate the ranking scored."""
     facets_over: int = 0
+    weak: bool = False
+    """True when nothing fits the query (then `matches` is empty and `reason` says why)."""
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Matcher:
         fusion: Fusion = "weighted",
         fusion_weight: float = 0.7,
         profile_weight: float = 0.0,
+        weak_below: float | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -96,6 +100,7 @@ class Matcher:
         self.fusion = fusion
         self.fusion_weight = fusion_weight
         self.profile_weight = profile_weight
+        self.weak_below = weak_below
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -273,6 +278,22 @@ class Matcher:
             lexical_best = {(names[r] if r >= 0 else a): v for (r, a), v in hits.items()}
             lexical_best = dict(list(lexical_best.items())[:wanted])
         candidates = ranker.score(rows, delta_actors)
+        weak, reason = False, None
+        if lexical is not None and self.weak_below is not None and candidates:
+            # Nothing fits: no passage close enough by meaning, and no exact term in common.
+            fits = [
+                c for c in candidates if c.actor_id in lexical_best or _best(c) >= self.weak_below
+            ]
+            if not fits:
+                best = max(_best(c) for c in candidates)
+                weak, reason = (
+                    True,
+                    (
+                        f"no passage is close to the query: the best similarity, {best:.2f}, is "
+                        f"below {self.weak_below:.2f}, where this model's matches start"
+                    ),
+                )
+            candidates = fits
         if lexical_best:
             candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
         candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
@@ -286,6 +307,8 @@ class Matcher:
             manifest.model_id,
             facets=ranker.facets(candidates),
             facets_over=len(candidates),
+            weak=weak,
+            reason=reason,
         )
 
     def _page(
@@ -348,6 +371,10 @@ class Matcher:
                 if len(out) == size:
                     break
         return out
+
+
+def _best(candidate: Candidate) -> float:
+    return float(candidate.best.max()) if len(candidate.best) else -1.0
 
 
 def _with_text(query: QueryChunk, chunks: dict[int, StoredChunk]) -> QueryChunk:

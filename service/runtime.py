@@ -108,7 +108,8 @@ class Runtime:
             key_terms=KeyTerms(self._passages),
             fusion=self.settings.fusion,
             fusion_weight=self.settings.fusion_weight,
-            profile_weight=self.settings.profile_weight,
+            profile_weight=self._profile_weight(),
+            weak_below=self.profile.weak_below if self._own_model() else None,
         )
 
     @cached_property
@@ -124,6 +125,16 @@ class Runtime:
     def names(self) -> NameIndex:
         return NameIndex(self.store)
 
+    def _profile_weight(self) -> float:
+        if self.settings.profile_weight is not None:
+            return self.settings.profile_weight
+        # The profile's weight was chosen for its model; a test's fake embedder gets none.
+        return self.profile.profile_weight if self._own_model() else 0.0
+
+    def _own_model(self) -> bool:
+        """The profile's calibrations hold for its own model only (not for a test's fake)."""
+        return self.embedder.model_id == self.profile.id
+
     def _passages(self) -> Iterator[tuple[str, str]]:
         for batch in self.store.iter_chunks():
             yield from ((c.text, c.language) for c in batch)
@@ -136,11 +147,20 @@ class Runtime:
 
         from service.text import load_language_detector
 
-        threading.Thread(target=load_language_detector, name="warm-lingua", daemon=True).start()
+        self._warming = threading.Thread(
+            target=load_language_detector, name="warm-lingua", daemon=True
+        )
+        self._warming.start()
         warm = getattr(self.embedder, "warm_up", None)
         if callable(warm):
             warm()
         self.index.get()
+
+    @property
+    def warming(self) -> bool:
+        """True while the background warm-up still loads (and takes CPU from requests)."""
+        thread = getattr(self, "_warming", None)
+        return thread is not None and thread.is_alive()
 
     def delete_actor(self, actor_id: str) -> bool:
         """Erase an actor; from the moment this returns it is in no result (hits on its old

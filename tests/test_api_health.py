@@ -22,6 +22,7 @@ def test_health_and_readiness(runtime: Runtime) -> None:
         "pending_changes": 0,
         "stale": True,
         "worker": os.getpid(),
+        "warming": False,
     }
     runtime.ingestor.upsert([make_actor("a", ["wind"])])
     generation = runtime.reindexer.run().generation

@@ -150,6 +150,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             "pending_changes": pending,
             "stale": generation.is_empty or pending > 0,
             "worker": os.getpid(),
+            "warming": services.runtime.warming,
         }
 
     @app.get(

@@ -171,6 +171,8 @@ def search(
         results=[match_out(m, explain) for m in result.matches],
         facets=result.facets,
         facets_over=result.facets_over,
+        weak=result.weak,
+        reason=result.reason,
         generation=result.generation,
         model=result.model,
     )

@@ -211,6 +211,12 @@ class SearchResponse(BaseModel):
         "actors (the `facets_over` best-scoring ones that pass the filters), not only this page"
     )
     facets_over: int = Field(description="how many actors the facet counts cover")
+    weak: bool = Field(
+        default=False,
+        description="true when nothing fits: no passage is close enough by meaning (below the "
+        "model's calibrated floor) and none shares an exact term; `results` is then empty",
+    )
+    reason: str | None = Field(default=None, description="why `weak`, in words")
     generation: str
     model: str
 
