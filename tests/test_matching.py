@@ -203,3 +203,19 @@ def test_aggregate_scores() -> None:
     assert aggregate_score(block, "max") == pytest.approx(0.9)
     assert aggregate_score(block, "coverage") == pytest.approx((0.9 + 0.8) / 2)
     assert aggregate_score(block, "topk") == pytest.approx((0.9 + 0.8 + 0.4) / 3)
+
+
+def test_nothing_fits_says_so(runtime: Runtime) -> None:
+    """Below the model's floor a search answers nothing, with a reason; an exact term shared
+    with a passage (BM25) still counts as a fit."""
+    seed(runtime)
+    runtime.matcher.weak_below = 0.6  # the fake embedder: hashed words collide up to ~0.4
+    nothing = runtime.matcher.search("quantum chromodynamics lattice")
+    assert nothing.matches == [] and nothing.weak and nothing.reason
+    assert "below 0.60" in nothing.reason
+    fits = runtime.matcher.search(WIND, limit=3)
+    assert len(fits.matches) == 3 and not fits.weak
+    by_term = runtime.matcher.search("sourdough")  # far by vector, but a word in common
+    assert [m.actor.id for m in by_term.matches][:1] == ["bakery"] and not by_term.weak
+    runtime.matcher.fusion = "vector"
+    assert runtime.matcher.search("sourdough").weak, "without BM25 the same query fits nothing"
