@@ -485,14 +485,9 @@ def serve(args: argparse.Namespace) -> int:
     for name, value in settings.model_dump().items():
         if value is not None:
             os.environ[f"CLUSTERMATCH_{name.upper()}"] = str(value)
-    uvicorn.run(
-        "service.api.server:app",
-        factory=True,
-        host=HOST,
-        port=args.port,
-        workers=args.variant.workers,
-        log_level="warning",
-    )
+    from service.api.server import serve_workers
+
+    serve_workers(HOST, args.port, args.variant.workers, "warning")
     return 0
 
 

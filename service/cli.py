@@ -386,14 +386,9 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
     # Several processes: each builds its own runtime from the environment (service.api.server).
     os.environ[LOG_LEVEL_ENV] = args.log_level
     log.info("serving with %d worker processes", workers)
-    uvicorn.run(
-        "service.api.server:app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=args.log_level,
-    )
+    from service.api.server import serve_workers
+
+    serve_workers(host, port, workers, args.log_level)
     return EXIT_OK
 
 
