@@ -89,6 +89,7 @@ class Matcher:
         fusion_weight: float = 0.7,
         profile_weight: float = 0.0,
         weak_below: float | None = None,
+        activity_prior: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -101,6 +102,7 @@ class Matcher:
         self.fusion_weight = fusion_weight
         self.profile_weight = profile_weight
         self.weak_below = weak_below
+        self.activity_prior = activity_prior
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class Matcher:
                 aggregate=self.aggregate,
                 profile_candidates=lexical is None,
                 profile_weight=self.profile_weight if lexical is None else 0.0,
+                activity_prior=self.activity_prior if lexical is None else 0.0,
             ),
         )
         rows, delta_actors = ranker.chunk_hits(k=max(64, wanted * 2))

@@ -110,6 +110,7 @@ class Runtime:
             fusion_weight=self.settings.fusion_weight,
             profile_weight=self._profile_weight(),
             weak_below=self.profile.weak_below if self._own_model() else None,
+            activity_prior=self.settings.activity_prior,
         )
 
     @cached_property

@@ -215,3 +215,18 @@ def test_nothing_fits_says_so(runtime: Runtime) -> None:
     assert [m.actor.id for m in by_term.matches][:1] == ["bakery"] and not by_term.weak
     runtime.matcher.fusion = "vector"
     assert runtime.matcher.search("sourdough").weak, "without BM25 the same query fits nothing"
+
+
+def test_activity_prior_is_off_by_default_and_lifts_active_actors(runtime: Runtime) -> None:
+    runtime.ingestor.upsert(
+        [
+            make_actor("query", [WIND]),
+            make_actor("a-quiet", [f"{WIND} one"]),
+            make_actor("b-busy", [f"{WIND} one", "bread", "cheese", "wine", "olive oil"]),
+        ]
+    )
+    runtime.reindexer.run()
+    runtime.matcher.aggregate = "max"  # both share the same best passage score
+    assert ids(runtime.matcher.match_actor("query"))[0] == "a-quiet", "a tie goes by id"
+    runtime.matcher.activity_prior = 1.0
+    assert ids(runtime.matcher.match_actor("query"))[0] == "b-busy"
