@@ -12,11 +12,18 @@ chunks, embedded as passages. The e5 model card recommends `query:` on both side
 tasks, and a free-text search embeds the query as `query:` against `passage:` chunks: both are
 reported as extra rows with `--e5-modes all` (the default).
 
+`--set hard` evaluates `data/crosslingual/hard.jsonl` instead: about 200 statements in groups of
+4-5 near-topic distractors (same vocabulary, different competence). Every ordered language pair
+is reported as a 5x5 table, and the misses are split into "within group" (a near-topic
+distractor ranked first) and "outside group". The numbers go to `--json`
+(docs/crosslingual-hard.json by default) and `--update-doc` fills the hard-set section.
+
 Also measures texts/s of each model on this machine (short statements and 40-80-word demo
 passages, batch 32) and can write everything into a marked section of docs/multilingual.md.
 
     .venv/bin/python scripts/eval_crosslingual.py                # both models, print markdown
     .venv/bin/python scripts/eval_crosslingual.py --update-doc docs/multilingual.md
+    .venv/bin/python scripts/eval_crosslingual.py --set hard --update-doc docs/multilingual.md
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ from service.embedding.base import Role
 from service.embedding.sentence_transformers import SentenceTransformerEmbedder
 
 STATEMENTS = CHECKOUT_DIR / "data" / "crosslingual" / "statements.jsonl"
+HARD_STATEMENTS = CHECKOUT_DIR / "data" / "crosslingual" / "hard.jsonl"
+SETS = {"standard": STATEMENTS, "hard": HARD_STATEMENTS}
+HARD_JSON = CHECKOUT_DIR / "docs" / "crosslingual-hard.json"
 DEMO_FILE = CHECKOUT_DIR / "data" / "demo" / "actors.jsonl.gz"
 LANGUAGES = ("de", "it", "sv", "ro", "en")
 SOURCE = "de"
@@ -59,9 +69,21 @@ E5_MODES: dict[str, tuple[str, Role, Role]] = {
 }
 DOC_START = "<!-- crosslingual-results:start -->"
 DOC_END = "<!-- crosslingual-results:end -->"
+HARD_DOC_START = "<!-- crosslingual-hard-results:start -->"
+HARD_DOC_END = "<!-- crosslingual-hard-results:end -->"
 
 Matrix = npt.NDArray[np.float32]
 Texts = dict[str, list[str]]
+Pair = tuple[str, str]
+
+
+@dataclass
+class PairOutcome:
+    """Top-1 of one ordered language pair, with the misses split by the group of the winner."""
+
+    top1: float
+    within_group_errors: int
+    outside_group_errors: int
 
 
 @dataclass
@@ -74,6 +96,15 @@ class Result:
     true_cosine: float
     best_wrong_cosine: float
     unrelated_cosine: float
+    outcomes: dict[Pair, PairOutcome] = field(default_factory=dict)
+
+    @property
+    def within_group_errors(self) -> int:
+        return sum(o.within_group_errors for o in self.outcomes.values())
+
+    @property
+    def outside_group_errors(self) -> int:
+        return sum(o.outside_group_errors for o in self.outcomes.values())
 
 
 @dataclass
@@ -99,7 +130,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="all",
         help="e5 prefixes: passage/passage only, or also query/query and query->passage",
     )
-    parser.add_argument("--statements", type=Path, default=STATEMENTS, help="JSONL test set")
+    parser.add_argument(
+        "--set",
+        choices=list(SETS),
+        default="standard",
+        help="standard: statements.jsonl (48); hard: hard.jsonl (near-topic distractor groups)",
+    )
+    parser.add_argument(
+        "--statements", type=Path, help="JSONL test set (default: the file of --set)"
+    )
+    parser.add_argument(
+        "--json", type=Path, help=f"with --set hard: write the numbers here (default {HARD_JSON})"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=32, help="default 32")
     parser.add_argument(
@@ -117,6 +159,26 @@ def load_statements(path: Path) -> dict[str, list[str]]:
     with path.open(encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
     return {lang: [row[lang] for row in rows] for lang in LANGUAGES}
+
+
+def load_groups(path: Path) -> list[str]:
+    """The distractor group of every row (hard set); rows without one get a group of their own."""
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [str(row.get("group") or f"_{i}") for i, row in enumerate(rows)]
+
+
+def pair_outcome(source: Matrix, target: Matrix, groups: Sequence[str]) -> PairOutcome:
+    """Top-1 of source row i against all target rows (right: target row i), and how many of the
+    misses picked a row of the same group (a near-topic distractor) or of another group."""
+    best = np.argmax(source @ target.T, axis=1)
+    wrong = [int(i) for i in np.flatnonzero(best != np.arange(len(source)))]
+    within = sum(1 for i in wrong if groups[int(best[i])] == groups[i])
+    return PairOutcome(
+        top1=1.0 - len(wrong) / len(source),
+        within_group_errors=within,
+        outside_group_errors=len(wrong) - within,
+    )
 
 
 def top1(source: Matrix, target: Matrix) -> float:
@@ -140,6 +202,7 @@ def evaluate(
     texts: dict[str, list[str]],
     label: str,
     roles: tuple[Role, Role],
+    groups: Sequence[str] | None = None,
 ) -> Result:
     source_role, target_role = roles
     src = {lang: embedder.embed(texts[lang], role=source_role) for lang in LANGUAGES}
@@ -149,10 +212,13 @@ def evaluate(
         else {lang: embedder.embed(texts[lang], role=target_role) for lang in LANGUAGES}
     )
     pairs = {(s, t): top1(src[s], tgt[t]) for s in LANGUAGES for t in LANGUAGES if s != t}
+    outcomes = (
+        {p: pair_outcome(src[p[0]], tgt[p[1]], groups) for p in pairs} if groups is not None else {}
+    )
     ranges = np.array([score_ranges(src[s], tgt[t]) for (s, t) in pairs])
     true, best_wrong, unrelated = (float(x) for x in ranges.mean(axis=0))
     per_target = {t: pairs[(SOURCE, t)] for t in LANGUAGES if t != SOURCE}
-    return Result(label, per_target, pairs, true, best_wrong, unrelated)
+    return Result(label, per_target, pairs, true, best_wrong, unrelated, outcomes)
 
 
 def demo_passages(count: int, seed: int = 11) -> list[str]:
@@ -174,13 +240,17 @@ def load_model(name: str, args: argparse.Namespace) -> tuple[SentenceTransformer
 
 
 def evaluate_model(
-    name: str, embedder: SentenceTransformerEmbedder, args: argparse.Namespace, texts: Texts
+    name: str,
+    embedder: SentenceTransformerEmbedder,
+    args: argparse.Namespace,
+    texts: Texts,
+    groups: Sequence[str] | None = None,
 ) -> list[Result]:
     if name == "minilm":
-        return [evaluate(embedder, texts, "MiniLM-L6-v2", ("passage", "passage"))]
+        return [evaluate(embedder, texts, "MiniLM-L6-v2", ("passage", "passage"), groups)]
     modes = list(E5_MODES) if args.e5_modes == "all" else ["passage"]
     return [
-        evaluate(embedder, texts, f"e5-small, {label}", (source, target))
+        evaluate(embedder, texts, f"e5-small, {label}", (source, target), groups)
         for label, source, target in (E5_MODES[m] for m in modes)
     ]
 
@@ -296,13 +366,82 @@ def report(
     return "\n\n".join(parts) + "\n"
 
 
-def update_doc(path: Path, section: str) -> None:
+def errors_table(results: list[Result], n: int) -> str:
+    retrievals = n * len(LANGUAGES) * (len(LANGUAGES) - 1)
+    lines = [
+        "| model (prefixes) | mean top-1 over pairs | worst pair | misses | "
+        "within group (near-topic distractor) | outside group |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        worst = min(r.pairs, key=lambda p: r.pairs[p])
+        misses = r.within_group_errors + r.outside_group_errors
+        share = r.within_group_errors / misses if misses else 0.0
+        lines.append(
+            f"| {r.label} | {np.mean(list(r.pairs.values())):.3f} "
+            f"| {worst[0]}->{worst[1]} {r.pairs[worst]:.3f} | {misses} / {retrievals} "
+            f"| {r.within_group_errors} ({share:.0%}) | {r.outside_group_errors} |"
+        )
+    return "\n".join(lines)
+
+
+def hard_report(results: list[Result], n: int, n_groups: int, command: str, elapsed: float) -> str:
+    parts = [
+        f"Hard set: {n} statements in {n_groups} groups of 4-5 near-topic distractors x "
+        f"{len(LANGUAGES)} languages (`data/crosslingual/hard.jsonl`). For every ordered language "
+        f"pair each source statement ranks all {n} statements of the target language; top-1 is "
+        'right when its own translation ranks first. A miss is "within group" when the '
+        "statement ranked first is one of its near-topic distractors.",
+        f"Command: `{command}` ({elapsed:.0f} s on 2 shared cores, torch CPU, batch 32).",
+        errors_table(results, n),
+        "All pairs (row: source language, column: target language):",
+        *(pairs_table(r) for r in results),
+        "Mean cosines (over all ordered language pairs):",
+        ranges_table(results),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def hard_json(
+    results: list[Result], n: int, n_groups: int, command: str, elapsed: float
+) -> dict[str, object]:
+    return {
+        "set": "data/crosslingual/hard.jsonl",
+        "statements": n,
+        "groups": n_groups,
+        "languages": list(LANGUAGES),
+        "command": command,
+        "elapsed_s": round(elapsed, 1),
+        "results": [
+            {
+                "label": r.label,
+                "mean_top1": round(float(np.mean(list(r.pairs.values()))), 4),
+                "within_group_errors": r.within_group_errors,
+                "outside_group_errors": r.outside_group_errors,
+                "pairs": {
+                    f"{s}->{t}": {
+                        "top1": round(o.top1, 4),
+                        "within_group_errors": o.within_group_errors,
+                        "outside_group_errors": o.outside_group_errors,
+                    }
+                    for (s, t), o in r.outcomes.items()
+                },
+                "true_cosine": round(r.true_cosine, 4),
+                "best_wrong_cosine": round(r.best_wrong_cosine, 4),
+                "unrelated_cosine": round(r.unrelated_cosine, 4),
+            }
+            for r in results
+        ],
+    }
+
+
+def update_doc(path: Path, section: str, start: str = DOC_START, end: str = DOC_END) -> None:
     """Replace the text between the result markers, keeping the rest of the document."""
     text = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(DOC_START) + r".*?" + re.escape(DOC_END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise SystemExit(f"{path} has no {DOC_START} ... {DOC_END} section")
-    replacement = f"{DOC_START}\n\n{section}\n{DOC_END}"
+        raise SystemExit(f"{path} has no {start} ... {end} section")
+    replacement = f"{start}\n\n{section}\n{end}"
     path.write_text(pattern.sub(lambda _: replacement, text), encoding="utf-8")
 
 
@@ -310,12 +449,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     load = os.getloadavg()[0]  # other jobs on the shared cores slow everything down
-    texts = load_statements(args.statements)
+    path = args.statements or SETS[args.set]
+    texts = load_statements(path)
+    groups = load_groups(path) if args.set == "hard" else None
     names = list(MODELS) if args.model == "both" else [args.model]
     models = [load_model(name, args) for name in names]
     results: list[Result] = []
     for name, (embedder, _) in zip(names, models, strict=True):
-        results += evaluate_model(name, embedder, args, texts)
+        results += evaluate_model(name, embedder, args, texts, groups)
+    if groups is not None:
+        return finish_hard(args, argv, results, len(texts[SOURCE]), len(set(groups)), started)
     sets = {"statements": [t for lang in LANGUAGES for t in texts[lang]]}
     if args.speed_texts:
         sets["demo 40-80 words"] = demo_passages(args.speed_texts)
@@ -329,6 +472,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(section)
     if args.update_doc:
         update_doc(args.update_doc, section)
+        print(f"updated {args.update_doc}")
+    return 0
+
+
+def finish_hard(
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    results: list[Result],
+    n: int,
+    n_groups: int,
+    started: float,
+) -> int:
+    """Hard set: tables and the within/outside-group split, no speed rounds (the standard set
+    measures speed)."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    command = f"python scripts/eval_crosslingual.py {shlex.join(arguments)}".strip()
+    elapsed = time.perf_counter() - started
+    section = hard_report(results, n, n_groups, command, elapsed)
+    print(section)
+    json_path = args.json or HARD_JSON
+    payload = hard_json(results, n, n_groups, command, elapsed)
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {json_path}")
+    if args.update_doc:
+        update_doc(args.update_doc, section, HARD_DOC_START, HARD_DOC_END)
         print(f"updated {args.update_doc}")
     return 0
 
