@@ -393,8 +393,8 @@ def _query_from_generation(
     """A stored actor as a query, from the generation's arrays (None when the actor is not in
     it, or was rewritten since: then the store has its current profile)."""
     rm = snapshot.generation.readmodel
-    row = rm.row_index().get(actor_id)
-    if row is None or snapshot.delta.superseded[row]:
+    row = snapshot.generation_row(actor_id)
+    if row is None:
         return None
     positions = rm.positions_of_rows(np.array([row], dtype=np.int64))
     if mode == "complement":

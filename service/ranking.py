@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.config import Aggregate
-from service.domain import ActorSummary, Viewer
+from service.domain import Viewer
 from service.index.base import ChunkSelection
 from service.serving import Snapshot
 from service.store import ActorFilter
@@ -335,15 +335,10 @@ class Ranker:
                 ]:
                     add("sector", words["sector"][int(s)])
             elif (summary := self.delta.actor(c.actor_id)) is not None:
-                _add_summary(add, summary)
+                add("country", summary.country)
+                add("kind", summary.kind)
+                for s in summary.sectors:
+                    add("sector", s)
         return {
             k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in counts.items()
         }
-
-
-def _add_summary(add: object, summary: ActorSummary) -> None:
-    assert callable(add)
-    add("country", summary.country)
-    add("kind", summary.kind)
-    for s in summary.sectors:
-        add("sector", s)

@@ -21,7 +21,7 @@ from service.matching import Matcher
 from service.names import NameIndex
 from service.projection import MapCache
 from service.reindex import Reindexer
-from service.serving import ServedIndex, Snapshot
+from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
 from service.text import Chunker
 from service.text.keyterms import KeyTerms
@@ -181,15 +181,10 @@ class Runtime:
         watermark = snapshot.generation.manifest.watermark
         in_delta = set(snapshot.delta.vectors_of(np.array([c.id for c in chunks], np.int64)))
         return bool(chunks) and all(
-            c.id in in_delta if c.id > watermark else not _superseded(snapshot, actor_id)
+            c.id in in_delta if c.id > watermark else snapshot.generation_row(actor_id) is not None
             for c in chunks
         )
 
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
-
-
-def _superseded(snapshot: Snapshot, actor_id: str) -> bool:
-    row = snapshot.generation.readmodel.row_index().get(actor_id)
-    return row is None or bool(snapshot.delta.superseded[row])

@@ -85,7 +85,7 @@ class DeltaLog:
         self.chunks: list[StoredChunk] = []
         self.actors: dict[str, ActorSummary] = {}
         self.positions: dict[str, list[int]] = {}
-        self._row_of = generation.readmodel.row_index()
+        self._row_of = generation.readmodel.rows
         self.superseded = np.zeros(len(generation.readmodel), dtype=np.bool_)
         """Generation rows whose actor was rewritten or deleted since (only ever set)."""
         self.lexical: tuple[int, LexicalIndex] | None = None
@@ -183,6 +183,12 @@ class Snapshot:
     delta: Delta
     lexical: LexicalIndex | None = None
     """BM25 over the generation's passages (None where lexical search is switched off)."""
+
+    def generation_row(self, actor_id: str) -> int | None:
+        """The actor's read-model row, unless it is not in the generation or was rewritten or
+        deleted since (then the store and the delta hold what is current)."""
+        row = self.generation.readmodel.rows.get(actor_id)
+        return None if row is None or self.delta.superseded[row] else row
 
 
 class ServedIndex:

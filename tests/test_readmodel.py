@@ -92,7 +92,7 @@ def test_read_model_summary_and_owner_round_trip(runtime: Runtime) -> None:
     runtime.ingestor.upsert([actor], Owner("agency-a", ("north",)))
     runtime.reindexer.run()
     rm = runtime.index.get().readmodel
-    got = rm.summary(rm.row_index()["x"])
+    got = rm.summary(rm.rows["x"])
     assert (got.kind, got.country, got.sectors, got.clusters) == (
         "company",
         "DE",

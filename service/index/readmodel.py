@@ -270,9 +270,6 @@ class ReadModel:
         """Actor id -> row (built once per loaded generation)."""
         return {a: i for i, a in enumerate(self.actor_ids)}
 
-    def row_index(self) -> dict[str, int]:
-        return self.rows
-
     def positions_of_ids(self, ids: Ints) -> Ints:
         """Chunk positions of chunk ids (-1 where the id is not in this generation)."""
         sorted_ids = self.sorted_ids
@@ -292,7 +289,7 @@ class ReadModel:
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         return offsets + np.arange(int(lengths.sum()))
 
-    def mask(self, f: ActorFilter, row_of: Mapping[str, int] | None = None) -> Bools:
+    def mask(self, f: ActorFilter) -> Bools:
         """Actor rows the filter admits: the array twin of `ProfileStore.select_chunks`."""
         keep = np.ones(len(self), dtype=np.bool_)
         v = self.vocabularies
@@ -312,8 +309,7 @@ class ReadModel:
                 self.cluster_start, self.cluster_codes, v["cluster"].codes(f.clusters)
             )
         if f.exclude_actor_ids:
-            rows = row_of if row_of is not None else self.row_index()
-            out = [rows[a] for a in f.exclude_actor_ids if a in rows]
+            out = [self.rows[a] for a in f.exclude_actor_ids if a in self.rows]
             keep[np.array(out, dtype=np.int64)] = False
         ref = f.reference
         if ref is not None and f.exclude_same:
