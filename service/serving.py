@@ -170,9 +170,19 @@ class Delta:
         return self.log.lexical[1]
 
     def vectors_of(self, ids: IdArray) -> dict[int, npt.NDArray[np.float32]]:
-        alive = self.alive()
-        position = {int(i): p for p, i in enumerate(self.ids.tolist()) if alive[p]}
-        return {int(i): self.vectors[position[int(i)]] for i in ids if int(i) in position}
+        """The live delta vectors of `ids` (absent ids are left out). The delta's ids ascend
+        (chunks are appended in id order), so this is a bisection per id, not a scan of the
+        delta: the write path asks it for every PUT."""
+        if self.n == 0 or len(ids) == 0:
+            return {}
+        wanted = np.asarray(ids, dtype=np.int64)
+        at = np.clip(np.searchsorted(self.ids, wanted), 0, self.n - 1)
+        dead = self.log.dead.live() if self.log is not None else None
+        out: dict[int, npt.NDArray[np.float32]] = {}
+        for chunk_id, p in zip(wanted.tolist(), at.tolist(), strict=True):
+            if self.ids[p] == chunk_id and (dead is None or not dead[p]):
+                out[chunk_id] = self.vectors[p]
+        return out
 
 
 @dataclass(frozen=True)
