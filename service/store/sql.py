@@ -1,9 +1,13 @@
-"""The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL-ready.
+"""The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL (psycopg 3) for scale.
 
-All SQL of the project lives in this module. Every write is one transaction, so a profile is either
-stored whole (actor, documents, chunks) or not at all. Chunk ids come from an AUTOINCREMENT key:
-they are never reused, which lets them double as stable FAISS ids and lets "chunks newer than the
-index" be a simple `id > watermark`.
+All SQL of the project lives in `service/store/`: this module, the PostgreSQL locks (`pg.py`) and
+the migrations (`migrate.py`, `migrations/versions/`). The tables below are the newest revision;
+a change to them needs a migration, and `tests/test_migrations.py` holds the two equal.
+
+Every write is one transaction, so a profile is either stored whole (actor, documents, chunks) or
+not at all. Chunk ids come from an AUTOINCREMENT key (a sequence on PostgreSQL): they are never
+reused, which lets them double as stable FAISS ids and lets "chunks newer than the index" be a
+simple `id > watermark` (on PostgreSQL writes take a lock so ids also commit in order: `pg.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +24,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from service.domain import Actor, ActorSummary, Document, Owner
 from service.failpoints import failpoint
 from service.feedback import Feedback, FeedbackCounts, Label
 from service.index.base import ChunkSelection
+from service.store import migrate, pg
 from service.store.base import (
     ActorFilter,
     ActorPage,
@@ -33,15 +40,19 @@ from service.store.base import (
     StoredChunk,
 )
 
-SCHEMA_VERSION = 1
 LOCAL = Owner()
+# Chunk ids are FAISS ids and watermarks and are never reused, so a busy store burns through them:
+# 64 bits on PostgreSQL; SQLite's AUTOINCREMENT key must be declared INTEGER (64-bit anyway).
+CHUNK_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Actor ids compare byte-wise on every backend, so cursors page the same way everywhere.
+ACTOR_ID = sa.String(128).with_variant(sa.String(128, collation="C"), "postgresql")
 
 metadata = sa.MetaData()
 
 actors = sa.Table(
     "actors",
     metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("id", ACTOR_ID, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False, index=True),
     # "" where unknown: the column predates optional countries, and "" keeps schema 1 valid.
@@ -69,7 +80,6 @@ actor_clusters = sa.Table(
     sa.Column("cluster_id", sa.String(128), nullable=False, index=True),
 )
 
-# Added with the workspace; `create_all` adds it to older stores, which simply have no partners.
 actor_partners = sa.Table(
     "actor_partners",
     metadata,
@@ -97,7 +107,7 @@ documents = sa.Table(
 chunks = sa.Table(
     "chunks",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", CHUNK_ID, primary_key=True, autoincrement=True),
     sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), nullable=False),
     sa.Column("document_id", sa.String(128), nullable=False),
     sa.Column("ordinal", sa.Integer, nullable=False),
@@ -139,6 +149,15 @@ store_meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Which generation is served, when the store is shared by replicas (revision 0002).
+generation_pointer = sa.Table(
+    "generation_pointer",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("generation", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -148,6 +167,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # pysqlite starts transactions only before writes, so a read of several SELECTs would see
+    # several snapshots. Let SQLAlchemy's "begin" event issue BEGIN instead (`_sqlite_begin`):
+    # SQLAlchemy's documented recipe for real SQLite transactions.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("clustermatch_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _chunked(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
@@ -156,52 +184,102 @@ def _chunked(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 (the driver clustermatch ships with)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 class SqlProfileStore:
-    """`ProfileStore` over SQLAlchemy Core. Cheap to construct; connects on first use."""
+    """`ProfileStore` over SQLAlchemy Core. Cheap to construct; connects on first use, and then
+    creates the schema in an empty database or refuses an outdated one (`service.store.migrate`)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = normalise_url(url)
         self._engine: Engine | None = None
-        # The first requests of a fresh server arrive together; two `create_all`s on a new
-        # database race ("table actors already exists").
+        # The first requests of a fresh server arrive together: one of them creates the schema.
         self._engine_lock = threading.Lock()
+        self._write_key: int | None = None
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith("postgresql")
 
     @property
     def engine(self) -> Engine:
         if self._engine is not None:
             return self._engine
         with self._engine_lock:
-            return self._connect()
+            if self._engine is None:
+                engine = self._new_engine()
+                try:
+                    migrate.ensure(engine)
+                except BaseException:
+                    engine.dispose()
+                    raise
+                self._engine = engine
+            return self._engine
 
-    def _connect(self) -> Engine:
-        if self._engine is None:
-            if self.url.startswith("sqlite:///"):
-                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(self.url, future=True)
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _sqlite_pragmas)
-            metadata.create_all(engine)
-            with engine.begin() as conn:
-                self._check_schema(conn)
-            self._engine = engine
-        return self._engine
+    def _new_engine(self) -> Engine:
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if self.is_postgresql:
+            # pre_ping: a replica outlives PostgreSQL restarts and idle-connection reaping.
+            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        else:
+            engine = sa.create_engine(self.url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+
+    def schema_state(self) -> migrate.SchemaState:
+        engine = self._new_engine()
+        try:
+            with engine.connect() as connection:
+                return migrate.state(connection)
+        finally:
+            engine.dispose()
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Run the pending migrations (`clustermatch db upgrade`); returns (before, after)."""
+        engine = self._new_engine()
+        try:
+            return migrate.upgrade(engine)
+        finally:
+            engine.dispose()
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
-    @staticmethod
-    def _check_schema(conn: Connection) -> None:
-        row = conn.execute(
-            sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")
-        ).scalar()
-        if row is None:
-            conn.execute(
-                store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-            )
-        elif int(row) != SCHEMA_VERSION:
-            raise RuntimeError(f"store schema {row} is not the supported {SCHEMA_VERSION}")
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction. On PostgreSQL it first takes the store's write lock, so chunk ids
+        commit in the order they are allocated (`service.store.pg` says why that matters); on
+        SQLite it is BEGIN IMMEDIATE, so a second writer waits at the start (busy_timeout)
+        instead of failing half-way when it first writes."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(clustermatch_write=True)
+            with conn.begin():
+                if self.is_postgresql:
+                    if self._write_key is None:
+                        self._write_key = pg.advisory_key(conn, "write")
+                    pg.lock_writes(conn, self._write_key)
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read that sees one snapshot across all its statements: an actor and its documents
+        read by two SELECTs must not straddle a concurrent delete (PostgreSQL: REPEATABLE READ;
+        SQLite: one BEGIN, see `_sqlite_transactions`)."""
+        with self.engine.connect() as conn:
+            if self.is_postgresql:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -210,7 +288,7 @@ class SqlProfileStore:
     ) -> list[bool]:
         created: list[bool] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for actor, drafts in items:
                 existed = self._delete(conn, actor.id)
                 self._insert(conn, actor, drafts, now, owner)
@@ -220,7 +298,7 @@ class SqlProfileStore:
         return created
 
     def delete_actor(self, actor_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             deleted = self._delete(conn, actor_id)
             if deleted:
                 self._count_changes(conn, 1)
@@ -239,14 +317,14 @@ class SqlProfileStore:
             conn.execute(store_meta.insert().values(key="changes", value=str(n)))
 
     def changes(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             value = conn.execute(
                 sa.select(store_meta.c.value).where(store_meta.c.key == "changes")
             ).scalar()
         return int(value or 0)
 
     def get_owner(self, actor_id: str) -> Owner | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(actors.c.tenant, actors.c.networks).where(actors.c.id == actor_id)
             ).first()
@@ -340,7 +418,7 @@ class SqlProfileStore:
     # --- reads -----------------------------------------------------------------------------
 
     def get_actor(self, actor_id: str) -> Actor | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(actors).where(actors.c.id == actor_id)).mappings().first()
             if row is None:
                 return None
@@ -396,11 +474,11 @@ class SqlProfileStore:
 
     def actor_summaries(self, actor_ids: Sequence[str]) -> dict[str, ActorSummary]:
         ids = list(dict.fromkeys(actor_ids))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._summaries(conn, ids)
 
     def actor_names(self) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [(r.id, r.name) for r in conn.execute(sa.select(actors.c.id, actors.c.name))]
 
     def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
@@ -453,7 +531,7 @@ class SqlProfileStore:
                     )
                 )
             )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
             if after is not None:
                 query = query.where(actors.c.id > after)
@@ -494,7 +572,7 @@ class SqlProfileStore:
 
     def chunks_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
         out: dict[int, StoredChunk] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for part in _chunked([int(i) for i in chunk_ids]):
                 for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
                     out[row[0]] = self._chunk(row)
@@ -504,7 +582,7 @@ class SqlProfileStore:
         self, actor_ids: Sequence[str], chunk_ids: Sequence[int]
     ) -> tuple[dict[str, ActorSummary], dict[int, StoredChunk]]:
         found: dict[int, StoredChunk] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             summaries = self._summaries(conn, list(actor_ids))
             for part in _chunked([int(i) for i in chunk_ids]):
                 for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
@@ -513,7 +591,7 @@ class SqlProfileStore:
 
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]:
         out: list[StoredChunk] = []
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for part in _chunked(list(actor_ids)):
                 query = self._chunk_query().where(chunks.c.actor_id.in_(part))
                 out.extend(self._chunk(r) for r in conn.execute(query.order_by(chunks.c.id)))
@@ -523,7 +601,7 @@ class SqlProfileStore:
         """Chunks with id > `after` in id order, in batches, each read in its own transaction."""
         last = after
         while True:
-            with self.engine.connect() as conn:
+            with self._read() as conn:
                 query = self._chunk_query().where(chunks.c.id > last).order_by(chunks.c.id)
                 batch = [self._chunk(r) for r in conn.execute(query.limit(batch_size))]
             if not batch:
@@ -546,7 +624,7 @@ class SqlProfileStore:
                 ),
             )
             exclusions.append(sa.func.coalesce(documents.c.intent, "") == "need")
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             if conditions:
                 # An allow-list: exact, and FAISS then never returns a filtered-out chunk.
                 query = base.where(*conditions, *(sa.not_(e) for e in exclusions))
@@ -635,7 +713,7 @@ class SqlProfileStore:
             & (feedback.c.context == item.context)
             & (feedback.c.actor_id == item.actor_id)
         )
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(feedback.delete().where(key))
             conn.execute(
                 feedback.insert().values(
@@ -665,7 +743,7 @@ class SqlProfileStore:
         if labels:
             query = query.where(feedback.c.label.in_(sorted(labels)))
         order = (feedback.c.tenant, feedback.c.updated_at, feedback.c.context, feedback.c.actor_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(query.order_by(*order)).mappings().all()
         return [
             Feedback(
@@ -687,13 +765,13 @@ class SqlProfileStore:
         if tenant is not None:
             query = query.where(feedback.c.tenant == tenant)
         counts: dict[str, dict[str, int]] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for row_tenant, label, n in conn.execute(query.order_by(feedback.c.tenant)):
                 counts.setdefault(row_tenant, {})[label] = int(n)
         return [FeedbackCounts(t, labels) for t, labels in counts.items()]
 
     def partners_of(self, actor_id: str) -> tuple[str, ...]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
         return found.get(actor_id, ())
 
@@ -703,7 +781,7 @@ class SqlProfileStore:
         self, content_hashes: Sequence[str], model_id: str
     ) -> dict[str, npt.NDArray[np.float32]]:
         out: dict[str, npt.NDArray[np.float32]] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for part in _chunked(list(dict.fromkeys(content_hashes))):
                 rows = conn.execute(
                     sa.select(embeddings.c.content_hash, embeddings.c.vector).where(
@@ -715,34 +793,25 @@ class SqlProfileStore:
         return out
 
     def put_vectors(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
+        """Cache vectors by content hash. Several processes embed the same new text at once (every
+        replica embeds what another wrote): a hash already cached is kept, never an error."""
         if not vectors:
             return
+        rows = [
+            {"content_hash": h, "model_id": model_id, "vector": np.asarray(v, "<f4").tobytes()}
+            for h, v in vectors.items()
+        ]
+        insert = (
+            postgresql.insert(embeddings) if self.is_postgresql else sqlite.insert(embeddings)
+        ).on_conflict_do_nothing(index_elements=["content_hash", "model_id"])
         with self.engine.begin() as conn:
-            known: set[str] = set()
-            for part in _chunked(list(vectors)):
-                known.update(
-                    conn.execute(
-                        sa.select(embeddings.c.content_hash).where(
-                            embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
-                        )
-                    ).scalars()
-                )
-            rows = [
-                {
-                    "content_hash": h,
-                    "model_id": model_id,
-                    "vector": np.asarray(v, dtype="<f4").tobytes(),
-                }
-                for h, v in vectors.items()
-                if h not in known
-            ]
-            if rows:
-                conn.execute(embeddings.insert(), rows)
+            for part in _chunked(rows, 500):
+                conn.execute(insert, list(part))
 
     # --- bookkeeping -----------------------------------------------------------------------
 
     def counts(self) -> StoreCounts:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
 
             def count(table: sa.Table) -> int:
                 return int(
@@ -754,5 +823,39 @@ class SqlProfileStore:
             )
 
     def max_chunk_id(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.max(chunks.c.id))).scalar() or 0)
+
+
+class StorePointer:
+    """`GenerationPointer` as a row of the store: with a PostgreSQL store every replica, on any
+    host, reads the same truth. Written only by a rebuild (under the rebuild lock) or a rollback."""
+
+    NAME = "current"
+
+    def __init__(self, store: SqlProfileStore) -> None:
+        self._store = store
+
+    def read(self) -> str | None:
+        with self._store._read() as conn:
+            found = conn.execute(
+                sa.select(generation_pointer.c.generation).where(
+                    generation_pointer.c.name == self.NAME
+                )
+            ).scalar()
+        return str(found) if found else None
+
+    def write(self, generation: str) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._store._write() as conn:
+            updated = conn.execute(
+                generation_pointer.update()
+                .where(generation_pointer.c.name == self.NAME)
+                .values(generation=generation, updated_at=now)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    generation_pointer.insert().values(
+                        name=self.NAME, generation=generation, updated_at=now
+                    )
+                )
