@@ -183,3 +183,20 @@ def test_embedding_cache_tolerates_concurrent_writers(store: SqlProfileStore) ->
     assert errors == []
     cached = store.cached_vectors(list(vectors), "m")
     assert len(cached) == 300 and np.array_equal(cached["h7"], vectors["h7"])
+
+
+def test_a_batch_writes_each_actor_whole_and_the_last_version_of_a_repeated_id(
+    store: SqlProfileStore,
+) -> None:
+    put(store, make_actor("old", ["kept", "also kept"], sectors=["C28"], clusters=["wind"]))
+    batch = [
+        make_actor("new", ["first"]),
+        make_actor("old", ["replaced"]),
+        make_actor("new", ["x", "y"]),
+    ]
+    assert store.upsert_actors([(a, drafts(a)) for a in batch]) == [True, False, False]
+    assert store.get_actor("new") == batch[2] and store.get_actor("old") == batch[1]
+    counts = store.counts()
+    assert (counts.actors, counts.documents, counts.chunks) == (2, 3, 3)
+    assert store.delete_actor("old") is True
+    assert store.counts().chunks == 2 and store.actor_summaries(["old"]) == {}

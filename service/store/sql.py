@@ -184,6 +184,69 @@ def _chunked(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# An actor's rows, parents first.
+_ACTOR_TABLES = (actors, actor_sectors, actor_clusters, actor_partners, documents, chunks)
+
+
+def _actor_rows(
+    actor: Actor, drafts: Sequence[ChunkDraft], now: str, owner: Owner
+) -> dict[sa.Table, list[dict[str, Any]]]:
+    languages = {d.document_id: d.language for d in drafts}
+    return {
+        actors: [
+            {
+                "id": actor.id,
+                "name": actor.name,
+                "kind": actor.kind.value,
+                "country": actor.country or "",
+                "region": actor.region,
+                "url": actor.url,
+                "tenant": owner.tenant,
+                "networks": json.dumps(list(owner.networks)),
+                "updated_at": now,
+            }
+        ],
+        actor_sectors: [
+            {"actor_id": actor.id, "ordinal": i, "code": c} for i, c in enumerate(actor.sectors)
+        ],
+        actor_clusters: [
+            {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
+            for i, c in enumerate(actor.clusters)
+        ],
+        actor_partners: [
+            {"actor_id": actor.id, "ordinal": i, "partner_id": p}
+            for i, p in enumerate(actor.partners)
+        ],
+        documents: [
+            {
+                "actor_id": actor.id,
+                "id": doc.id,
+                "ordinal": i,
+                "kind": doc.kind.value,
+                "title": doc.title,
+                "text": doc.text,
+                "language": doc.language or languages.get(doc.id, "en"),
+                "language_given": doc.language is not None,
+                "visibility": doc.visibility.value,
+                "intent": doc.intent.value if doc.intent else None,
+                "codes": json.dumps(list(doc.codes)),
+            }
+            for i, doc in enumerate(actor.documents)
+        ],
+        chunks: [
+            {
+                "actor_id": actor.id,
+                "document_id": d.document_id,
+                "ordinal": d.ordinal,
+                "text": d.text,
+                "content_hash": d.content_hash,
+                "language": d.language,
+            }
+            for d in drafts
+        ],
+    }
+
+
 def normalise_url(url: str) -> str:
     """`postgresql://` and `postgres://` mean psycopg 3 (the driver clustermatch ships with)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -286,20 +349,33 @@ class SqlProfileStore:
     def upsert_actors(
         self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = LOCAL
     ) -> list[bool]:
-        created: list[bool] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        # One statement per table for the whole batch, not per actor: a bulk import costs a dozen
+        # round trips, which matters on PostgreSQL. An id written twice in one batch ends as its
+        # last version, as if the writes had run one after the other.
+        last = {actor.id: i for i, (actor, _) in enumerate(items)}
+        ids = list(last)
+        rows: dict[sa.Table, list[dict[str, Any]]] = {t: [] for t in _ACTOR_TABLES}
+        for i, (actor, drafts) in enumerate(items):
+            if last[actor.id] == i:
+                for table, found in _actor_rows(actor, drafts, now, owner).items():
+                    rows[table].extend(found)
         with self._write() as conn:
-            for actor, drafts in items:
-                existed = self._delete(conn, actor.id)
-                self._insert(conn, actor, drafts, now, owner)
-                created.append(not existed)
-                failpoint("store-write")
+            stored = self._delete(conn, ids)
+            for table in _ACTOR_TABLES:  # parents first
+                if rows[table]:
+                    conn.execute(table.insert(), rows[table])
+            failpoint("store-write")
             self._count_changes(conn, len(items))
+        created = []
+        for actor, _ in items:
+            created.append(actor.id not in stored)
+            stored.add(actor.id)
         return created
 
     def delete_actor(self, actor_id: str) -> bool:
         with self._write() as conn:
-            deleted = self._delete(conn, actor_id)
+            deleted = bool(self._delete(conn, [actor_id]))
             if deleted:
                 self._count_changes(conn, 1)
             return deleted
@@ -331,89 +407,15 @@ class SqlProfileStore:
         return None if row is None else Owner(row.tenant, tuple(json.loads(row.networks)))
 
     @staticmethod
-    def _delete(conn: Connection, actor_id: str) -> bool:
-        # Children first, explicitly: PostgreSQL and SQLite agree on this without relying on
-        # ON DELETE CASCADE being enabled for every connection.
-        for table in (chunks, documents, actor_sectors, actor_clusters, actor_partners):
-            conn.execute(table.delete().where(table.c.actor_id == actor_id))
-        return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0
-
-    @staticmethod
-    def _insert(
-        conn: Connection, actor: Actor, drafts: Sequence[ChunkDraft], now: str, owner: Owner
-    ) -> None:
-        conn.execute(
-            actors.insert().values(
-                id=actor.id,
-                name=actor.name,
-                kind=actor.kind.value,
-                country=actor.country or "",
-                region=actor.region,
-                url=actor.url,
-                tenant=owner.tenant,
-                networks=json.dumps(list(owner.networks)),
-                updated_at=now,
-            )
-        )
-        if actor.sectors:
-            conn.execute(
-                actor_sectors.insert(),
-                [
-                    {"actor_id": actor.id, "ordinal": i, "code": c}
-                    for i, c in enumerate(actor.sectors)
-                ],
-            )
-        if actor.clusters:
-            conn.execute(
-                actor_clusters.insert(),
-                [
-                    {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
-                    for i, c in enumerate(actor.clusters)
-                ],
-            )
-        if actor.partners:
-            conn.execute(
-                actor_partners.insert(),
-                [
-                    {"actor_id": actor.id, "ordinal": i, "partner_id": p}
-                    for i, p in enumerate(actor.partners)
-                ],
-            )
-        languages = {d.document_id: d.language for d in drafts}
-        conn.execute(
-            documents.insert(),
-            [
-                {
-                    "actor_id": actor.id,
-                    "id": doc.id,
-                    "ordinal": i,
-                    "kind": doc.kind.value,
-                    "title": doc.title,
-                    "text": doc.text,
-                    "language": doc.language or languages.get(doc.id, "en"),
-                    "language_given": doc.language is not None,
-                    "visibility": doc.visibility.value,
-                    "intent": doc.intent.value if doc.intent else None,
-                    "codes": json.dumps(list(doc.codes)),
-                }
-                for i, doc in enumerate(actor.documents)
-            ],
-        )
-        if drafts:
-            conn.execute(
-                chunks.insert(),
-                [
-                    {
-                        "actor_id": actor.id,
-                        "document_id": d.document_id,
-                        "ordinal": d.ordinal,
-                        "text": d.text,
-                        "content_hash": d.content_hash,
-                        "language": d.language,
-                    }
-                    for d in drafts
-                ],
-            )
+    def _delete(conn: Connection, actor_ids: Sequence[str]) -> set[str]:
+        """Delete actors with everything they own (ON DELETE CASCADE, which both backends enforce:
+        SQLite through `PRAGMA foreign_keys=ON` on every connection); returns the ids that were
+        there. One statement per 900 ids."""
+        deleted: set[str] = set()
+        for part in _chunked(actor_ids):
+            statement = actors.delete().where(actors.c.id.in_(part)).returning(actors.c.id)
+            deleted.update(conn.execute(statement).scalars())
+        return deleted
 
     # --- reads -----------------------------------------------------------------------------
 
