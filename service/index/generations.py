@@ -5,6 +5,12 @@ Layout under the index directory:
     generations/<generation-id>/index.faiss    the FAISS index (ids are store chunk ids)
     generations/<generation-id>/manifest.json  model, dim, counts, watermark, checksum, versions
     CURRENT                                    the id of the generation being served
+    maps/<generation-id>-<method>.json         derived from a generation (service.projection);
+                                               removed with it
+
+A generation holds vectors and actor ids, never texts (those stay in the store). After an actor
+is erased, every older generation still holds its vectors: the next publish removes them all
+(`prune(erased_at=...)`), keeping only generations snapshotted after the latest erasure.
 
 A generation is built in `generations/.tmp-<id>/`, fsynced, renamed into place, and only then named
 in CURRENT (written to a temporary file and `os.replace`d). A crash at any step leaves CURRENT
@@ -40,6 +46,8 @@ MANIFEST_FORMAT = 1
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
 TMP_PREFIX = ".tmp-"
+MAPS_FOLDER = "maps"
+"""Files derived from a generation, named `<generation>-<anything>.json`, pruned with it."""
 
 
 @dataclass(frozen=True)
@@ -239,14 +247,41 @@ class GenerationStore:
             removed.append(path.name)
         return removed
 
-    def prune(self) -> list[str]:
-        """Keep the newest `keep` generations and always the current one."""
+    def prune(self, erased_at: int = 0) -> list[str]:
+        """Keep the newest `keep` generations and always the current one; and drop every other
+        generation snapshotted before the store's latest erasure (`manifest.changes <
+        erased_at`), because it still holds the erased actor's vectors. Files derived from a
+        removed generation (its maps) go with it."""
         current = self.current_id()
         ids = self.list_ids()
         doomed = [g for g in ids[: max(0, len(ids) - self.keep)] if g != current]
+        if erased_at:
+            doomed += [
+                g
+                for g in ids
+                if g != current and g not in doomed and self._changes_of(g) < erased_at
+            ]
         for generation in doomed:
             shutil.rmtree(self.generations_dir / generation, ignore_errors=True)
-        return doomed
+        self.prune_derived()
+        return sorted(doomed)
+
+    def _changes_of(self, generation: str) -> int:
+        try:
+            return self.read_manifest(generation).changes
+        except (NotFound, CorruptArtifact):
+            return 0  # unreadable: treat as old
+
+    def prune_derived(self) -> None:
+        """Remove files derived from generations that are no longer kept (half-written ones
+        included: they start with the generation id too)."""
+        folder = self.root / MAPS_FOLDER
+        if not folder.is_dir():
+            return
+        kept = tuple(f"{g}-" for g in self.list_ids())
+        for path in folder.iterdir():
+            if not path.name.startswith(kept):
+                path.unlink(missing_ok=True)
 
     # --- loading ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ index" be a simple `id > watermark`.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -32,6 +33,8 @@ from service.store.base import (
     StoreCounts,
     StoredChunk,
 )
+
+log = logging.getLogger("clustermatch.store")
 
 SCHEMA_VERSION = 1
 LOCAL = Owner()
@@ -105,6 +108,8 @@ chunks = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("language", sa.String(2), nullable=False),
     sa.Index("ix_chunks_actor", "actor_id"),
+    # Erasure asks "does any chunk still use this hash?" for every hash an actor leaves behind.
+    sa.Index("ix_chunks_content_hash", "content_hash"),
     sqlite_autoincrement=True,  # never reuse an id: ids are FAISS ids and watermarks
 )
 
@@ -147,6 +152,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Erasure: a deleted row's bytes are overwritten with zeros, not left in a free page.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -181,6 +188,10 @@ class SqlProfileStore:
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             metadata.create_all(engine)
+            # create_all makes indexes only with their table: add ones newer than the store.
+            for table in (chunks,):
+                for index in table.indexes:
+                    index.create(engine, checkfirst=True)
             with engine.begin() as conn:
                 self._check_schema(conn)
             self._engine = engine
@@ -211,20 +222,72 @@ class SqlProfileStore:
         created: list[bool] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.engine.begin() as conn:
+            replaced: set[str] = set()
             for actor, drafts in items:
-                existed = self._delete(conn, actor.id)
+                existed, hashes = self._delete(conn, actor.id)
                 self._insert(conn, actor, drafts, now, owner)
+                replaced.update(hashes)
                 created.append(not existed)
                 failpoint("store-write")
+            self._drop_unused_vectors(conn, replaced)  # a rewritten text's vector goes with it
             self._count_changes(conn, len(items))
         return created
 
     def delete_actor(self, actor_id: str) -> bool:
+        """Erase the actor: its rows, and the cached vectors of its texts that no other chunk
+        uses, in one transaction; `secure_delete` zeroes the freed bytes. The change count at
+        the latest erasure is recorded, so a rebuild knows which older generations still hold
+        erased vectors (see `last_erasure`)."""
         with self.engine.begin() as conn:
-            deleted = self._delete(conn, actor_id)
+            deleted, hashes = self._delete(conn, actor_id)
             if deleted:
+                self._drop_unused_vectors(conn, hashes)
                 self._count_changes(conn, 1)
+                self._set_meta(conn, "erased_at", str(self._meta_int(conn, "changes")))
             return deleted
+
+    def last_erasure(self) -> int:
+        with self.engine.connect() as conn:
+            return self._meta_int(conn, "erased_at")
+
+    @staticmethod
+    def _meta_int(conn: Connection, key: str) -> int:
+        value = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
+        return int(value or 0)
+
+    @staticmethod
+    def _set_meta(conn: Connection, key: str, value: str) -> None:
+        updated = conn.execute(
+            store_meta.update().where(store_meta.c.key == key).values(value=value)
+        )
+        if updated.rowcount == 0:
+            conn.execute(store_meta.insert().values(key=key, value=value))
+
+    @staticmethod
+    def _drop_unused_vectors(conn: Connection, hashes: Collection[str]) -> None:
+        """Cached vectors (of every model) of `hashes` that no stored chunk uses any more."""
+        unused = ~sa.exists().where(chunks.c.content_hash == embeddings.c.content_hash)
+        for part in _chunked(sorted(hashes)):
+            conn.execute(embeddings.delete().where(embeddings.c.content_hash.in_(part), unused))
+
+    def drop_orphan_vectors(self) -> int:
+        """Remove every cached vector whose text no stored chunk holds (e.g. cached by a write
+        that raced a delete, or by a rebuild that read the chunk just before it was erased)."""
+        unused = ~sa.exists().where(chunks.c.content_hash == embeddings.c.content_hash)
+        with self.engine.begin() as conn:
+            return int(conn.execute(embeddings.delete().where(unused)).rowcount or 0)
+
+    def compact(self) -> None:
+        """Let deleted bytes leave the files: SQLite keeps the pages a delete rewrote in its
+        write-ahead log until a checkpoint copies them into the database; TRUNCATE then empties
+        the log file. (PostgreSQL: a VACUUM, which the operator's maintenance runs.)"""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            conn.commit()
+        if busy:
+            log.warning("WAL checkpoint incomplete: readers held it; the next one completes it")
 
     @staticmethod
     def _count_changes(conn: Connection, n: int) -> None:
@@ -240,10 +303,7 @@ class SqlProfileStore:
 
     def changes(self) -> int:
         with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(store_meta.c.value).where(store_meta.c.key == "changes")
-            ).scalar()
-        return int(value or 0)
+            return self._meta_int(conn, "changes")
 
     def get_owner(self, actor_id: str) -> Owner | None:
         with self.engine.connect() as conn:
@@ -253,12 +313,18 @@ class SqlProfileStore:
         return None if row is None else Owner(row.tenant, tuple(json.loads(row.networks)))
 
     @staticmethod
-    def _delete(conn: Connection, actor_id: str) -> bool:
+    def _delete(conn: Connection, actor_id: str) -> tuple[bool, set[str]]:
+        """Delete the actor's rows; returns whether it existed and its chunks' content hashes."""
+        hashes = set(
+            conn.execute(
+                sa.select(chunks.c.content_hash).where(chunks.c.actor_id == actor_id)
+            ).scalars()
+        )
         # Children first, explicitly: PostgreSQL and SQLite agree on this without relying on
         # ON DELETE CASCADE being enabled for every connection.
         for table in (chunks, documents, actor_sectors, actor_clusters, actor_partners):
             conn.execute(table.delete().where(table.c.actor_id == actor_id))
-        return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0
+        return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0, hashes
 
     @staticmethod
     def _insert(
