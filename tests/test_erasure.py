@@ -117,3 +117,32 @@ def test_a_profile_matched_but_never_stored_leaves_no_vector(runtime: Runtime) -
     model = runtime.embedder.model_id
     assert before == {}
     assert runtime.store.cached_vectors([content_hash("hydrogen fuel cell membranes")], model) == {}
+
+
+def test_a_generation_pruned_while_it_loads_gives_way_to_the_newer_one(runtime: Runtime) -> None:
+    """A serving process reads CURRENT, and before it has loaded that generation a rebuild in
+    another process publishes a newer one and prunes the old (an erasure happened): the server
+    loads the newer one instead of failing (at start-up that failure would stop the server)."""
+    runtime.ingestor.upsert([make_actor(f"a{i}", [f"sensor fusion {i}"]) for i in range(4)])
+    old = runtime.reindexer.run().generation
+    other = Runtime(runtime.settings, embedder=FakeEmbedder())  # the other process
+    server = Runtime(runtime.settings, embedder=FakeEmbedder())
+    real_load = server.generations.load
+    calls: list[str | None] = []
+
+    def load_after_a_publish(generation: str | None = None, **kwargs: object) -> object:
+        calls.append(generation)
+        if len(calls) == 1:
+            other.delete_actor("a0")
+            other.reindexer.run()
+            assert old not in server.generations.list_ids(), "the erasure pruned it"
+        return real_load(generation, **kwargs)  # type: ignore[arg-type]
+
+    server.generations.load = load_after_a_publish  # type: ignore[method-assign]
+    try:
+        served = server.index.get()
+        assert calls[0] == old and served.manifest.generation == other.generations.current_id()
+        assert [m.actor.id for m in server.matcher.search("sensor fusion", limit=5).matches]
+    finally:
+        other.close()
+        server.close()
