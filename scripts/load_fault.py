@@ -12,6 +12,7 @@ What runs (all on 127.0.0.1, in a fresh data folder):
    SIGKILLed at a failpoint (`CLUSTERMATCH_FAILPOINT`, service.failpoints), and the server is
    SIGKILLed once and started again on the same port (the restart window: from the kill until
    `/healthz` answers again);
+   the load goes on for `(1 - --restart-at) * --seconds` after the restarted server answers;
 5. checks: 0 5xx and 0 failed connections outside the restart window; every acknowledged write
    is in the store afterwards (GET shows its last acknowledged text) and matchable (a search for
    its text returns it), before and after one more rebuild; every acknowledged delete is gone;
@@ -266,6 +267,7 @@ class Faults:
         self.log = log
         self.rebuilds: list[dict[str, Any]] = []
         self.restart: Window | None = None
+        self.restart_done = threading.Event()
         self.stop = threading.Event()
 
     def rebuild_loop(self) -> None:
@@ -314,14 +316,18 @@ class Faults:
         return {"outcome": "killed", "failpoint": self.args.kill_failpoint, "reached": reached}
 
     def restart_later(self, at: float) -> None:
-        if self.stop.wait(at):
-            return
-        self.restart = Window(time.monotonic())
-        self.log("server: SIGKILL")
-        self.server.kill()
-        self.server.start()
-        self.restart.end = time.monotonic()
-        self.log(f"server: answering again after {self.restart.end - self.restart.start:.1f} s")
+        try:
+            if self.stop.wait(at):
+                return
+            self.restart = Window(time.monotonic())
+            self.log("server: SIGKILL")
+            self.server.kill()
+            self.server.start()
+            self.restart.end = time.monotonic()
+            seconds = self.restart.end - self.restart.start
+            self.log(f"server: answering again after {seconds:.1f} s")
+        finally:
+            self.restart_done.set()
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -372,6 +378,7 @@ def judge(calls: list[Call], restart: Window | None) -> dict[str, Any]:
     bad = [c for c in counted if c.status is None or c.status >= 400 or c.problem]
     return {
         "requests": len(calls),
+        "after_restart": sum(1 for c in calls if restart and restart.end and c.start > restart.end),
         "outside_restart_window": len(counted),
         "inside_restart_window": {
             "requests": len(excused),
@@ -449,6 +456,19 @@ def wait_served(server: ServerProcess, generation: str, seconds: float = 60) -> 
         time.sleep(0.2)
 
 
+def load_left(began: float, seconds: float, faults: Faults, after: float) -> float:
+    """Seconds of load still to run: `seconds` in all, and at least `after` more once the
+    restarted server answers (a slow restart must not leave the restarted server untested)."""
+    now = time.monotonic()
+    left = began + seconds - now
+    if not faults.restart_done.is_set():
+        return max(left, 0.5)  # the restart is still to come, or under way
+    restart = faults.restart
+    if restart is None or restart.end is None:
+        return left  # it failed; the run reports it
+    return max(left, restart.end + after - now)
+
+
 def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - began:6.1f} s] {message}", file=sys.stderr, flush=True)
@@ -492,7 +512,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     threads += [c.thread for c in clients]
     for thread in threads:
         thread.start()
-    while (left := args.seconds - (time.monotonic() - load_began)) > 0:
+    after_restart = args.seconds * (1 - args.restart_at)
+    while (left := load_left(load_began, args.seconds, faults, after_restart)) > 0:
         time.sleep(min(args.progress_every, left))
         elapsed = time.monotonic() - load_began
         done = sum(len(c.calls) for c in clients)
@@ -540,6 +561,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         ),
         "the final rebuild failed": int(final["outcome"] != "published"),
         "the server was not restarted": int(faults.restart is None or faults.restart.end is None),
+        "no request reached the restarted server": int(results["after_restart"] == 0),
     }
     restart = faults.restart
     return {

@@ -24,7 +24,6 @@ callers keep their tenants and scopes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -41,7 +40,7 @@ from sqlalchemy.engine import make_url
 from service import __version__
 from service.config import Settings
 from service.errors import ClusterMatchError, Conflict, CorruptArtifact, FieldProblem, InvalidInput
-from service.fsutil import fsync_path
+from service.fsutil import fsync_path, sha256_file
 from service.index.generations import GenerationStore
 
 BACKUP_FORMAT = 1
@@ -88,14 +87,6 @@ def sqlite_path(settings: Settings) -> Path:
         f"`clustermatch reindex` (the dump holds the embedding cache: nothing is re-embedded); "
         f"see docs/operations.md"
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stamp() -> str:
@@ -183,7 +174,7 @@ def _write_manifest(staging: Path, generation: str | None) -> list[dict[str, Any
         {
             "path": str(path.relative_to(staging)),
             "bytes": path.stat().st_size,
-            "sha256": _sha256(path),
+            "sha256": sha256_file(path),
         }
         for path in sorted(staging.rglob("*"))
         if path.is_file()
@@ -212,7 +203,7 @@ def read_manifest(source: Path) -> dict[str, Any]:
         raise CorruptArtifact(f"{path}: backup format {manifest.get('format')!r} is unknown")
     for entry in manifest["files"]:
         file = source / entry["path"]
-        if not file.is_file() or _sha256(file) != entry["sha256"]:
+        if not file.is_file() or sha256_file(file) != entry["sha256"]:
             raise CorruptArtifact(f"backup file {entry['path']} is missing or fails its checksum")
     return manifest
 
@@ -249,7 +240,7 @@ def restore(
         keys_in_backup.is_file()
         and keys_target is not None
         and keys_target.is_file()
-        and _sha256(keys_target) != _sha256(keys_in_backup)
+        and sha256_file(keys_target) != sha256_file(keys_in_backup)
         and not force
     ):
         raise InvalidInput(

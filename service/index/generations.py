@@ -33,7 +33,7 @@ import numpy as np
 
 from service.errors import CorruptArtifact, IndexMismatch, NotFound
 from service.failpoints import failpoint
-from service.fsutil import fsync_path
+from service.fsutil import fsync_path, sha256_file
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.readmodel import FOLDER as READMODEL_FOLDER
@@ -123,19 +123,11 @@ def new_generation_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(3)}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def readmodel_checksum(generation_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted((generation_dir / READMODEL_FOLDER).iterdir()):
         digest.update(path.name.encode())
-        digest.update(_sha256(path).encode())
+        digest.update(sha256_file(path).encode())
     return digest.hexdigest()
 
 
@@ -200,7 +192,7 @@ class GenerationStore:
             index_kind=index.kind,
             index_params=dict(getattr(index, "params", {})),
             chunks=len(index),
-            checksum=_sha256(index_path),
+            checksum=sha256_file(index_path),
             readmodel_checksum=readmodel_checksum(staging),
             **fields,
         )
@@ -309,7 +301,7 @@ class GenerationStore:
                 f"run `clustermatch reindex` to rebuild it for the configured model"
             )
         index_path = self.generations_dir / generation / INDEX_FILE
-        if _sha256(index_path) != manifest.checksum:
+        if sha256_file(index_path) != manifest.checksum:
             raise CorruptArtifact(f"index file of generation {generation} fails its checksum")
         params = manifest.index_params
         hnsw = (
