@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from service import __version__
 from service.config import Settings
@@ -79,7 +79,11 @@ def sqlite_path(settings: Settings) -> Path:
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite" and url.database:
         return Path(url.database)
-    safe = url.render_as_string(hide_password=True)
+    # libpq's spelling (no "+driver"), without the password (pg_dump reads ~/.pgpass or
+    # PGPASSWORD): a command that is safe to print and to paste.
+    safe = URL.create(
+        url.get_backend_name(), url.username, None, url.host, url.port, url.database, url.query
+    ).render_as_string()
     raise PostgresStore(
         f"the store is {url.get_backend_name()} ({safe}); back it up with its own tool: "
         f"`pg_dump --format=custom --file=store.pgdump '{safe}'` and restore it with "

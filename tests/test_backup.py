@@ -122,6 +122,10 @@ def test_a_postgresql_store_is_pointed_to_pg_dump(tmp_path: Path) -> None:
     with pytest.raises(PostgresStore, match="pg_dump") as caught:
         backup(settings, tmp_path / "backup")
     assert "secret" not in str(caught.value)
+    assert (
+        "pg_dump --format=custom --file=store.pgdump 'postgresql://cm@db.internal/clustermatch'"
+        in (str(caught.value))
+    )
     assert not (tmp_path / "backup").exists()
 
 
