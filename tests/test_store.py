@@ -98,3 +98,19 @@ def test_list_actors_pages(store: SqlProfileStore) -> None:
     rest = store.list_actors(limit=10, after=page.next_cursor)
     assert [a.id for a in rest.actors] == ["a2", "a3", "a4"] and rest.next_cursor is None
     assert [a.id for a in store.list_actors(limit=10, countries=["AT"]).actors] == ["a1", "a3"]
+
+
+def test_two_processes_caching_the_same_vector_at_once_both_succeed(tmp_path: Path) -> None:
+    """A rebuild and a server's watcher embed the same passage; the second one's look-up ran
+    before the first one's insert committed (simulated: its look-up finds nothing)."""
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    first, second = SqlProfileStore(url), SqlProfileStore(url)
+    vector = np.arange(4, dtype=np.float32)
+    first.put_vectors("m", {"h1": vector})
+    second._cached_hashes = lambda *_: set()  # type: ignore[method-assign]
+    second.put_vectors("m", {"h1": vector + 1, "h2": vector})
+    stored = first.cached_vectors(["h1", "h2"], "m")
+    assert np.array_equal(stored["h1"], vector), "the vector cached first stays"
+    assert np.array_equal(stored["h2"], vector)
+    first.close()
+    second.close()

@@ -37,6 +37,9 @@ from service.store.base import (
 log = logging.getLogger("clustermatch.store")
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite statement waits for another process's write lock."""
+CHECKPOINT_WAIT_MS = 2_000
 LOCAL = Owner()
 
 metadata = sa.MetaData()
@@ -151,7 +154,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # Erasure: a deleted row's bytes are overwritten with zeros, not left in a free page.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
@@ -284,7 +287,13 @@ class SqlProfileStore:
         if self.engine.dialect.name != "sqlite":
             return
         with self.engine.connect() as conn:
-            busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            # A TRUNCATE checkpoint holds new writers back while it waits for readers: wait
+            # briefly (not the usual 30 s), and leave the rest to the next one.
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            try:
+                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.commit()
         if busy:
             log.warning("WAL checkpoint incomplete: readers held it; the next one completes it")
@@ -781,18 +790,16 @@ class SqlProfileStore:
         return out
 
     def put_vectors(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
+        """Cache `vectors`; a vector another process cached meanwhile is kept as it is.
+
+        Two processes often embed the same passage at once (a rebuild and a server's watcher,
+        both finding chunks whose writer died before embedding them): the look-up below runs
+        before the write lock is taken, so the insert itself must ignore duplicates, or the
+        second one fails with a unique-key error (a failed rebuild, a 500 on a PUT)."""
         if not vectors:
             return
         with self.engine.begin() as conn:
-            known: set[str] = set()
-            for part in _chunked(list(vectors)):
-                known.update(
-                    conn.execute(
-                        sa.select(embeddings.c.content_hash).where(
-                            embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
-                        )
-                    ).scalars()
-                )
+            known = self._cached_hashes(conn, model_id, list(vectors))
             rows = [
                 {
                     "content_hash": h,
@@ -803,7 +810,34 @@ class SqlProfileStore:
                 if h not in known
             ]
             if rows:
-                conn.execute(embeddings.insert(), rows)
+                conn.execute(self._insert_new_vectors(conn), rows)
+
+    @staticmethod
+    def _cached_hashes(conn: Connection, model_id: str, hashes: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for part in _chunked(hashes):
+            known.update(
+                conn.execute(
+                    sa.select(embeddings.c.content_hash).where(
+                        embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
+                    )
+                ).scalars()
+            )
+        return known
+
+    @staticmethod
+    def _insert_new_vectors(conn: Connection) -> sa.Insert:
+        """INSERT that skips rows whose (content hash, model) is already cached."""
+        keys = [embeddings.c.content_hash, embeddings.c.model_id]
+        if conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            return sqlite.insert(embeddings).on_conflict_do_nothing(index_elements=keys)
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(embeddings).on_conflict_do_nothing(index_elements=keys)
+        return embeddings.insert()
 
     # --- bookkeeping -----------------------------------------------------------------------
 
