@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,9 @@ from service.evaluation_server import ServerProcess
 DEMO_FILE = CHECKOUT_DIR / "data" / "demo" / "actors.jsonl.gz"
 OPS = ("search", "match", "get", "put", "bulk", "delete")
 WEIGHTS = (35, 20, 10, 17, 6, 12)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+"""The line of a traceback that names the exception, e.g. `sqlite3.IntegrityError: ...`."""
 SEARCH_WORDS = (
     "hydrogen electrolyser",
     "wind turbine blades",
@@ -440,6 +444,26 @@ def found_by_search(http: httpx.Client, actor_id: str, text: str, tries: int = 3
     return False
 
 
+def logged_errors(log_path: Path) -> list[str]:
+    """ERROR lines the server logged, each with the last line of its traceback: a failure in
+    the background (the watcher, a rebuild) answers no request but is a bug all the same."""
+    if not log_path.is_file():
+        return []
+    lines = log_path.read_text(errors="replace").splitlines()
+    found = []
+    for number, line in enumerate(lines):
+        if not line.startswith(("ERROR", "CRITICAL")):
+            continue
+        cause = ""
+        for following in lines[number + 1 :]:
+            if following.startswith(LOG_LEVELS):
+                break
+            if EXCEPTION_LINE.match(following):
+                cause = following
+        found.append(f"{line} | {cause}" if cause else line)
+    return found
+
+
 def wait_served(server: ServerProcess, generation: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while server.http.get("/v1/index").json()["generation"] != generation:
@@ -538,6 +562,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     server.stop()
 
     rebuilds = Counter(r["outcome"] for r in faults.rebuilds)
+    server_errors = logged_errors(server.log_path)
     problems = {
         "5xx outside the restart window": results["5xx"],
         "failed connections outside the restart window": results["failed_connections"],
@@ -549,6 +574,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             for name in ("missing", "stale_text", "not_matchable", "deleted_but_present")
         },
         "no rebuild published during the load": int(rebuilds["published"] == 0),
+        "rebuilds that failed (not the killed one)": rebuilds["failed"],
+        "errors in the server log": len(server_errors),
         "the killed rebuild never reached its failpoint": int(
             not any(r.get("reached") for r in faults.rebuilds if r["outcome"] == "killed")
         ),
@@ -581,6 +608,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "restart_window_s": None if window is None else round(window, 2),
         "rebuilds": {"runs": faults.rebuilds, "counts": dict(rebuilds), "final": final},
         "deleted_returned": stale_deletes[:20],
+        "server_log_errors": server_errors[:10],
         "store": store_now,
         "store_after_rebuild": store_after_rebuild,
     }

@@ -53,6 +53,23 @@ def test_the_checker_excuses_only_the_restart_window() -> None:
     assert verdict["by_op"]["get"]["4xx"] == 1
 
 
+def test_the_checker_reads_background_errors_from_the_server_log(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text(
+        "INFO uvicorn: started\n"
+        "ERROR clustermatch.serving: index watcher: could not refresh\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+        "sqlite3.IntegrityError: UNIQUE constraint failed\n"
+        "WARNING clustermatch.api: something else\n",
+        encoding="utf-8",
+    )
+    assert lf.logged_errors(log) == [
+        "ERROR clustermatch.serving: index watcher: could not refresh | "
+        "sqlite3.IntegrityError: UNIQUE constraint failed"
+    ]
+
+
 @pytest.mark.slow
 def test_load_with_rebuilds_a_killed_rebuild_and_a_restart_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
