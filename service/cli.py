@@ -379,6 +379,9 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Refuse to start on an outdated store schema, with the command that fixes it, rather than
+    # answering every request with 503 (an empty store gets its schema here).
+    runtime.store.changes()
     workers = args.workers or usable_cores()
     if workers == 1:
         uvicorn.run(create_app(runtime, warm=True), host=host, port=port, log_level=args.log_level)
@@ -389,6 +392,22 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
     from service.api.server import serve_workers
 
     serve_workers(host, port, workers, args.log_level)
+    return EXIT_OK
+
+
+def cmd_db(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service import cli_db
+
+    if args.db_command == "upgrade":
+        done = cli_db.cmd_db_upgrade(runtime, args)
+        message = f"{done['database']}: schema {done['before'] or 'empty'} -> {done['after']}"
+    else:
+        done = cli_db.cmd_db_status(runtime, args)
+        revision = done["revision"] or "empty"
+        message = f"{done['database']}: schema {revision} (newest {done['head']})"
+        if done["action"]:
+            message += f"; {done['action']}"
+    _out(args, done, lambda: print(message))
     return EXIT_OK
 
 
@@ -606,6 +625,20 @@ def build_parser() -> argparse.ArgumentParser:
         "not deleted) and a different keys file",
     )
     p.set_defaults(handler=cmd_restore)
+
+    p = sub.add_parser(
+        "db",
+        help="the store's schema: status, upgrade",
+        description="The store's schema revision (Alembic). A new database gets the newest schema "
+        "on first use; an older one is upgraded only by `clustermatch db upgrade` (take a "
+        "backup first). CLUSTERMATCH_DATABASE_URL chooses the store (default: SQLite in the "
+        "data directory; postgresql://... for PostgreSQL).",
+    )
+    db = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    p = db.add_parser("status", parents=[common], help="the schema revision and what to do")
+    p.set_defaults(handler=cmd_db)
+    p = db.add_parser("upgrade", parents=[common], help="run the pending migrations")
+    p.set_defaults(handler=cmd_db)
 
     p = sub.add_parser("keys", help="manage API keys")
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -57,6 +57,10 @@ class CorruptArtifact(ClusterMatchError):
     """A saved file fails its checksum or cannot be parsed."""
 
 
+class StoreSchemaError(ClusterMatchError):
+    """The store's schema is older (or newer) than this release; the message names the fix."""
+
+
 class ModelUnavailable(ClusterMatchError):
     """The configured embedding model cannot be loaded (package missing, files damaged)."""
 

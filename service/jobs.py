@@ -8,11 +8,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from service.errors import Conflict, NotFound
-from service.locks import is_locked
+from service.locks import RebuildLock
 from service.reindex import ReindexReport
 
 log = logging.getLogger("clustermatch.jobs")
@@ -44,11 +43,11 @@ class RebuildJobs:
         self,
         rebuild: Callable[[], ReindexReport],
         on_done: Callable[[ReindexReport], None],
-        lock_path: Path | None = None,
+        lock: RebuildLock | None = None,
     ) -> None:
         self._rebuild = rebuild
         self._on_done = on_done
-        self._lock_path = lock_path
+        self._rebuild_lock = lock
         self._jobs: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
         self._running: str | None = None
@@ -61,7 +60,7 @@ class RebuildJobs:
         with self._lock:
             if self._running is not None:
                 raise Conflict(f"rebuild {self._running} is already running")
-            if self._lock_path is not None and is_locked(self._lock_path):
+            if self._rebuild_lock is not None and self._rebuild_lock.held():
                 raise Conflict(
                     "a rebuild started by another process (e.g. the nightly job) is running"
                 )

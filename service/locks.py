@@ -8,8 +8,9 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from service.errors import Conflict
 
@@ -54,3 +55,25 @@ def waiting(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class RebuildLock(Protocol):
+    """One rebuild at a time per store: a file lock on one host (`FileRebuildLock`), a PostgreSQL
+    advisory lock across hosts (`service.store.pg.AdvisoryRebuildLock`)."""
+
+    def hold(self, what: str) -> AbstractContextManager[None]:
+        """Hold the lock for the `with` block; raise `Conflict` naming `what` when it is taken."""
+        ...
+
+    def held(self) -> bool: ...
+
+
+class FileRebuildLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def hold(self, what: str) -> AbstractContextManager[None]:
+        return exclusive(self.path, what)
+
+    def held(self) -> bool:
+        return is_locked(self.path)

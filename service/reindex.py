@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.generations import GenerationStore
 from service.index.readmodel import ReadModel
-from service.locks import exclusive
+from service.locks import FileRebuildLock, RebuildLock
 from service.store import ProfileStore, StoredChunk
 
 log = logging.getLogger("clustermatch.reindex")
@@ -97,16 +96,14 @@ class Reindexer:
         generations: GenerationStore,
         hnsw_threshold: int = HNSW_THRESHOLD,
         hnsw: HnswParams | None = None,
+        lock: RebuildLock | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.generations = generations
         self.hnsw_threshold = hnsw_threshold
         self.hnsw = hnsw or HnswParams()
-
-    @property
-    def lock_path(self) -> Path:
-        return self.generations.root / "reindex.lock"
+        self.lock: RebuildLock = lock or FileRebuildLock(generations.root / "reindex.lock")
 
     def run(
         self, full: bool = False, progress: Callable[[int], None] | None = None
@@ -116,7 +113,7 @@ class Reindexer:
 
         `progress` is called with the number of chunks handled in each step.
         """
-        with exclusive(self.lock_path, "an index rebuild"):
+        with self.lock.hold("an index rebuild"):
             return self._run(full, progress)
 
     def _run(self, full: bool, progress: Callable[[int], None] | None) -> ReindexReport:

@@ -17,12 +17,15 @@ from service.embedding.base import Embedder
 from service.index.faiss_index import HnswParams
 from service.index.generations import MAPS_FOLDER, GenerationStore
 from service.ingest import Ingestor
+from service.locks import FileRebuildLock, RebuildLock
 from service.matching import Matcher
 from service.names import NameIndex
 from service.projection import MapCache
 from service.reindex import Reindexer
 from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
+from service.store.pg import AdvisoryRebuildLock
+from service.store.sql import StorePointer
 from service.text import Chunker
 from service.text.keyterms import KeyTerms
 
@@ -54,8 +57,20 @@ class Runtime:
         return MicroBatchingEmbedder(embedder, max_wait=self.settings.micro_batch_ms / 1000)
 
     @cached_property
-    def store(self) -> ProfileStore:
+    def sql_store(self) -> SqlProfileStore:
         return SqlProfileStore(self.settings.resolved_database_url)
+
+    @property
+    def store(self) -> ProfileStore:
+        return self.sql_store
+
+    @cached_property
+    def rebuild_lock(self) -> RebuildLock:
+        """One rebuild at a time: across hosts (PostgreSQL advisory lock) when the store is
+        shared, else a lock file beside the generations."""
+        if self.sql_store.is_postgresql:
+            return AdvisoryRebuildLock(self.sql_store)
+        return FileRebuildLock(self.settings.resolved_index_dir / "reindex.lock")
 
     @cached_property
     def chunker(self) -> Chunker:
@@ -63,8 +78,11 @@ class Runtime:
 
     @cached_property
     def generations(self) -> GenerationStore:
+        # With PostgreSQL, replicas on several hosts share the generations folder, and the
+        # pointer to the served one is a row every replica reads; with SQLite, a CURRENT file.
+        pointer = StorePointer(self.sql_store) if self.sql_store.is_postgresql else None
         return GenerationStore(
-            self.settings.resolved_index_dir, keep=self.settings.keep_generations
+            self.settings.resolved_index_dir, keep=self.settings.keep_generations, pointer=pointer
         )
 
     @cached_property
@@ -91,6 +109,7 @@ class Runtime:
             self.generations,
             hnsw_threshold=self.settings.hnsw_threshold,
             hnsw=HnswParams(ef_search=self.settings.hnsw_ef_search),
+            lock=self.rebuild_lock,
         )
 
     def prepare(self, actor: Actor) -> list[ChunkDraft]:
@@ -186,5 +205,5 @@ class Runtime:
         )
 
     def close(self) -> None:
-        if "store" in self.__dict__:
-            self.store.close()
+        if "sql_store" in self.__dict__:
+            self.sql_store.close()

@@ -39,3 +39,70 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = Runtime(settings, embedder=FakeEmbedder())
     yield rt
     rt.close()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+# Tests that need PostgreSQL get a schema of their own in the `test` database (dropped after the
+# test). Unreachable PostgreSQL skips them locally; `.ci/run` sets CLUSTERMATCH_REQUIRE_POSTGRES=1,
+# which turns the skip into a failure.
+POSTGRES_URL = os.environ.get(
+    "CLUSTERMATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_admin() -> object:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        engine.dispose()
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}); start it "
+            f"or point CLUSTERMATCH_TEST_POSTGRES_URL at one"
+        )
+        if os.environ.get("CLUSTERMATCH_REQUIRE_POSTGRES"):
+            pytest.fail(message + " (CLUSTERMATCH_REQUIRE_POSTGRES is set)")
+        pytest.skip(message)
+    return engine
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL whose connections live in a fresh schema (search_path), dropped after."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    admin = _postgres_admin()
+    assert isinstance(admin, sa.Engine)
+    schema = f"cm_test_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            # Sessions still open in that schema (a killed server's) would block the drop.
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store contract runs on both backends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def backend_runtime(tmp_path: Path, store_url: str) -> Iterator[Runtime]:
+    """A fake-embedder runtime on each store backend."""
+    settings = Settings(data_dir=tmp_path / "data", port=unused_port(), database_url=store_url)
+    rt = Runtime(settings, embedder=FakeEmbedder())
+    yield rt
+    rt.close()

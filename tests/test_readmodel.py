@@ -62,7 +62,8 @@ def random_filter(rng: random.Random, reference: ActorSummary) -> ActorFilter:
     )
 
 
-def test_array_filters_equal_sql_filters_and_the_delta_predicate(runtime: Runtime) -> None:
+def test_array_filters_equal_sql_filters_and_the_delta_predicate(backend_runtime: Runtime) -> None:
+    runtime = backend_runtime
     rng = random.Random(20261201)
     actors = random_actors(rng, 60)
     runtime.ingestor.upsert(actors)

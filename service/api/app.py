@@ -66,7 +66,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     services = Services(
         runtime=runtime,
         keys=KeyFile(settings.keys_file) if settings.keys_file else None,
-        jobs=RebuildJobs(runtime.reindexer.run, rebuilt, runtime.reindexer.lock_path),
+        jobs=RebuildJobs(runtime.reindexer.run, rebuilt, runtime.reindexer.lock),
         metrics=metrics,
     )
 

@@ -33,6 +33,7 @@ STATUS: list[tuple[type[errors.ClusterMatchError], int, str]] = [
     (errors.IndexMismatch, 503, "Index does not fit the configured model"),
     (errors.CorruptArtifact, 503, "Index damaged"),
     (errors.ModelUnavailable, 503, "Model unavailable"),
+    (errors.StoreSchemaError, 503, "Store schema needs an upgrade"),
     (errors.MapUnavailable, 503, "Map unavailable"),
 ]
 

@@ -27,7 +27,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -131,27 +131,58 @@ def readmodel_checksum(generation_dir: Path) -> str:
     return digest.hexdigest()
 
 
+class GenerationPointer(Protocol):
+    """Which generation is served: a CURRENT file beside the generations (one host), or a row in
+    the PostgreSQL store that every replica reads (`service.store.pg.RowPointer`)."""
+
+    def read(self) -> str | None: ...
+
+    def write(self, generation: str) -> None:
+        """Atomically name `generation` (which exists) as the current one."""
+        ...
+
+
+class FilePointer:
+    """CURRENT, written to a temporary file and `os.replace`d: readers see the old or the new
+    name, never half of one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def path(self) -> Path:
+        return self.root / "CURRENT"
+
+    def read(self) -> str | None:
+        try:
+            name = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def write(self, generation: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".CURRENT.{secrets.token_hex(4)}"
+        tmp.write_text(generation + "\n", encoding="utf-8")
+        fsync_path(tmp)
+        os.replace(tmp, self.path)
+        fsync_path(self.root)
+
+
 class GenerationStore:
     """Publishes, finds and loads generations under one directory. Cheap to construct."""
 
-    def __init__(self, root: Path, keep: int = 3) -> None:
+    def __init__(self, root: Path, keep: int = 3, pointer: GenerationPointer | None = None) -> None:
         self.root = root
         self.keep = keep
+        self.pointer: GenerationPointer = pointer or FilePointer(root)
 
     @property
     def generations_dir(self) -> Path:
         return self.root / "generations"
 
-    @property
-    def pointer(self) -> Path:
-        return self.root / "CURRENT"
-
     def current_id(self) -> str | None:
-        try:
-            name = self.pointer.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return name or None
+        return self.pointer.read()
 
     def list_ids(self) -> list[str]:
         if not self.generations_dir.is_dir():
@@ -211,11 +242,7 @@ class GenerationStore:
         """Atomically make `generation` current (it must exist)."""
         if not (self.generations_dir / generation / MANIFEST_FILE).is_file():
             raise NotFound(f"index generation {generation!r} does not exist")
-        tmp = self.root / f".CURRENT.{secrets.token_hex(4)}"
-        tmp.write_text(generation + "\n", encoding="utf-8")
-        fsync_path(tmp)
-        os.replace(tmp, self.pointer)
-        fsync_path(self.root)
+        self.pointer.write(generation)
 
     def rollback(self) -> str:
         """Point CURRENT at the newest generation older than the current one."""

@@ -1,9 +1,13 @@
-"""The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL-ready.
+"""The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL (psycopg 3) for scale.
 
-All SQL of the project lives in this module. Every write is one transaction, so a profile is either
-stored whole (actor, documents, chunks) or not at all. Chunk ids come from an AUTOINCREMENT key:
-they are never reused, which lets them double as stable FAISS ids and lets "chunks newer than the
-index" be a simple `id > watermark`.
+All SQL of the project lives in `service/store/`: this module, the PostgreSQL locks (`pg.py`) and
+the migrations (`migrate.py`, `migrations/versions/`). The tables below are the newest revision;
+a change to them needs a migration, and `tests/test_migrations.py` holds the two equal.
+
+Every write is one transaction, so a profile is either stored whole (actor, documents, chunks) or
+not at all. Chunk ids come from an AUTOINCREMENT key (a sequence on PostgreSQL): they are never
+reused, which lets them double as stable FAISS ids and lets "chunks newer than the index" be a
+simple `id > watermark` (on PostgreSQL writes take a lock so ids also commit in order: `pg.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +25,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from service.domain import Actor, ActorSummary, Document, Owner
 from service.failpoints import failpoint
 from service.feedback import Feedback, FeedbackCounts, Label
 from service.index.base import ChunkSelection
+from service.store import migrate, pg
 from service.store.base import (
     ActorFilter,
     ActorPage,
@@ -36,18 +43,22 @@ from service.store.base import (
 
 log = logging.getLogger("clustermatch.store")
 
-SCHEMA_VERSION = 1
+LOCAL = Owner()
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite statement waits for another process's write lock."""
 CHECKPOINT_WAIT_MS = 2_000
-LOCAL = Owner()
+# Chunk ids are FAISS ids and watermarks and are never reused, so a busy store burns through them:
+# 64 bits on PostgreSQL; SQLite's AUTOINCREMENT key must be declared INTEGER (64-bit anyway).
+CHUNK_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Actor ids compare byte-wise on every backend, so cursors page the same way everywhere.
+ACTOR_ID = sa.String(128).with_variant(sa.String(128, collation="C"), "postgresql")
 
 metadata = sa.MetaData()
 
 actors = sa.Table(
     "actors",
     metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("id", ACTOR_ID, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False, index=True),
     # "" where unknown: the column predates optional countries, and "" keeps schema 1 valid.
@@ -75,7 +86,6 @@ actor_clusters = sa.Table(
     sa.Column("cluster_id", sa.String(128), nullable=False, index=True),
 )
 
-# Added with the workspace; `create_all` adds it to older stores, which simply have no partners.
 actor_partners = sa.Table(
     "actor_partners",
     metadata,
@@ -103,7 +113,7 @@ documents = sa.Table(
 chunks = sa.Table(
     "chunks",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", CHUNK_ID, primary_key=True, autoincrement=True),
     sa.Column("actor_id", sa.ForeignKey("actors.id", ondelete="CASCADE"), nullable=False),
     sa.Column("document_id", sa.String(128), nullable=False),
     sa.Column("ordinal", sa.Integer, nullable=False),
@@ -111,7 +121,8 @@ chunks = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("language", sa.String(2), nullable=False),
     sa.Index("ix_chunks_actor", "actor_id"),
-    # Erasure asks "does any chunk still use this hash?" for every hash an actor leaves behind.
+    # Erasure asks "does any chunk still use this hash?" for every hash an actor leaves behind
+    # (revision 0003).
     sa.Index("ix_chunks_content_hash", "content_hash"),
     sqlite_autoincrement=True,  # never reuse an id: ids are FAISS ids and watermarks
 )
@@ -147,6 +158,15 @@ store_meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Which generation is served, when the store is shared by replicas (revision 0002).
+generation_pointer = sa.Table(
+    "generation_pointer",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("generation", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -158,6 +178,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Erasure: a deleted row's bytes are overwritten with zeros, not left in a free page.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+    # pysqlite starts transactions only before writes, so a read of several SELECTs would see
+    # several snapshots. Let SQLAlchemy's "begin" event issue BEGIN instead (`_sqlite_begin`):
+    # SQLAlchemy's documented recipe for real SQLite transactions.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("clustermatch_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _chunked(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
@@ -166,83 +195,205 @@ def _chunked(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# An actor's rows, parents first.
+_ACTOR_TABLES = (actors, actor_sectors, actor_clusters, actor_partners, documents, chunks)
+
+
+def _actor_rows(
+    actor: Actor, drafts: Sequence[ChunkDraft], now: str, owner: Owner
+) -> dict[sa.Table, list[dict[str, Any]]]:
+    languages = {d.document_id: d.language for d in drafts}
+    return {
+        actors: [
+            {
+                "id": actor.id,
+                "name": actor.name,
+                "kind": actor.kind.value,
+                "country": actor.country or "",
+                "region": actor.region,
+                "url": actor.url,
+                "tenant": owner.tenant,
+                "networks": json.dumps(list(owner.networks)),
+                "updated_at": now,
+            }
+        ],
+        actor_sectors: [
+            {"actor_id": actor.id, "ordinal": i, "code": c} for i, c in enumerate(actor.sectors)
+        ],
+        actor_clusters: [
+            {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
+            for i, c in enumerate(actor.clusters)
+        ],
+        actor_partners: [
+            {"actor_id": actor.id, "ordinal": i, "partner_id": p}
+            for i, p in enumerate(actor.partners)
+        ],
+        documents: [
+            {
+                "actor_id": actor.id,
+                "id": doc.id,
+                "ordinal": i,
+                "kind": doc.kind.value,
+                "title": doc.title,
+                "text": doc.text,
+                "language": doc.language or languages.get(doc.id, "en"),
+                "language_given": doc.language is not None,
+                "visibility": doc.visibility.value,
+                "intent": doc.intent.value if doc.intent else None,
+                "codes": json.dumps(list(doc.codes)),
+            }
+            for i, doc in enumerate(actor.documents)
+        ],
+        chunks: [
+            {
+                "actor_id": actor.id,
+                "document_id": d.document_id,
+                "ordinal": d.ordinal,
+                "text": d.text,
+                "content_hash": d.content_hash,
+                "language": d.language,
+            }
+            for d in drafts
+        ],
+    }
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 (the driver clustermatch ships with)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 class SqlProfileStore:
-    """`ProfileStore` over SQLAlchemy Core. Cheap to construct; connects on first use."""
+    """`ProfileStore` over SQLAlchemy Core. Cheap to construct; connects on first use, and then
+    creates the schema in an empty database or refuses an outdated one (`service.store.migrate`)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = normalise_url(url)
         self._engine: Engine | None = None
-        # The first requests of a fresh server arrive together; two `create_all`s on a new
-        # database race ("table actors already exists").
+        # The first requests of a fresh server arrive together: one of them creates the schema.
         self._engine_lock = threading.Lock()
+        self._write_key: int | None = None
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith("postgresql")
 
     @property
     def engine(self) -> Engine:
         if self._engine is not None:
             return self._engine
         with self._engine_lock:
-            return self._connect()
+            if self._engine is None:
+                engine = self._new_engine()
+                try:
+                    migrate.ensure(engine)
+                except BaseException:
+                    engine.dispose()
+                    raise
+                self._engine = engine
+            return self._engine
 
-    def _connect(self) -> Engine:
-        if self._engine is None:
-            if self.url.startswith("sqlite:///"):
-                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(self.url, future=True)
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _sqlite_pragmas)
-            metadata.create_all(engine)
-            # create_all makes indexes only with their table: add ones newer than the store.
-            for table in (chunks,):
-                for index in table.indexes:
-                    index.create(engine, checkfirst=True)
-            with engine.begin() as conn:
-                self._check_schema(conn)
-            self._engine = engine
-        return self._engine
+    def _new_engine(self) -> Engine:
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if self.is_postgresql:
+            # pre_ping: a replica outlives PostgreSQL restarts and idle-connection reaping.
+            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        else:
+            engine = sa.create_engine(self.url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+
+    def schema_state(self) -> migrate.SchemaState:
+        engine = self._new_engine()
+        try:
+            with engine.connect() as connection:
+                return migrate.state(connection)
+        finally:
+            engine.dispose()
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Run the pending migrations (`clustermatch db upgrade`); returns (before, after)."""
+        engine = self._new_engine()
+        try:
+            return migrate.upgrade(engine)
+        finally:
+            engine.dispose()
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
-    @staticmethod
-    def _check_schema(conn: Connection) -> None:
-        row = conn.execute(
-            sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")
-        ).scalar()
-        if row is None:
-            conn.execute(
-                store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-            )
-        elif int(row) != SCHEMA_VERSION:
-            raise RuntimeError(f"store schema {row} is not the supported {SCHEMA_VERSION}")
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction. On PostgreSQL it first takes the store's write lock, so chunk ids
+        commit in the order they are allocated (`service.store.pg` says why that matters); on
+        SQLite it is BEGIN IMMEDIATE, so a second writer waits at the start (busy_timeout)
+        instead of failing half-way when it first writes."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(clustermatch_write=True)
+            with conn.begin():
+                if self.is_postgresql:
+                    if self._write_key is None:
+                        self._write_key = pg.advisory_key(conn, "write")
+                    pg.lock_writes(conn, self._write_key)
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read that sees one snapshot across all its statements: an actor and its documents
+        read by two SELECTs must not straddle a concurrent delete (PostgreSQL: REPEATABLE READ;
+        SQLite: one BEGIN, see `_sqlite_transactions`)."""
+        with self.engine.connect() as conn:
+            if self.is_postgresql:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
 
     # --- writes ----------------------------------------------------------------------------
 
     def upsert_actors(
         self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = LOCAL
     ) -> list[bool]:
-        created: list[bool] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.engine.begin() as conn:
-            replaced: set[str] = set()
-            for actor, drafts in items:
-                existed, hashes = self._delete(conn, actor.id)
-                self._insert(conn, actor, drafts, now, owner)
-                replaced.update(hashes)
-                created.append(not existed)
-                failpoint("store-write")
+        # One statement per table for the whole batch, not per actor: a bulk import costs a dozen
+        # round trips, which matters on PostgreSQL. An id written twice in one batch ends as its
+        # last version, as if the writes had run one after the other.
+        last = {actor.id: i for i, (actor, _) in enumerate(items)}
+        ids = list(last)
+        rows: dict[sa.Table, list[dict[str, Any]]] = {t: [] for t in _ACTOR_TABLES}
+        for i, (actor, drafts) in enumerate(items):
+            if last[actor.id] == i:
+                for table, found in _actor_rows(actor, drafts, now, owner).items():
+                    rows[table].extend(found)
+        with self._write() as conn:
+            replaced = self._hashes_of(conn, ids)
+            stored = self._delete(conn, ids)
+            for table in _ACTOR_TABLES:  # parents first
+                if rows[table]:
+                    conn.execute(table.insert(), rows[table])
             self._drop_unused_vectors(conn, replaced)  # a rewritten text's vector goes with it
+            failpoint("store-write")
             self._count_changes(conn, len(items))
+        created = []
+        for actor, _ in items:
+            created.append(actor.id not in stored)
+            stored.add(actor.id)
         return created
 
     def delete_actor(self, actor_id: str) -> bool:
         """Erase the actor: its rows, and the cached vectors of its texts that no other chunk
-        uses, in one transaction; `secure_delete` zeroes the freed bytes. The change count at
-        the latest erasure is recorded, so a rebuild knows which older generations still hold
-        erased vectors (see `last_erasure`)."""
-        with self.engine.begin() as conn:
-            deleted, hashes = self._delete(conn, actor_id)
+        uses, in one transaction; `secure_delete` zeroes the freed bytes (SQLite). The change
+        count at the latest erasure is recorded, so a rebuild knows which older generations
+        still hold erased vectors (see `last_erasure`)."""
+        with self._write() as conn:
+            hashes = self._hashes_of(conn, [actor_id])
+            deleted = bool(self._delete(conn, [actor_id]))
             if deleted:
                 self._drop_unused_vectors(conn, hashes)
                 self._count_changes(conn, 1)
@@ -250,8 +401,16 @@ class SqlProfileStore:
             return deleted
 
     def last_erasure(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._meta_int(conn, "erased_at")
+
+    @staticmethod
+    def _hashes_of(conn: Connection, actor_ids: Sequence[str]) -> set[str]:
+        hashes: set[str] = set()
+        for part in _chunked(actor_ids):
+            query = sa.select(chunks.c.content_hash).where(chunks.c.actor_id.in_(part))
+            hashes.update(conn.execute(query).scalars())
+        return hashes
 
     @staticmethod
     def _meta_int(conn: Connection, key: str) -> int:
@@ -277,24 +436,27 @@ class SqlProfileStore:
         """Remove every cached vector whose text no stored chunk holds (e.g. cached by a write
         that raced a delete, or by a rebuild that read the chunk just before it was erased)."""
         unused = ~sa.exists().where(chunks.c.content_hash == embeddings.c.content_hash)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return int(conn.execute(embeddings.delete().where(unused)).rowcount or 0)
 
     def compact(self) -> None:
         """Let deleted bytes leave the files: SQLite keeps the pages a delete rewrote in its
         write-ahead log until a checkpoint copies them into the database; TRUNCATE then empties
         the log file. (PostgreSQL: a VACUUM, which the operator's maintenance runs.)"""
-        if self.engine.dialect.name != "sqlite":
+        if self.is_postgresql:
             return
-        with self.engine.connect() as conn:
-            # A TRUNCATE checkpoint holds new writers back while it waits for readers: wait
-            # briefly (not the usual 30 s), and leave the rest to the next one.
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
-            try:
-                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-            finally:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.commit()
+        # On the raw connection, outside any transaction (a checkpoint cannot pass an open
+        # snapshot). A TRUNCATE checkpoint holds new writers back while it waits for readers:
+        # wait briefly (not the usual 30 s), and leave the rest to the next one.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.close()
+        finally:
+            raw.close()
         if busy:
             log.warning("WAL checkpoint incomplete: readers held it; the next one completes it")
 
@@ -311,111 +473,31 @@ class SqlProfileStore:
             conn.execute(store_meta.insert().values(key="changes", value=str(n)))
 
     def changes(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._meta_int(conn, "changes")
 
     def get_owner(self, actor_id: str) -> Owner | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(actors.c.tenant, actors.c.networks).where(actors.c.id == actor_id)
             ).first()
         return None if row is None else Owner(row.tenant, tuple(json.loads(row.networks)))
 
     @staticmethod
-    def _delete(conn: Connection, actor_id: str) -> tuple[bool, set[str]]:
-        """Delete the actor's rows; returns whether it existed and its chunks' content hashes."""
-        hashes = set(
-            conn.execute(
-                sa.select(chunks.c.content_hash).where(chunks.c.actor_id == actor_id)
-            ).scalars()
-        )
-        # Children first, explicitly: PostgreSQL and SQLite agree on this without relying on
-        # ON DELETE CASCADE being enabled for every connection.
-        for table in (chunks, documents, actor_sectors, actor_clusters, actor_partners):
-            conn.execute(table.delete().where(table.c.actor_id == actor_id))
-        return conn.execute(actors.delete().where(actors.c.id == actor_id)).rowcount > 0, hashes
-
-    @staticmethod
-    def _insert(
-        conn: Connection, actor: Actor, drafts: Sequence[ChunkDraft], now: str, owner: Owner
-    ) -> None:
-        conn.execute(
-            actors.insert().values(
-                id=actor.id,
-                name=actor.name,
-                kind=actor.kind.value,
-                country=actor.country or "",
-                region=actor.region,
-                url=actor.url,
-                tenant=owner.tenant,
-                networks=json.dumps(list(owner.networks)),
-                updated_at=now,
-            )
-        )
-        if actor.sectors:
-            conn.execute(
-                actor_sectors.insert(),
-                [
-                    {"actor_id": actor.id, "ordinal": i, "code": c}
-                    for i, c in enumerate(actor.sectors)
-                ],
-            )
-        if actor.clusters:
-            conn.execute(
-                actor_clusters.insert(),
-                [
-                    {"actor_id": actor.id, "ordinal": i, "cluster_id": c}
-                    for i, c in enumerate(actor.clusters)
-                ],
-            )
-        if actor.partners:
-            conn.execute(
-                actor_partners.insert(),
-                [
-                    {"actor_id": actor.id, "ordinal": i, "partner_id": p}
-                    for i, p in enumerate(actor.partners)
-                ],
-            )
-        languages = {d.document_id: d.language for d in drafts}
-        conn.execute(
-            documents.insert(),
-            [
-                {
-                    "actor_id": actor.id,
-                    "id": doc.id,
-                    "ordinal": i,
-                    "kind": doc.kind.value,
-                    "title": doc.title,
-                    "text": doc.text,
-                    "language": doc.language or languages.get(doc.id, "en"),
-                    "language_given": doc.language is not None,
-                    "visibility": doc.visibility.value,
-                    "intent": doc.intent.value if doc.intent else None,
-                    "codes": json.dumps(list(doc.codes)),
-                }
-                for i, doc in enumerate(actor.documents)
-            ],
-        )
-        if drafts:
-            conn.execute(
-                chunks.insert(),
-                [
-                    {
-                        "actor_id": actor.id,
-                        "document_id": d.document_id,
-                        "ordinal": d.ordinal,
-                        "text": d.text,
-                        "content_hash": d.content_hash,
-                        "language": d.language,
-                    }
-                    for d in drafts
-                ],
-            )
+    def _delete(conn: Connection, actor_ids: Sequence[str]) -> set[str]:
+        """Delete actors with everything they own (ON DELETE CASCADE, which both backends enforce:
+        SQLite through `PRAGMA foreign_keys=ON` on every connection); returns the ids that were
+        there. One statement per 900 ids."""
+        deleted: set[str] = set()
+        for part in _chunked(actor_ids):
+            statement = actors.delete().where(actors.c.id.in_(part)).returning(actors.c.id)
+            deleted.update(conn.execute(statement).scalars())
+        return deleted
 
     # --- reads -----------------------------------------------------------------------------
 
     def get_actor(self, actor_id: str) -> Actor | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(actors).where(actors.c.id == actor_id)).mappings().first()
             if row is None:
                 return None
@@ -471,11 +553,11 @@ class SqlProfileStore:
 
     def actor_summaries(self, actor_ids: Sequence[str]) -> dict[str, ActorSummary]:
         ids = list(dict.fromkeys(actor_ids))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._summaries(conn, ids)
 
     def actor_names(self) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [(r.id, r.name) for r in conn.execute(sa.select(actors.c.id, actors.c.name))]
 
     def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
@@ -528,7 +610,7 @@ class SqlProfileStore:
                     )
                 )
             )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
             if after is not None:
                 query = query.where(actors.c.id > after)
@@ -569,7 +651,7 @@ class SqlProfileStore:
 
     def chunks_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
         out: dict[int, StoredChunk] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for part in _chunked([int(i) for i in chunk_ids]):
                 for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
                     out[row[0]] = self._chunk(row)
@@ -579,7 +661,7 @@ class SqlProfileStore:
         self, actor_ids: Sequence[str], chunk_ids: Sequence[int]
     ) -> tuple[dict[str, ActorSummary], dict[int, StoredChunk]]:
         found: dict[int, StoredChunk] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             summaries = self._summaries(conn, list(actor_ids))
             for part in _chunked([int(i) for i in chunk_ids]):
                 for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
@@ -588,7 +670,7 @@ class SqlProfileStore:
 
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]:
         out: list[StoredChunk] = []
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for part in _chunked(list(actor_ids)):
                 query = self._chunk_query().where(chunks.c.actor_id.in_(part))
                 out.extend(self._chunk(r) for r in conn.execute(query.order_by(chunks.c.id)))
@@ -598,7 +680,7 @@ class SqlProfileStore:
         """Chunks with id > `after` in id order, in batches, each read in its own transaction."""
         last = after
         while True:
-            with self.engine.connect() as conn:
+            with self._read() as conn:
                 query = self._chunk_query().where(chunks.c.id > last).order_by(chunks.c.id)
                 batch = [self._chunk(r) for r in conn.execute(query.limit(batch_size))]
             if not batch:
@@ -621,7 +703,7 @@ class SqlProfileStore:
                 ),
             )
             exclusions.append(sa.func.coalesce(documents.c.intent, "") == "need")
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             if conditions:
                 # An allow-list: exact, and FAISS then never returns a filtered-out chunk.
                 query = base.where(*conditions, *(sa.not_(e) for e in exclusions))
@@ -710,7 +792,7 @@ class SqlProfileStore:
             & (feedback.c.context == item.context)
             & (feedback.c.actor_id == item.actor_id)
         )
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(feedback.delete().where(key))
             conn.execute(
                 feedback.insert().values(
@@ -740,7 +822,7 @@ class SqlProfileStore:
         if labels:
             query = query.where(feedback.c.label.in_(sorted(labels)))
         order = (feedback.c.tenant, feedback.c.updated_at, feedback.c.context, feedback.c.actor_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(query.order_by(*order)).mappings().all()
         return [
             Feedback(
@@ -762,13 +844,13 @@ class SqlProfileStore:
         if tenant is not None:
             query = query.where(feedback.c.tenant == tenant)
         counts: dict[str, dict[str, int]] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for row_tenant, label, n in conn.execute(query.order_by(feedback.c.tenant)):
                 counts.setdefault(row_tenant, {})[label] = int(n)
         return [FeedbackCounts(t, labels) for t, labels in counts.items()]
 
     def partners_of(self, actor_id: str) -> tuple[str, ...]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
         return found.get(actor_id, ())
 
@@ -778,7 +860,7 @@ class SqlProfileStore:
         self, content_hashes: Sequence[str], model_id: str
     ) -> dict[str, npt.NDArray[np.float32]]:
         out: dict[str, npt.NDArray[np.float32]] = {}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             for part in _chunked(list(dict.fromkeys(content_hashes))):
                 rows = conn.execute(
                     sa.select(embeddings.c.content_hash, embeddings.c.vector).where(
@@ -790,59 +872,25 @@ class SqlProfileStore:
         return out
 
     def put_vectors(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
-        """Cache `vectors`; a vector another process cached meanwhile is kept as it is.
-
-        Two processes often embed the same passage at once (a rebuild and a server's watcher,
-        both finding chunks whose writer died before embedding them): the look-up below runs
-        before the write lock is taken, so the insert itself must ignore duplicates, or the
-        second one fails with a unique-key error (a failed rebuild, a 500 on a PUT)."""
+        """Cache vectors by content hash. Several processes embed the same new text at once (every
+        replica embeds what another wrote): a hash already cached is kept, never an error."""
         if not vectors:
             return
+        rows = [
+            {"content_hash": h, "model_id": model_id, "vector": np.asarray(v, "<f4").tobytes()}
+            for h, v in vectors.items()
+        ]
+        insert = (
+            postgresql.insert(embeddings) if self.is_postgresql else sqlite.insert(embeddings)
+        ).on_conflict_do_nothing(index_elements=["content_hash", "model_id"])
         with self.engine.begin() as conn:
-            known = self._cached_hashes(conn, model_id, list(vectors))
-            rows = [
-                {
-                    "content_hash": h,
-                    "model_id": model_id,
-                    "vector": np.asarray(v, dtype="<f4").tobytes(),
-                }
-                for h, v in vectors.items()
-                if h not in known
-            ]
-            if rows:
-                conn.execute(self._insert_new_vectors(conn), rows)
-
-    @staticmethod
-    def _cached_hashes(conn: Connection, model_id: str, hashes: Sequence[str]) -> set[str]:
-        known: set[str] = set()
-        for part in _chunked(hashes):
-            known.update(
-                conn.execute(
-                    sa.select(embeddings.c.content_hash).where(
-                        embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
-                    )
-                ).scalars()
-            )
-        return known
-
-    @staticmethod
-    def _insert_new_vectors(conn: Connection) -> sa.Insert:
-        """INSERT that skips rows whose (content hash, model) is already cached."""
-        keys = [embeddings.c.content_hash, embeddings.c.model_id]
-        if conn.dialect.name == "sqlite":
-            from sqlalchemy.dialects import sqlite
-
-            return sqlite.insert(embeddings).on_conflict_do_nothing(index_elements=keys)
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            return postgresql.insert(embeddings).on_conflict_do_nothing(index_elements=keys)
-        return embeddings.insert()
+            for part in _chunked(rows, 500):
+                conn.execute(insert, list(part))
 
     # --- bookkeeping -----------------------------------------------------------------------
 
     def counts(self) -> StoreCounts:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
 
             def count(table: sa.Table) -> int:
                 return int(
@@ -854,5 +902,39 @@ class SqlProfileStore:
             )
 
     def max_chunk_id(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.max(chunks.c.id))).scalar() or 0)
+
+
+class StorePointer:
+    """`GenerationPointer` as a row of the store: with a PostgreSQL store every replica, on any
+    host, reads the same truth. Written only by a rebuild (under the rebuild lock) or a rollback."""
+
+    NAME = "current"
+
+    def __init__(self, store: SqlProfileStore) -> None:
+        self._store = store
+
+    def read(self) -> str | None:
+        with self._store._read() as conn:
+            found = conn.execute(
+                sa.select(generation_pointer.c.generation).where(
+                    generation_pointer.c.name == self.NAME
+                )
+            ).scalar()
+        return str(found) if found else None
+
+    def write(self, generation: str) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._store._write() as conn:
+            updated = conn.execute(
+                generation_pointer.update()
+                .where(generation_pointer.c.name == self.NAME)
+                .values(generation=generation, updated_at=now)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    generation_pointer.insert().values(
+                        name=self.NAME, generation=generation, updated_at=now
+                    )
+                )
