@@ -53,6 +53,8 @@ from service.evaluation_server import ServerProcess
 DEMO_FILE = CHECKOUT_DIR / "data" / "demo" / "actors.jsonl.gz"
 OPS = ("search", "match", "get", "put", "bulk", "delete")
 WEIGHTS = (35, 20, 10, 17, 6, 12)
+SEARCH_DEPTH = 100
+"""How deep the final check looks for an actor in a search for its own text."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
 """The line of a traceback that names the exception, e.g. `sqlite3.IntegrityError: ...`."""
@@ -407,6 +409,7 @@ def check_store(server: ServerProcess, owned: Owned, log: Any) -> dict[str, Any]
     every acknowledged delete is gone."""
     http = server.http
     missing, stale, unmatchable, resurrected = [], [], [], []
+    ranks: list[int] = []
     for actor_id, text in sorted(owned.present.items()):
         response = http.get(f"/v1/actors/{actor_id}")
         if response.status_code != 200:
@@ -414,8 +417,11 @@ def check_store(server: ServerProcess, owned: Owned, log: Any) -> dict[str, Any]
             continue
         if response.json()["documents"][0]["text"] != text:
             stale.append(actor_id)
-        if not found_by_search(http, actor_id, text):
+        rank = rank_in_search(http, actor_id, text)
+        if rank is None:
             unmatchable.append(actor_id)
+        else:
+            ranks.append(rank)
     for actor_id in sorted(owned.deleted):
         if http.get(f"/v1/actors/{actor_id}").status_code != 404:
             resurrected.append(actor_id)
@@ -431,17 +437,25 @@ def check_store(server: ServerProcess, owned: Owned, log: Any) -> dict[str, Any]
         "missing": missing,
         "stale_text": stale,
         "not_matchable": unmatchable,
+        "rank_in_a_search_for_its_own_text": {
+            "worst": max(ranks, default=None),
+            "below_10": sum(1 for r in ranks if r > 10),
+        },
         "deleted_but_present": resurrected,
     }
 
 
-def found_by_search(http: httpx.Client, actor_id: str, text: str, tries: int = 3) -> bool:
+def rank_in_search(http: httpx.Client, actor_id: str, text: str, tries: int = 3) -> int | None:
+    """Where a search for the actor's own text ranks it (1 = first), within the first
+    `SEARCH_DEPTH`; None when it is not there (not matchable). Near-copies of a passage (one
+    project text shared by many partners) may rank above it, hence the depth."""
     for attempt in range(tries):
-        body = http.get("/v1/search", params={"q": text, "limit": 10}).json()
-        if actor_id in _ids(body["results"]):
-            return True
+        body = http.get("/v1/search", params={"q": text, "limit": SEARCH_DEPTH}).json()
+        found = _ids(body["results"])
+        if actor_id in found:
+            return found.index(actor_id) + 1
         time.sleep(0.5 * (attempt + 1))  # allow a watch interval for a restarted delta
-    return False
+    return None
 
 
 def logged_errors(log_path: Path) -> list[str]:
