@@ -379,7 +379,10 @@ class ServedIndex:
         alive = ~log_.dead.view(n)
         ids = log_.ids.view(n)[alive]
         texts = [log_.chunks[p].text for p in np.flatnonzero(alive).tolist()]
-        log_.lexical = (n, LexicalIndex.build(ids, texts))
+        # Weighted alongside the generation's passages, so delta and generation scores compare.
+        generation = self._generation_lexical
+        alongside = generation.stats if generation is not None else None
+        log_.lexical = (n, LexicalIndex.build(ids, texts, alongside=alongside))
         self.lexical_builds += 1
 
     def settle(self) -> None:
