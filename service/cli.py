@@ -445,6 +445,26 @@ def cmd_keys_create(runtime: Runtime, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.backup import backup
+
+    report = backup(runtime.settings, Path(args.dir), progress=_say)
+    _out(args, asdict(report), lambda: print(f"backup complete: {report.path}"))
+    return EXIT_OK
+
+
+def cmd_restore(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.backup import restore
+
+    report = restore(runtime.settings, Path(args.dir), force=args.force, progress=_say)
+    _out(args, asdict(report), lambda: print(f"restored into {report.data_dir}"))
+    return EXIT_OK
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def split_commas(values: list[str] | None) -> list[str]:
     return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
 
@@ -577,6 +597,34 @@ def build_parser() -> argparse.ArgumentParser:
         "files (default: the number of usable cores)",
     )
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser(
+        "backup",
+        parents=[common],
+        help="copy the store, the served generation and the keys file into a new folder",
+        description="An online backup (the service keeps serving): the served generation, then "
+        "the SQLite store through SQLite's backup API, then the keys file, with a manifest of "
+        "checksums. For a PostgreSQL store it prints the pg_dump command instead.",
+    )
+    p.add_argument("dir", metavar="DIR", help="a new or empty folder")
+    p.set_defaults(handler=cmd_backup)
+
+    p = sub.add_parser(
+        "restore",
+        parents=[common],
+        help="replace the data folder with a backup (stop the service first)",
+        description="Verify every checksum of the backup, build the data folder beside "
+        "CLUSTERMATCH_DATA_DIR and rename it into place: all or nothing. A restored service "
+        "serves the same results at once.",
+    )
+    p.add_argument("dir", metavar="DIR", help="a folder written by `clustermatch backup`")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty data folder (it is moved aside to <dir>.replaced-<time>, "
+        "not deleted) and a different keys file",
+    )
+    p.set_defaults(handler=cmd_restore)
 
     p = sub.add_parser(
         "db",

@@ -56,12 +56,16 @@ class ServerProcess:
         model: str,
         module: str = "service.cli",
         startup_seconds: float = 300.0,
+        log_path: Path | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir, self.model, self.module = data_dir, model, module
         self.startup_seconds = startup_seconds
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
+        self.log_path = log_path or data_dir / "server.log"
+        self.environment = dict(environment or {})
+        """More CLUSTERMATCH_ settings for the server (e.g. a short watch interval)."""
         self._process: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(base_url=self.base_url, timeout=600)
         self.started_seconds = 0.0
@@ -78,8 +82,8 @@ class ServerProcess:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def env(self) -> dict[str, str]:
+        """The environment of the server, and of any CLI process working on its data."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERMATCH_")}
         env.update(passed_settings())
         env.update(
@@ -92,6 +96,13 @@ class ServerProcess:
                 p for p in (str(CHECKOUT_DIR), env.get("PYTHONPATH", "")) if p
             ),
         )
+        env.update(self.environment)
+        return env
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.http.is_closed:  # started again after a stop or a kill
+            self.http = httpx.Client(base_url=self.base_url, timeout=600)
         command = [sys.executable, "-m", self.module, "serve", "--port", str(self.port)]
         # One worker process: match quality does not depend on the number of workers, and the
         # run then knows that the process it asked to rebuild is the one answering its queries.
@@ -99,7 +110,7 @@ class ServerProcess:
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, cwd=CHECKOUT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=CHECKOUT_DIR, env=self.env(), stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + self.startup_seconds
         while True:
@@ -125,6 +136,13 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (nothing is flushed or shut down cleanly)."""
+        self.http.close()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(30)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.is_file():

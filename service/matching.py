@@ -191,7 +191,8 @@ class Matcher:
         drafts = _for_mode(drafts, [intents[d.document_id] for d in drafts], mode)
         picked = pick_query_chunks(drafts, self.max_query_chunks)
         queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
-        vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked])
+        # Not cached: a profile that is only matched, never stored, leaves nothing behind.
+        vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked], cache=False)
         summary = ActorSummary(
             id=actor.id,
             name=actor.name,
@@ -225,14 +226,18 @@ class Matcher:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _passage_vectors(self, items: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
-        """Vectors of stored passages: from the embedding cache where present, else embedded."""
+    def _passage_vectors(
+        self, items: Sequence[tuple[str, str]], cache: bool = True
+    ) -> npt.NDArray[np.float32]:
+        """Vectors of passages: from the embedding cache where present, else embedded (and
+        cached with `cache`)."""
         cached = self.store.cached_vectors([h for _, h in items], self.embedder.model_id)
         missing = [(t, h) for t, h in items if h not in cached]
         if missing:
             fresh = self.embedder.embed([t for t, _ in missing], role="passage")
             new = {h: fresh[i] for i, (_, h) in enumerate(missing)}
-            self.store.put_vectors(self.embedder.model_id, new)
+            if cache:
+                self.store.put_vectors(self.embedder.model_id, new)
             cached.update(new)
         if not items:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)

@@ -199,8 +199,4 @@ class MapCache:
         tmp = path.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
         tmp.write_text(json.dumps(asdict(projection)), encoding="utf-8")
         os.replace(tmp, path)  # readers never see half a file
-        # Maps of generations that are no longer kept go with them.
-        kept = set(self._generations.list_ids())
-        for old in self.root.glob("*.json"):
-            if old.stem.rsplit("-", 1)[0] not in kept:
-                old.unlink(missing_ok=True)
+        self._generations.prune_derived()  # a generation pruned meanwhile takes its map along

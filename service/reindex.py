@@ -1,6 +1,8 @@
 """Build a new index generation from the store, embedding only passages not yet in the cache.
 
 Phases, each logged on one line: lock -> snapshot -> embed -> build -> verify -> publish -> prune.
+Prune also removes every older generation that still holds an erased actor's vectors, and the
+store is compacted (SQLite: the WAL is checkpointed and truncated) so deleted bytes leave disk.
 Chunk vectors are cached by (content hash, model id) and committed batch by batch, so a killed
 build loses at most one batch of work, and an unchanged store rebuilds with zero embeddings. A
 model change misses the cache entirely and re-embeds everything.
@@ -151,6 +153,9 @@ class Reindexer:
             if progress is not None:
                 progress(len(batch))
         log.info("embed: %d computed, %d from cache (model %s)", embedded, reused, model_id)
+        orphans = self.store.drop_orphan_vectors()
+        if orphans:
+            log.info("embed: dropped %d cached vectors no stored chunk uses", orphans)
 
         ids = np.concatenate(id_batches) if id_batches else np.zeros(0, dtype=np.int64)
         vectors = (
@@ -158,6 +163,17 @@ class Reindexer:
             if vector_batches
             else np.zeros((0, self.embedder.dim), dtype=np.float32)
         )
+        # Actors deleted while the snapshot was read must not enter the new generation (an
+        # erased actor's vectors would be published again): keep what still exists now.
+        summaries = self.store.actor_summaries(sorted(actors))
+        if len(summaries) < len(actors):
+            keep = np.array([c.actor_id in summaries for c in snapshot], dtype=np.bool_)
+            ids, vectors = ids[keep], vectors[keep]
+            snapshot = [c for c, kept in zip(snapshot, keep.tolist(), strict=True) if kept]
+            log.info(
+                "snapshot: %d actors deleted meanwhile, left out", len(actors) - len(summaries)
+            )
+            actors = set(summaries)
         approximate = len(ids) >= self.hnsw_threshold
         index = FaissIndex(
             self.embedder.dim, kind="hnsw" if approximate else "flat", hnsw=self.hnsw
@@ -173,9 +189,7 @@ class Reindexer:
 
         recall = self._verify(index, ids, vectors)
         log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)
-        readmodel = ReadModel.build(
-            snapshot, vectors, self.store.actor_summaries(sorted(actors)), self.embedder.dim
-        )
+        readmodel = ReadModel.build(snapshot, vectors, summaries, self.embedder.dim)
         log.info("read model: %d actors, %d chunks", len(readmodel), len(readmodel.chunk_ids))
 
         manifest = self.generations.publish(
@@ -191,6 +205,10 @@ class Reindexer:
             recall_at_10=round(recall, 4),
         )
         log.info("publish: CURRENT -> %s", manifest.generation)
+        # Erasure: generations snapshotted before the latest delete still hold its vectors.
+        pruned = self.generations.prune(erased_at=self.store.last_erasure())
+        self.store.compact()
+        log.info("prune: %s", f"removed {', '.join(pruned)}" if pruned else "nothing to remove")
         return ReindexReport(
             generation=manifest.generation,
             model=model_id,

@@ -15,7 +15,7 @@ from service.config import ModelProfile, Settings
 from service.domain import Actor
 from service.embedding.base import Embedder
 from service.index.faiss_index import HnswParams
-from service.index.generations import GenerationStore
+from service.index.generations import MAPS_FOLDER, GenerationStore
 from service.ingest import Ingestor
 from service.locks import FileRebuildLock, RebuildLock
 from service.matching import Matcher
@@ -136,7 +136,7 @@ class Runtime:
     def maps(self) -> MapCache:
         return MapCache(
             self.store,
-            self.settings.resolved_index_dir / "maps",
+            self.settings.resolved_index_dir / MAPS_FOLDER,
             self.generations,
             method=self.settings.map_method,
         )

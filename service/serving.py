@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from service.domain import ActorSummary
 from service.embedding.base import Embedder
+from service.errors import Conflict, CorruptArtifact, NotFound
 from service.index.base import IdArray, Vectors
 from service.index.generations import GenerationStore, LoadedGeneration
 from service.lexical import LexicalIndex
@@ -40,6 +41,8 @@ LEXICAL_SYNC_MAX = 256
 beyond, in the background within `LEXICAL_DELAY` seconds, so writes stay O(change). BM25 may lag
 that long behind a write; vectors never do."""
 LEXICAL_DELAY = 0.25
+LOAD_ATTEMPTS = 5
+"""Generations tried in a row when each is pruned by a newer publish while it loads."""
 
 
 class _Grow:
@@ -256,14 +259,7 @@ class ServedIndex:
             if wanted is None:
                 loaded = LoadedGeneration.empty(self._embedder.model_id, self._embedder.dim)
             else:
-                found = self._generations.load(
-                    wanted,
-                    model_id=self._embedder.model_id,
-                    dim=self._embedder.dim,
-                    store=self._store,
-                )
-                assert found is not None
-                loaded = found
+                wanted, loaded = self._load_named(wanted)
                 warm(loaded)
             watermark = loaded.manifest.watermark
             lexical = self._lexical(watermark) if self._with_lexical and wanted else None
@@ -278,6 +274,29 @@ class ServedIndex:
                 log.info("serving generation %s (%d chunks)", wanted, loaded.manifest.chunks)
             self.refresh_delta(embed=False)
             return loaded
+
+    def _load_named(self, wanted: str) -> tuple[str, LoadedGeneration]:
+        """Load `wanted`, which CURRENT named a moment ago. A rebuild publishing meanwhile may
+        prune it (the keep count, or an erasure: see `GenerationStore.prune`) before or while
+        it is read; CURRENT then names the newer generation, which is loaded instead."""
+        for _ in range(LOAD_ATTEMPTS):
+            try:
+                found = self._generations.load(
+                    wanted,
+                    model_id=self._embedder.model_id,
+                    dim=self._embedder.dim,
+                    store=self._store,
+                )
+            except (NotFound, CorruptArtifact, FileNotFoundError):
+                newer = self._generations.current_id()
+                if newer is None or newer == wanted:
+                    raise  # really missing or damaged, not replaced
+                log.info("generation %s was pruned while loading; loading %s", wanted, newer)
+                wanted = newer
+                continue
+            assert found is not None
+            return wanted, found
+        raise Conflict(f"generations were replaced faster than one loads ({LOAD_ATTEMPTS} tries)")
 
     def _lexical(self, watermark: int) -> LexicalIndex:
         """BM25 over the passages the generation holds that are still in the store."""
@@ -360,7 +379,10 @@ class ServedIndex:
         alive = ~log_.dead.view(n)
         ids = log_.ids.view(n)[alive]
         texts = [log_.chunks[p].text for p in np.flatnonzero(alive).tolist()]
-        log_.lexical = (n, LexicalIndex.build(ids, texts))
+        # Weighted alongside the generation's passages, so delta and generation scores compare.
+        generation = self._generation_lexical
+        alongside = generation.stats if generation is not None else None
+        log_.lexical = (n, LexicalIndex.build(ids, texts, alongside=alongside))
         self.lexical_builds += 1
 
     def settle(self) -> None:

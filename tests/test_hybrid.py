@@ -59,3 +59,56 @@ def test_patent_class_and_acronym_are_findable(runtime: Runtime) -> None:
     # written after the generation: found through the delta's own BM25
     runtime.ingestor.upsert([make_actor("late", ["CFRP recycling by pyrolysis"])])
     assert runtime.matcher.search("CFRP", limit=1).matches[0].actor.id == "late"
+
+
+FUSION = (
+    "Implementation of activities described in the Roadmap to Fusion during Horizon 2020 "
+    "through a joint programme of the members of the EUROfusion consortium"
+)
+
+
+def test_an_actor_written_since_the_rebuild_ranks_as_it_will_after_it(runtime: Runtime) -> None:
+    runtime.ingestor.upsert(
+        [make_actor(f"partner{i}", [FUSION]) for i in range(12)]
+        + [make_actor(f"other{i}", [f"wind turbine service {i}"]) for i in range(20)]
+        + [make_actor(f"built{i}", [f"{FUSION} Reference built{i}."]) for i in range(5)]
+    )
+    runtime.reindexer.run()
+    fresh = [make_actor(f"new{i}", [f"{FUSION} Reference new{i}."]) for i in range(6)]
+    runtime.ingestor.upsert(fresh)
+    for actor_id in ("built3", "new4"):  # one served from the generation, one from the delta
+        found = runtime.matcher.search(f"{FUSION} Reference {actor_id}.", limit=10).matches
+        assert found[0].actor.id == actor_id, [(m.actor.id, m.score) for m in found]
+
+
+PASSAGES = [
+    "rotor blades F03D 1/06 for offshore wind turbines",
+    "PEM electrolyser for green hydrogen and CO2 capture",
+    "wind farm service and blade repair",
+    "hydrogen storage in salt caverns",
+    "composite blades repair with glass fibre",
+    "machine learning for wind farm forecasting",
+]
+QUERIES = ["wind blades", "hydrogen hydrogen PEM", "repair of composite blades", "F03D 1/06"]
+
+
+def test_the_delta_scores_its_passages_as_the_whole_corpus_would() -> None:
+    """Found by scripts/load_fault.py: the delta's BM25 had its own IDF and mean length, so its
+    scores, fused with the generation's, ranked a fresh passage below its near-copies. Weighted
+    alongside the generation's statistics, a delta passage scores what one index over
+    everything gives it."""
+    ids = np.arange(100, 100 + len(PASSAGES))
+    whole = LexicalIndex.build(ids, PASSAGES)
+    generation = LexicalIndex.build(ids[:4], PASSAGES[:4])
+    delta = LexicalIndex.build(ids[4:], PASSAGES[4:], alongside=generation.stats)
+    alone = LexicalIndex.build(ids[4:], PASSAGES[4:])
+    for query in QUERIES:
+        expected = dict(zip(*reversed(whole.search(query, 10)), strict=True))
+        got = dict(zip(*reversed(delta.search(query, 10)), strict=True))
+        assert got.keys() == {i for i in expected if i >= 104}, query
+        assert all(abs(got[i] - expected[i]) < 1e-4 for i in got), (query, got, expected)
+    differs = [
+        q for q in QUERIES if alone.search(q, 10)[0].tolist() != delta.search(q, 10)[0].tolist()
+    ]
+    assert differs, "without the generation's statistics the scores differ (the bug)"
+    assert delta.search("blades", 1, ChunkSelection(deny=np.array([104])))[1].tolist() == []

@@ -200,3 +200,36 @@ def test_a_batch_writes_each_actor_whole_and_the_last_version_of_a_repeated_id(
     assert (counts.actors, counts.documents, counts.chunks) == (2, 3, 3)
     assert store.delete_actor("old") is True
     assert store.counts().chunks == 2 and store.actor_summaries(["old"]) == {}
+
+
+def test_erasure_drops_the_vectors_no_other_chunk_uses(store: SqlProfileStore) -> None:
+    """The vector cache is shared by content hash across actors and models: deleting an actor
+    drops the vectors of its passages that nobody else holds, for every model, and no other."""
+    vector = np.ones(4, dtype=np.float32)
+    shared = ChunkDraft("d0", 0, "shared text", "h-shared", "en")
+    own = ChunkDraft("d1", 0, "own text", "h-own", "en")
+    gone = make_actor("gone", ["shared text", "own text"])
+    twin = make_actor("twin", ["shared text"])
+    store.upsert_actors([(gone, [shared, own]), (twin, [shared])])
+    for model in ("m1", "m2"):
+        store.put_vectors(model, {"h-shared": vector, "h-own": vector, "h-stray": vector})
+    assert store.last_erasure() == 0
+    assert store.delete_actor("gone")
+    assert store.last_erasure() == store.changes()
+    for model in ("m1", "m2"):
+        assert set(store.cached_vectors(["h-shared", "h-own", "h-stray"], model)) == {
+            "h-shared",
+            "h-stray",
+        }
+    assert store.drop_orphan_vectors() == 2, "the stray vector of both models"
+    assert set(store.cached_vectors(["h-shared", "h-stray"], "m1")) == {"h-shared"}
+    store.compact()  # a no-op on PostgreSQL, a WAL checkpoint on SQLite
+
+
+def test_a_rewrite_drops_the_vector_of_the_text_it_replaced(store: SqlProfileStore) -> None:
+    vector = np.ones(4, dtype=np.float32)
+    store.upsert_actors([(make_actor("a", ["old"]), [ChunkDraft("d0", 0, "old", "h-old", "en")])])
+    store.put_vectors("m", {"h-old": vector})
+    store.upsert_actors([(make_actor("a", ["new"]), [ChunkDraft("d0", 0, "new", "h-new", "en")])])
+    assert store.cached_vectors(["h-old"], "m") == {}
+    assert store.last_erasure() == 0, "a rewrite is no erasure: older generations stay"

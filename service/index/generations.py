@@ -5,6 +5,12 @@ Layout under the index directory:
     generations/<generation-id>/index.faiss    the FAISS index (ids are store chunk ids)
     generations/<generation-id>/manifest.json  model, dim, counts, watermark, checksum, versions
     CURRENT                                    the id of the generation being served
+    maps/<generation-id>-<method>.json         derived from a generation (service.projection);
+                                               removed with it
+
+A generation holds vectors and actor ids, never texts (those stay in the store). After an actor
+is erased, every older generation still holds its vectors: the next publish removes them all
+(`prune(erased_at=...)`), keeping only generations snapshotted after the latest erasure.
 
 A generation is built in `generations/.tmp-<id>/`, fsynced, renamed into place, and only then named
 in CURRENT (written to a temporary file and `os.replace`d). A crash at any step leaves CURRENT
@@ -27,7 +33,7 @@ import numpy as np
 
 from service.errors import CorruptArtifact, IndexMismatch, NotFound
 from service.failpoints import failpoint
-from service.fsutil import fsync_path
+from service.fsutil import fsync_path, sha256_file
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.readmodel import FOLDER as READMODEL_FOLDER
@@ -40,6 +46,8 @@ MANIFEST_FORMAT = 1
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
 TMP_PREFIX = ".tmp-"
+MAPS_FOLDER = "maps"
+"""Files derived from a generation, named `<generation>-<anything>.json`, pruned with it."""
 
 
 @dataclass(frozen=True)
@@ -115,19 +123,11 @@ def new_generation_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(3)}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def readmodel_checksum(generation_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted((generation_dir / READMODEL_FOLDER).iterdir()):
         digest.update(path.name.encode())
-        digest.update(_sha256(path).encode())
+        digest.update(sha256_file(path).encode())
     return digest.hexdigest()
 
 
@@ -223,7 +223,7 @@ class GenerationStore:
             index_kind=index.kind,
             index_params=dict(getattr(index, "params", {})),
             chunks=len(index),
-            checksum=_sha256(index_path),
+            checksum=sha256_file(index_path),
             readmodel_checksum=readmodel_checksum(staging),
             **fields,
         )
@@ -266,14 +266,41 @@ class GenerationStore:
             removed.append(path.name)
         return removed
 
-    def prune(self) -> list[str]:
-        """Keep the newest `keep` generations and always the current one."""
+    def prune(self, erased_at: int = 0) -> list[str]:
+        """Keep the newest `keep` generations and always the current one; and drop every other
+        generation snapshotted before the store's latest erasure (`manifest.changes <
+        erased_at`), because it still holds the erased actor's vectors. Files derived from a
+        removed generation (its maps) go with it."""
         current = self.current_id()
         ids = self.list_ids()
         doomed = [g for g in ids[: max(0, len(ids) - self.keep)] if g != current]
+        if erased_at:
+            doomed += [
+                g
+                for g in ids
+                if g != current and g not in doomed and self._changes_of(g) < erased_at
+            ]
         for generation in doomed:
             shutil.rmtree(self.generations_dir / generation, ignore_errors=True)
-        return doomed
+        self.prune_derived()
+        return sorted(doomed)
+
+    def _changes_of(self, generation: str) -> int:
+        try:
+            return self.read_manifest(generation).changes
+        except (NotFound, CorruptArtifact):
+            return 0  # unreadable: treat as old
+
+    def prune_derived(self) -> None:
+        """Remove files derived from generations that are no longer kept (half-written ones
+        included: they start with the generation id too)."""
+        folder = self.root / MAPS_FOLDER
+        if not folder.is_dir():
+            return
+        kept = tuple(f"{g}-" for g in self.list_ids())
+        for path in folder.iterdir():
+            if not path.name.startswith(kept):
+                path.unlink(missing_ok=True)
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -301,7 +328,7 @@ class GenerationStore:
                 f"run `clustermatch reindex` to rebuild it for the configured model"
             )
         index_path = self.generations_dir / generation / INDEX_FILE
-        if _sha256(index_path) != manifest.checksum:
+        if sha256_file(index_path) != manifest.checksum:
             raise CorruptArtifact(f"index file of generation {generation} fails its checksum")
         params = manifest.index_params
         hnsw = (

@@ -126,7 +126,22 @@ class ProfileStore(Protocol):
         """
         ...
 
-    def delete_actor(self, actor_id: str) -> bool: ...
+    def delete_actor(self, actor_id: str) -> bool:
+        """Erase the actor with its texts and the cached vectors no other chunk shares."""
+        ...
+
+    def last_erasure(self) -> int:
+        """The change count (`changes`) at the latest actor deletion; 0 if none."""
+        ...
+
+    def drop_orphan_vectors(self) -> int:
+        """Remove cached vectors whose text no stored chunk holds; returns how many."""
+        ...
+
+    def compact(self) -> None:
+        """Make the bytes of deleted rows leave the store's files (where the engine keeps
+        them, e.g. SQLite's write-ahead log)."""
+        ...
 
     def get_owner(self, actor_id: str) -> Owner | None: ...
 

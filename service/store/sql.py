@@ -13,6 +13,7 @@ simple `id > watermark` (on PostgreSQL writes take a lock so ids also commit in 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,7 +41,12 @@ from service.store.base import (
     StoredChunk,
 )
 
+log = logging.getLogger("clustermatch.store")
+
 LOCAL = Owner()
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite statement waits for another process's write lock."""
+CHECKPOINT_WAIT_MS = 2_000
 # Chunk ids are FAISS ids and watermarks and are never reused, so a busy store burns through them:
 # 64 bits on PostgreSQL; SQLite's AUTOINCREMENT key must be declared INTEGER (64-bit anyway).
 CHUNK_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -115,6 +121,9 @@ chunks = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("language", sa.String(2), nullable=False),
     sa.Index("ix_chunks_actor", "actor_id"),
+    # Erasure asks "does any chunk still use this hash?" for every hash an actor leaves behind
+    # (revision 0003).
+    sa.Index("ix_chunks_content_hash", "content_hash"),
     sqlite_autoincrement=True,  # never reuse an id: ids are FAISS ids and watermarks
 )
 
@@ -165,7 +174,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # Erasure: a deleted row's bytes are overwritten with zeros, not left in a free page.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
     # pysqlite starts transactions only before writes, so a read of several SELECTs would see
     # several snapshots. Let SQLAlchemy's "begin" event issue BEGIN instead (`_sqlite_begin`):
@@ -361,10 +372,12 @@ class SqlProfileStore:
                 for table, found in _actor_rows(actor, drafts, now, owner).items():
                     rows[table].extend(found)
         with self._write() as conn:
+            replaced = self._hashes_of(conn, ids)
             stored = self._delete(conn, ids)
             for table in _ACTOR_TABLES:  # parents first
                 if rows[table]:
                     conn.execute(table.insert(), rows[table])
+            self._drop_unused_vectors(conn, replaced)  # a rewritten text's vector goes with it
             failpoint("store-write")
             self._count_changes(conn, len(items))
         created = []
@@ -374,11 +387,78 @@ class SqlProfileStore:
         return created
 
     def delete_actor(self, actor_id: str) -> bool:
+        """Erase the actor: its rows, and the cached vectors of its texts that no other chunk
+        uses, in one transaction; `secure_delete` zeroes the freed bytes (SQLite). The change
+        count at the latest erasure is recorded, so a rebuild knows which older generations
+        still hold erased vectors (see `last_erasure`)."""
         with self._write() as conn:
+            hashes = self._hashes_of(conn, [actor_id])
             deleted = bool(self._delete(conn, [actor_id]))
             if deleted:
+                self._drop_unused_vectors(conn, hashes)
                 self._count_changes(conn, 1)
+                self._set_meta(conn, "erased_at", str(self._meta_int(conn, "changes")))
             return deleted
+
+    def last_erasure(self) -> int:
+        with self._read() as conn:
+            return self._meta_int(conn, "erased_at")
+
+    @staticmethod
+    def _hashes_of(conn: Connection, actor_ids: Sequence[str]) -> set[str]:
+        hashes: set[str] = set()
+        for part in _chunked(actor_ids):
+            query = sa.select(chunks.c.content_hash).where(chunks.c.actor_id.in_(part))
+            hashes.update(conn.execute(query).scalars())
+        return hashes
+
+    @staticmethod
+    def _meta_int(conn: Connection, key: str) -> int:
+        value = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == key)).scalar()
+        return int(value or 0)
+
+    @staticmethod
+    def _set_meta(conn: Connection, key: str, value: str) -> None:
+        updated = conn.execute(
+            store_meta.update().where(store_meta.c.key == key).values(value=value)
+        )
+        if updated.rowcount == 0:
+            conn.execute(store_meta.insert().values(key=key, value=value))
+
+    @staticmethod
+    def _drop_unused_vectors(conn: Connection, hashes: Collection[str]) -> None:
+        """Cached vectors (of every model) of `hashes` that no stored chunk uses any more."""
+        unused = ~sa.exists().where(chunks.c.content_hash == embeddings.c.content_hash)
+        for part in _chunked(sorted(hashes)):
+            conn.execute(embeddings.delete().where(embeddings.c.content_hash.in_(part), unused))
+
+    def drop_orphan_vectors(self) -> int:
+        """Remove every cached vector whose text no stored chunk holds (e.g. cached by a write
+        that raced a delete, or by a rebuild that read the chunk just before it was erased)."""
+        unused = ~sa.exists().where(chunks.c.content_hash == embeddings.c.content_hash)
+        with self._write() as conn:
+            return int(conn.execute(embeddings.delete().where(unused)).rowcount or 0)
+
+    def compact(self) -> None:
+        """Let deleted bytes leave the files: SQLite keeps the pages a delete rewrote in its
+        write-ahead log until a checkpoint copies them into the database; TRUNCATE then empties
+        the log file. (PostgreSQL: a VACUUM, which the operator's maintenance runs.)"""
+        if self.is_postgresql:
+            return
+        # On the raw connection, outside any transaction (a checkpoint cannot pass an open
+        # snapshot). A TRUNCATE checkpoint holds new writers back while it waits for readers:
+        # wait briefly (not the usual 30 s), and leave the rest to the next one.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.close()
+        finally:
+            raw.close()
+        if busy:
+            log.warning("WAL checkpoint incomplete: readers held it; the next one completes it")
 
     @staticmethod
     def _count_changes(conn: Connection, n: int) -> None:
@@ -394,10 +474,7 @@ class SqlProfileStore:
 
     def changes(self) -> int:
         with self._read() as conn:
-            value = conn.execute(
-                sa.select(store_meta.c.value).where(store_meta.c.key == "changes")
-            ).scalar()
-        return int(value or 0)
+            return self._meta_int(conn, "changes")
 
     def get_owner(self, actor_id: str) -> Owner | None:
         with self._read() as conn:
