@@ -34,6 +34,7 @@ STATUS: list[tuple[type[errors.ClusterMatchError], int, str]] = [
     (errors.CorruptArtifact, 503, "Index damaged"),
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.MapUnavailable, 503, "Map unavailable"),
+    (errors.ComputeUnavailable, 503, "Compute cluster unavailable"),
 ]
 
 
