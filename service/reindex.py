@@ -1,9 +1,11 @@
 """Build a new index generation from the store, embedding only passages not yet in the cache.
 
-Phases, each logged on one line: lock -> snapshot -> embed -> build -> verify -> publish -> prune.
-Chunk vectors are cached by (content hash, model id) and committed batch by batch, so a killed
-build loses at most one batch of work, and an unchanged store rebuilds with zero embeddings. A
-model change misses the cache entirely and re-embeds everything.
+Phases, each logged on one line: lock -> snapshot -> read -> embed -> build -> verify -> publish.
+`read` takes every chunk up to the watermark and the vectors the cache has; `embed` hands the
+rest, each distinct text once, to a `PassageEncoder` (this process's embedder, or a Ray cluster
+with `--ray`). Chunk vectors are cached by (content hash, model id) and committed batch by batch
+as they arrive, so a killed build loses at most one batch of work, and an unchanged store
+rebuilds with zero embeddings. A model change misses the cache entirely and re-embeds everything.
 """
 
 from __future__ import annotations
