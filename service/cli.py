@@ -78,6 +78,17 @@ def _progress(total: int | None, description: str, unit: str) -> Iterator[Callab
     )
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _open_text(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
@@ -183,9 +194,14 @@ def cmd_ingest(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_reindex(runtime: Runtime, args: argparse.Namespace) -> int:
     _log_to_stderr()
+    if args.ray_workers is not None and args.ray is None:
+        raise InvalidInput([FieldProblem("--ray-workers", "only with --ray ADDRESS")])
     total = runtime.store.counts().chunks
+    reindexer = (
+        runtime.reindexer if args.ray is None else runtime.ray_reindexer(args.ray, args.ray_workers)
+    )
     with _progress(total, "reindex", "chunks") as step:
-        report = runtime.reindexer.run(full=args.full, progress=step)
+        report = reindexer.run(full=args.full, progress=step)
     _out(
         args,
         asdict(report),
@@ -521,6 +537,20 @@ def build_parser() -> argparse.ArgumentParser:
         "2 bad configuration, 75 another rebuild is running (retry later)",
     )
     p.add_argument("--full", action="store_true", help="re-embed everything, ignoring the cache")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (needs `clustermatch[ray]` on every node): a Ray address "
+        "such as host:6379 or ray://host:10001, or `auto` for the cluster this machine belongs "
+        "to, else a local one for this run",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=_positive,
+        metavar="N",
+        help="Ray actors, one model each, of CLUSTERMATCH_THREADS CPUs (default: the cluster's "
+        "CPUs / CLUSTERMATCH_THREADS)",
+    )
     p.set_defaults(handler=cmd_reindex)
 
     p = sub.add_parser("index", help="inspect index generations or roll back")

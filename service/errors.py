@@ -65,6 +65,10 @@ class ModelUnavailable(ClusterMatchError):
     """The configured embedding model cannot be loaded (package missing, files damaged)."""
 
 
+class ComputeUnavailable(ClusterMatchError):
+    """The compute cluster a job was sent to (Ray) is not installed, not reachable or failed."""
+
+
 class MapUnavailable(ClusterMatchError):
     """The competence map of the served generation could not be computed."""
 

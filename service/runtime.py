@@ -6,14 +6,16 @@ temporary data directory. Constructing it is free: nothing loads until a propert
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from functools import cached_property
+import copy
+from collections.abc import Callable, Iterator
+from functools import cached_property, partial
 
 import numpy as np
 
 from service.config import ModelProfile, Settings
 from service.domain import Actor
 from service.embedding.base import Embedder
+from service.embedding.bulk import PassageEncoder
 from service.index.faiss_index import HnswParams
 from service.index.generations import MAPS_FOLDER, GenerationStore
 from service.ingest import Ingestor
@@ -103,6 +105,9 @@ class Runtime:
 
     @cached_property
     def reindexer(self) -> Reindexer:
+        return self._reindexer()
+
+    def _reindexer(self, encoder: PassageEncoder | None = None) -> Reindexer:
         return Reindexer(
             self.store,
             self.embedder,
@@ -110,6 +115,37 @@ class Runtime:
             hnsw_threshold=self.settings.hnsw_threshold,
             hnsw=HnswParams(ef_search=self.settings.hnsw_ef_search),
             lock=self.rebuild_lock,
+            encoder=encoder,
+        )
+
+    def ray_reindexer(self, address: str, workers: int | None = None) -> Reindexer:
+        """The reindexer with its embedding sent to a Ray cluster (`--ray`); imports Ray."""
+        from service.embedding.ray_batch import RayEncoder
+        from service.reindex import EMBED_BATCH
+
+        encoder = RayEncoder(
+            address,
+            self.embedder_factory(),
+            self.embedder.model_id,
+            workers=workers,
+            threads=self.settings.threads,
+            batch_size=EMBED_BATCH,
+        )
+        return self._reindexer(encoder)
+
+    def embedder_factory(self) -> Callable[[], Embedder]:
+        """How another process (a Ray worker) builds this runtime's embedder: the same factory
+        and settings as `embedder`, or a copy of the embedder a test handed in."""
+        if self._embedder is not None:
+            return partial(copy.deepcopy, self._embedder)
+        from service.embedding.factory import load_embedder
+
+        return partial(
+            load_embedder,
+            self.profile,
+            threads=self.settings.threads,
+            batch_size=self.settings.batch_size,
+            backend=self.settings.backend,
         )
 
     def prepare(self, actor: Actor) -> list[ChunkDraft]:

@@ -35,6 +35,7 @@ STATUS: list[tuple[type[errors.ClusterMatchError], int, str]] = [
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.StoreSchemaError, 503, "Store schema needs an upgrade"),
     (errors.MapUnavailable, 503, "Map unavailable"),
+    (errors.ComputeUnavailable, 503, "Compute cluster unavailable"),
 ]
 
 
