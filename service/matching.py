@@ -169,7 +169,7 @@ class Matcher:
             QueryChunk(c.text, c.language, viewer.can_see(c.visibility, summary.owner))
             for c in picked
         ]
-        vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
+        vectors = self.passage_vectors([(c.text, c.content_hash) for c in picked])
         actor_filter = _about(summary, filters, mode)
         return self._rank(
             vectors, queries, limit, actor_filter, viewer, diversify, collapse=collapse
@@ -191,7 +191,7 @@ class Matcher:
         drafts = _for_mode(drafts, [intents[d.document_id] for d in drafts], mode)
         picked = pick_query_chunks(drafts, self.max_query_chunks)
         queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
-        vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked])
+        vectors = self.passage_vectors([(d.text, d.content_hash) for d in picked])
         summary = ActorSummary(
             id=actor.id,
             name=actor.name,
@@ -225,7 +225,7 @@ class Matcher:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _passage_vectors(self, items: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
+    def passage_vectors(self, items: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
         """Vectors of stored passages: from the embedding cache where present, else embedded."""
         cached = self.store.cached_vectors([h for _, h in items], self.embedder.model_id)
         missing = [(t, h) for t, h in items if h not in cached]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,8 +24,16 @@ from service.projection import MapCache
 from service.reindex import Reindexer
 from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
+from service.subscriptions import SubscriptionStore
 from service.text import Chunker
 from service.text.keyterms import KeyTerms
+
+if TYPE_CHECKING:
+    from service.needs import Coverage, NeedMatcher
+
+
+UNCALIBRATED_COVER_ABOVE = 0.3
+"""The coverage threshold of needs for an embedder without a calibrated model profile."""
 
 
 class Runtime:
@@ -54,8 +63,19 @@ class Runtime:
         return MicroBatchingEmbedder(embedder, max_wait=self.settings.micro_batch_ms / 1000)
 
     @cached_property
-    def store(self) -> ProfileStore:
+    def _sql(self) -> SqlProfileStore:
         return SqlProfileStore(self.settings.resolved_database_url)
+
+    @property
+    def store(self) -> ProfileStore:
+        return self._sql
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionStore:
+        from service.store.subscriptions import SqlSubscriptionStore
+
+        sql = self._sql
+        return SqlSubscriptionStore(lambda: sql.engine)
 
     @cached_property
     def chunker(self) -> Chunker:
@@ -112,6 +132,20 @@ class Runtime:
             weak_below=self.profile.weak_below if self._own_model() else None,
             activity_prior=self.settings.activity_prior,
         )
+
+    @cached_property
+    def needs(self) -> NeedMatcher:
+        from service.needs import NeedMatcher
+
+        return NeedMatcher(self.matcher, self.store, self._coverage())
+
+    def _coverage(self) -> Coverage:
+        from service.needs import Coverage
+
+        calibrated = self.profile.cover_above if self._own_model() else None
+        # Neither configured nor calibrated (a test's fake embedder): a middling cosine.
+        above = self.settings.need_cover_above or calibrated or UNCALIBRATED_COVER_ABOVE
+        return Coverage(above, self.profile.cover_margin if calibrated is not None else None)
 
     @cached_property
     def maps(self) -> MapCache:
@@ -186,5 +220,5 @@ class Runtime:
         )
 
     def close(self) -> None:
-        if "store" in self.__dict__:
-            self.store.close()
+        if "_sql" in self.__dict__:
+            self._sql.close()

@@ -1,9 +1,10 @@
 """The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL-ready.
 
-All SQL of the project lives in this module. Every write is one transaction, so a profile is either
-stored whole (actor, documents, chunks) or not at all. Chunk ids come from an AUTOINCREMENT key:
-they are never reused, which lets them double as stable FAISS ids and lets "chunks newer than the
-index" be a simple `id > watermark`.
+All SQL of the project lives in this package: this module, and `subscriptions.py` for the
+alerts' outbox (its tables are defined here, on the one `metadata`). Every write is one
+transaction, so a profile is either stored whole (actor, documents, chunks) or not at all. Chunk
+ids come from an AUTOINCREMENT key: they are never reused, which lets them double as stable FAISS
+ids and lets "chunks newer than the index" be a simple `id > watermark`.
 """
 
 from __future__ import annotations
@@ -130,6 +131,75 @@ feedback = sa.Table(
     sa.Column("label", sa.String(16), nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+# New-match alerts (service.alerts): a tenant's subscriptions, the actors each has already been
+# told about, and the outbox of events with every delivery attempt. An event and the "seen" rows
+# it adds are written in one transaction, so a crash never loses an event nor sends one twice as
+# two different events (its id is fixed when it is written).
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("networks", sa.Text, nullable=False),  # JSON list: whose texts it may be sent
+    sa.Column("actor_id", sa.String(128), nullable=True),
+    sa.Column("query", sa.Text, nullable=True),
+    sa.Column("filters", sa.Text, nullable=False),  # JSON object, `Filters` spelling
+    sa.Column("top", sa.Integer, nullable=False),
+    sa.Column("min_score", sa.Float, nullable=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # needed in clear to sign each body
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("checked_generation", sa.String(64), nullable=True),
+    sa.Column("checked_changes", sa.Integer, nullable=False),
+    sa.Column("checked_at", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("last_error", sa.Text, nullable=True),
+)
+
+subscription_seen = sa.Table(
+    "subscription_seen",
+    metadata,
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("actor_id", sa.String(128), primary_key=True),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("generation", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact bytes signed and sent, as UTF-8
+    sa.Column("matches", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # pending|delivered|failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "event_id", sa.ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("seconds", sa.Float, nullable=False),
 )
 
 store_meta = sa.Table(
