@@ -29,6 +29,7 @@ from service.text import Chunker
 from service.text.keyterms import KeyTerms
 
 if TYPE_CHECKING:
+    from service.bridges import Bridges
     from service.needs import Coverage, NeedMatcher
 
 
@@ -146,6 +147,13 @@ class Runtime:
         # Neither configured nor calibrated (a test's fake embedder): a middling cosine.
         above = self.settings.need_cover_above or calibrated or UNCALIBRATED_COVER_ABOVE
         return Coverage(above, self.profile.cover_margin if calibrated is not None else None)
+
+    @cached_property
+    def bridges(self) -> Bridges:
+        from service.bridges import Bridges
+
+        assert self.matcher.key_terms is not None
+        return Bridges(self.matcher, self.store, self.matcher.key_terms)
 
     @cached_property
     def maps(self) -> MapCache:

@@ -30,6 +30,7 @@ from service.api.routes_index import router as index_router
 from service.api.routes_map import router as map_router
 from service.api.routes_match import router as match_router
 from service.api.routes_needs import router as needs_router
+from service.api.routes_reports import router as reports_router
 from service.api.routes_subscriptions import router as subscriptions_router
 from service.errors import ClusterMatchError, Conflict
 from service.jobs import RebuildJobs
@@ -132,6 +133,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     app.include_router(map_router)
     app.include_router(subscriptions_router)
     app.include_router(needs_router)
+    app.include_router(reports_router)
     web.install(app)  # the workspace pages, last: their paths never shadow the API's
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")

@@ -7,13 +7,15 @@ Same rules as `schemas.py`: these names are a contract; add fields, never rename
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.api.schemas import ActorSummaryOut, EvidenceOut, summary_out
+from service.bridges import BridgeReport, Passage, Theme
 from service.domain import NOT_BLANK, Identifier
-from service.filters import Country, Filters, Region
+from service.filters import BodyFilters, Country, Region
 from service.needs import AspectEvidence, NeedResult
 
 # --- subscriptions -----------------------------------------------------------------------------
@@ -34,7 +36,7 @@ class SavedSearch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     q: str = Field(min_length=1, max_length=2_000, json_schema_extra=NOT_BLANK)
-    filters: Filters = Field(default_factory=Filters)
+    filters: BodyFilters = Field(default_factory=BodyFilters)
 
 
 class SubscriptionIn(BaseModel):
@@ -65,7 +67,11 @@ class SubscriptionIn(BaseModel):
     query: SavedSearch | None = Field(default=None, description="watch a saved search")
     top: int = Field(default=10, ge=1, le=200, description="how much of the list is watched")
     min_score: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="only matches scoring at least this much"
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        strict=True,  # a number, as the schema says: not `false` read as 0
+        description="only matches scoring at least this much",
     )
     url: str = Field(
         max_length=2_000,
@@ -187,7 +193,7 @@ class NeedRequest(BaseModel):
 
     need: NeedIn
     limit: int = Field(default=10, ge=1, le=100, description="how many suppliers")
-    filters: Filters = Field(default_factory=Filters)
+    filters: BodyFilters = Field(default_factory=BodyFilters)
     team_size: int = Field(default=3, ge=2, le=4, description="the largest consortium proposed")
 
 
@@ -275,4 +281,99 @@ def need_out(result: NeedResult) -> NeedResponse:
         cover_margin=result.coverage.margin,
         generation=result.generation,
         model=result.model,
+    )
+
+
+# --- bridge reports ----------------------------------------------------------------------------
+
+
+class SideOut(BaseModel):
+    kind: Literal["country", "region", "cluster"]
+    value: str
+    actors: int = Field(description="actors of the served generation on this side")
+
+
+class PassageOut(BaseModel):
+    document_id: str
+    document_kind: str
+    text: str | None = Field(description="null where the caller may not see it")
+
+
+class BridgePairOut(BaseModel):
+    a: ActorSummaryOut = Field(description="the actor on the `from` side")
+    b: ActorSummaryOut = Field(description="the actor on the `to` side")
+    score: float
+    a_passage: PassageOut
+    b_passage: PassageOut
+    key_terms: list[str]
+    a_also: list[ActorSummaryOut] = Field(
+        default_factory=list, description="more `from` actors with this very passage"
+    )
+    b_also: list[ActorSummaryOut] = Field(
+        default_factory=list, description="more `to` actors with this very passage"
+    )
+
+
+class ThemeOut(BaseModel):
+    term: str
+    a_actors: int = Field(description="actors of the `from` side using it")
+    b_actors: int = Field(description="actors of the `to` side using it")
+    a_share: float
+    b_share: float
+    kinds: dict[str, int] = Field(description="document kinds of the passages using it")
+    pairs: int = Field(description="cross pairs found whose passages share it")
+
+
+class BridgeReportOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: SideOut = Field(alias="from")
+    target: SideOut = Field(alias="to")
+    pairs: list[BridgePairOut]
+    candidate_pairs: int = Field(description="cross pairs the matching found")
+    known_partnerships: int = Field(
+        description="pairs across the sides that already work together (their `partners`), "
+        "left out of `pairs`"
+    )
+    connecting: list[ThemeOut] = Field(description="themes used on both sides")
+    only_from: list[ThemeOut] = Field(description="themes of the `from` side absent on `to`")
+    only_to: list[ThemeOut] = Field(description="themes of the `to` side absent on `from`")
+    document_kinds: dict[str, dict[str, int]] = Field(description="per side (`from`, `to`)")
+    generation: str
+    model: str
+    created_at: str
+
+
+def bridge_out(report: BridgeReport) -> BridgeReportOut:
+    def theme(t: Theme) -> ThemeOut:
+        return ThemeOut.model_validate(asdict(t))
+
+    def passage(p: Passage) -> PassageOut:
+        return PassageOut.model_validate(asdict(p))
+
+    return BridgeReportOut(
+        source=SideOut(kind=report.a.kind, value=report.a.value, actors=report.a_actors),
+        target=SideOut(kind=report.b.kind, value=report.b.value, actors=report.b_actors),
+        pairs=[
+            BridgePairOut(
+                a=summary_out(p.a),
+                b=summary_out(p.b),
+                score=p.score,
+                a_passage=passage(p.a_passage),
+                b_passage=passage(p.b_passage),
+                key_terms=list(p.key_terms),
+                a_also=[summary_out(x) for x in p.a_also],
+                b_also=[summary_out(x) for x in p.b_also],
+            )
+            for p in report.pairs
+        ],
+        candidate_pairs=report.candidate_pairs,
+        known_partnerships=report.known_partnerships,
+        connecting=[theme(t) for t in report.connecting],
+        only_from=[theme(t) for t in report.only_a],
+        only_to=[theme(t) for t in report.only_b],
+        document_kinds={"from": report.a_kinds, "to": report.b_kinds},
+        generation=report.generation,
+        model=report.model,
+        created_at=report.created_at,
     )
