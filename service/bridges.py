@@ -2,8 +2,8 @@
 should meet whom on the other, on which competences, and what one side has that the other lacks.
 
 - **Sides** are actors of the served generation: `country:AT`, `region:AT31`, `cluster:<id>`,
-  or the bare value (two letters of a country code are a country, a longer NUTS code a region,
-  anything else a cluster id).
+  or the bare value (a country code is a country, a longer NUTS code a region, anything else a
+  cluster id).
 - **Strongest cross pairs** come from the service's own matching: the actors of each side whose
   profile vectors lie nearest the other side (`QUERIES` of each) are matched against the other
   side (`Matcher.match_actor` with the other side as filter, `explain` for the shared key terms).
@@ -80,7 +80,10 @@ def parse_side(raw: str, field_name: str) -> Side:
         kind, value = "cluster", text
     if not value:
         raise InvalidInput([FieldProblem(field_name, "give a cluster id, region or country")])
-    if kind == "country" or (not kind and len(value) == 2 and value.isalpha()):
+    two_letters = len(value) == 2 and value.isalpha()
+    if not kind and two_letters and normalise_country(value) not in ISO_3166_ALPHA2:
+        return Side("cluster", value)  # "XX" is no country: a cluster id of two letters
+    if kind == "country" or (not kind and two_letters):
         code = normalise_country(value)
         if code not in ISO_3166_ALPHA2:
             raise InvalidInput([FieldProblem(field_name, f"{value!r} is not a country code")])

@@ -364,6 +364,23 @@ def cmd_map(runtime: Runtime, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_need(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.need_report import as_json, as_text
+    from service.needs import Need
+
+    if (args.text is None) == (args.file is None):
+        raise InvalidInput([FieldProblem("--text", "give the need as --text or as --file")])
+    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
+    result = runtime.needs.match(
+        Need(text, title=args.title or "", language=args.language),
+        limit=args.limit,
+        filters=_filters(args),
+        team_size=args.team_size,
+    )
+    _out(args, as_json(result), lambda: print(as_text(result)))
+    return EXIT_OK
+
+
 def cmd_report_bridges(runtime: Runtime, args: argparse.Namespace) -> int:
     from service.bridge_report import write_files
     from service.bridges import parse_side
@@ -565,6 +582,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the colours show (default: kind)",
     )
     p.set_defaults(handler=cmd_map)
+
+    p = sub.add_parser(
+        "need",
+        parents=[common],
+        help="suppliers and consortia for a procurement need (any language)",
+        description="Split the need into its aspects (sentences), rank actors whose offers and "
+        "competences answer it, and propose teams of 2 to --team-size actors that together "
+        "cover the most aspects (the same as POST /v1/needs/match).",
+    )
+    p.add_argument("--text", help="the need's text")
+    p.add_argument("--file", metavar="FILE.txt", help="or a file holding it (UTF-8)")
+    p.add_argument("--title", help="a title (shown, not scored)")
+    p.add_argument("--language", metavar="ISO", help="ISO 639-1 code (default: detected)")
+    p.add_argument("--limit", type=int, default=10, help="how many suppliers (default 10)")
+    p.add_argument("--team-size", type=int, default=3, choices=(2, 3, 4), help="largest consortium")
+    group = p.add_argument_group("filters on suppliers (repeat an option for several values)")
+    group.add_argument("--country", action="append", metavar="CC")
+    group.add_argument("--region", action="append", metavar="NUTS")
+    group.add_argument("--kind", action="append", choices=KIND_CHOICES)
+    group.add_argument("--sector", action="append", metavar="NACE")
+    group.add_argument("--cluster", action="append", metavar="ID")
+    p.set_defaults(handler=cmd_need)
 
     p = sub.add_parser("report", help="reports for cluster managers (HTML, prints to PDF)")
     reports = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")

@@ -178,14 +178,19 @@ class Filters(BaseModel):
 
 
 class BodyFilters(Filters):
-    """`Filters` in a JSON body, where every filter is a list as the schema says: the bare
-    string the query string allows (`?country=AT,DE`) is refused instead of split."""
+    """`Filters` in a JSON body, where every filter is a list of strings as the schema says:
+    the bare string the query string allows (`?country=AT,DE`) is refused instead of split, and
+    `null` or a number is not read as its text ("None")."""
 
     @model_validator(mode="before")
     @classmethod
     def _lists_only(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            bad = [k for k, v in data.items() if not isinstance(v, list)]
+            bad = [
+                k
+                for k, v in data.items()
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v)
+            ]
             if bad:
-                raise ValueError(f"{', '.join(sorted(bad))}: give a list of values")
+                raise ValueError(f"{', '.join(sorted(bad))}: give a list of strings")
         return data

@@ -9,7 +9,8 @@ never against their own needs):
    heading is no aspect of its own. At most `MAX_ASPECTS` remain (the shortest neighbours merge).
 2. **Suppliers** are ranked by the service's own `Matcher.match_profile` in complement mode (the
    configured aggregate over the aspects: by default how well an actor covers the need as a
-   whole), then every aspect is scored against every passage of the best `POOL` actors: an
+   whole), then every aspect is scored against every passage of the best `POOL` actors and of
+   each aspect's own best `PER_ASPECT` (specialists rank low on the whole need): an
    actor *covers* an aspect when its best passage for it reaches the model's calibrated
    `cover_above`, and for a model with a `cover_margin` also lies that close to the aspect's
    best actor (models/*.json: e5's cosines sit in a compressed band where a German aspect's
@@ -18,7 +19,8 @@ never against their own needs):
 3. **Consortia**: a greedy set cover over that aspect x actor matrix. Each team starts from one
    of the actors covering the most aspects; the next member is the one adding the most
    uncovered aspects (ties: the largest gain in best similarity), until `team_size` or until
-   nobody adds an aspect. Teams of one are not consortia (that supplier alone answers the need).
+   nobody adds an aspect; a member whose aspects the others cover anyway leaves the team. Teams
+   of one are not consortia (that supplier alone answers what can be answered).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy.typing as npt
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Viewer
 from service.errors import FieldProblem, InvalidInput
 from service.ingest import content_hash
-from service.matching import Matcher
+from service.matching import Matcher, MatchResult
 from service.store import ActorFilter, ProfileStore, StoredChunk
 from service.text import detect_language, get_pipeline
 
@@ -41,6 +43,8 @@ MIN_ASPECT_WORDS = 6
 MAX_ASPECTS = 24
 POOL = 40
 """How many of the best-ranked actors the aspect matrix (and so every consortium) draws on."""
+PER_ASPECT = 5
+"""And how many of each aspect's own best actors join them."""
 ALTERNATIVES = 3
 """How many consortia are proposed at most (each from a different first member)."""
 NEED_ID = "procurement-need"
@@ -68,6 +72,8 @@ class Supplier:
     score: float
     covers: tuple[int, ...]
     evidence: tuple[AspectEvidence, ...]
+    also: tuple[ActorSummary, ...] = ()
+    """Further actors whose best passage is this one's (the partners of one project)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,7 @@ def propose_teams(
             team.append(pick)
             have |= covers[:, pick]
             best = np.maximum(best, credit[:, pick])
+        team = _without_redundant(team, covers)
         key = frozenset(team)
         if len(team) >= 2 and key not in seen:
             seen.add(key)
@@ -178,6 +185,17 @@ def propose_teams(
         return -covered, len(team), -float(scores[:, team].max(axis=1).mean())
 
     return sorted(teams, key=rank)
+
+
+def _without_redundant(team: list[int], covers: npt.NDArray[np.bool_]) -> list[int]:
+    """The team without members whose aspects the others cover anyway (a first member that a
+    later, broader one makes redundant), last-added kept longest."""
+    kept = list(team)
+    for member in team:
+        others = [m for m in kept if m != member]
+        if others and not (covers[:, member] & ~covers[:, others].any(axis=1)).any():
+            kept = others
+    return kept
 
 
 class NeedMatcher:
@@ -200,38 +218,18 @@ class NeedMatcher:
         aspects = split_aspects(need.text, language)
         if not aspects:
             raise InvalidInput([FieldProblem("need.text", "must not be empty")])
-        query = Actor.parse(
-            {
-                "id": NEED_ID,
-                "name": need.title or "procurement need",
-                "kind": "public",
-                "country": need.country,
-                "region": need.region,
-                "documents": [
-                    {
-                        "id": f"aspect-{i}",
-                        "kind": "description",
-                        "text": aspect,
-                        "language": language,
-                        "intent": "need",
-                    }
-                    for i, aspect in enumerate(aspects)
-                ],
-            }
-        )
-        ranked = self._matcher.match_profile(
-            query,
-            limit=max(limit, POOL),
-            filters=filters,
-            viewer=viewer,
-            mode="complement",
-            collapse=False,
-        )
+        ranked = self._rank(need, aspects, language, max(limit, POOL), filters, viewer)
         pool = [m.actor for m in ranked.matches]
+        # Specialists: an actor answering one aspect alone ranks low on the need as a whole,
+        # yet is what a consortium needs. Each aspect's best actors join the pool.
+        for i, aspect in enumerate(aspects if len(aspects) > 1 else ()):
+            single = self._rank(need, [aspect], language, PER_ASPECT, filters, viewer, i)
+            known = {a.id for a in pool}
+            pool += [m.actor for m in single.matches if m.actor.id not in known]
         scores, evidence = self._aspect_matrix(aspects, pool, viewer)
         covers = self.coverage.matrix(scores)
         suppliers = [
-            self._supplier(m.actor, m.score, scores[:, a], covers[:, a], evidence[a])
+            self._supplier(m.actor, m.score, scores[:, a], covers[:, a], evidence[a], m.also)
             for a, m in enumerate(ranked.matches[:limit])
         ]
         consortia = [
@@ -245,6 +243,46 @@ class NeedMatcher:
         ]
         return NeedResult(
             aspects, suppliers, consortia, self.coverage, ranked.generation, ranked.model
+        )
+
+    def _rank(
+        self,
+        need: Need,
+        aspects: Sequence[str],
+        language: str,
+        limit: int,
+        filters: ActorFilter | None,
+        viewer: Viewer,
+        first: int = 0,
+    ) -> MatchResult:
+        """The service's complement matching of `aspects` (the need's passages) against
+        others' offers and competences."""
+        query = Actor.parse(
+            {
+                "id": NEED_ID,
+                "name": need.title or "procurement need",
+                "kind": "public",
+                "country": need.country,
+                "region": need.region,
+                "documents": [
+                    {
+                        "id": f"aspect-{first + i}",
+                        "kind": "description",
+                        "text": aspect,
+                        "language": language,
+                        "intent": "need",
+                    }
+                    for i, aspect in enumerate(aspects)
+                ],
+            }
+        )
+        return self._matcher.match_profile(
+            query,
+            limit=limit,
+            filters=filters,
+            viewer=viewer,
+            mode="complement",
+            collapse=True,  # the partners of one project share its text: one supplier, not N
         )
 
     def _aspect_matrix(
@@ -300,11 +338,12 @@ class NeedMatcher:
         column: npt.NDArray[np.float32],
         covered: npt.NDArray[np.bool_],
         evidence: Sequence[Evidence | None],
+        also: tuple[ActorSummary, ...],
     ) -> Supplier:
         covers = self._covered(covered)
         # An actor covering nothing still shows where it comes closest.
         shown = covers or (int(np.argmax(column)),)
-        return Supplier(actor, score, covers, self._shown(shown, evidence))
+        return Supplier(actor, score, covers, self._shown(shown, evidence), also)
 
     def _consortium(
         self,

@@ -74,6 +74,7 @@ def test_sides_are_parsed_from_prefixes_or_their_shape() -> None:
     assert parse_side("country:IT", "from") == Side("country", "IT")
     assert parse_side("region:at3", "from") == Side("region", "AT3")
     assert parse_side("piemonte-energy", "from") == Side("cluster", "piemonte-energy")
+    assert parse_side("XX", "from") == Side("cluster", "XX"), "no country code: a cluster id"
     assert parse_side("cluster:AT31", "from") == Side("cluster", "AT31")
     with pytest.raises(InvalidInput, match="not a country code"):
         parse_side("country:XX", "from")

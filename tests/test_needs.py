@@ -3,14 +3,19 @@ embedder: texts that share words are similar)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.cli import main
 from service.domain import Actor, Owner, Viewer
 from service.needs import Coverage, Need, propose_teams, split_aspects
 from service.runtime import Runtime
+from tests.factories import make_actor
 from tests.needs_data import NEED_EN, UNCOVERED, need_actors
 
 
@@ -95,9 +100,9 @@ def test_greedy_cover_prefers_new_aspects_then_better_evidence() -> None:
     )
     teams = propose_teams(scores, Coverage(0.5).matrix(scores), team_size=3)
     # From actor 0 (two aspects, the best evidence): actor 2 adds two aspects, actor 1 one.
-    # From actor 1: actors 0 and 2 add one each; 0 gains more similarity. From actor 2: the
-    # team of actor 0 again. As many aspects covered by fewer members rank first.
-    assert teams == [[0, 2], [1, 0, 2]]
+    # From actor 1: actors 0 and 2 each add one, and then make actor 1 redundant: the same
+    # team again. From actor 2: actor 0 again.
+    assert teams == [[0, 2]]
     assert propose_teams(scores, Coverage(0.95).matrix(scores), 3) == [], "nobody covers"
     narrow = Coverage(0.5, margin=0.05).matrix(scores)
     assert narrow[0].tolist() == [True, False, False, False], "0.8 is not within 0.05 of 0.9"
@@ -122,7 +127,7 @@ def test_over_http(stocked: Runtime) -> None:
     assert set(found) >= {"suppliers", "consortia", "aspects", "cover_threshold"}
     assert len(found["suppliers"]) == 3 and len(found["aspects"]) == 4
     supplier = found["suppliers"][0]
-    assert set(supplier) == {"actor", "score", "covers", "evidence"}
+    assert set(supplier) == {"actor", "score", "covers", "evidence", "same_passage"}
     assert {"aspect", "text", "document_id", "score"} <= set(supplier["evidence"][0])
     consortium = found["consortia"][0]
     assert consortium["uncovered"] == [UNCOVERED]
@@ -132,3 +137,44 @@ def test_over_http(stocked: Runtime) -> None:
     assert bad.status_code == 422
     body["need"]["cpv_codes"] = ["3463"]
     assert client.post("/v1/needs/match", json=body).status_code == 422
+
+
+def test_the_cli(stocked: Runtime, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    need = tmp_path / "need.txt"
+    need.write_text(NEED_EN, encoding="utf-8")
+    assert main(["need", "--file", str(need), "--limit", "3"], stocked) == 0
+    shown = capsys.readouterr().out
+    assert "consortium 1: covers 3/4, uncovered 3" in shown and "Bogie Sensing GmbH" in shown
+    assert main(["need", "--text", NEED_EN, "--json", "--country", "AT"], stocked) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert {s["actor"]["country"] for s in found["suppliers"]} == {"AT"}
+    assert main(["need"], stocked) == 2, "neither --text nor --file"
+
+
+def test_a_member_the_others_make_redundant_leaves_the_team() -> None:
+    scores = np.array([[0.0, 0.9], [0.6, 0.8], [0.0, 0.7]], dtype=np.float32)  # 3 aspects x 2
+    # Actor 1 alone covers every aspect actor 0 covers: no consortium, actor 1 answers alone.
+    assert propose_teams(scores, Coverage(0.5).matrix(scores), team_size=3) == []
+
+
+def test_a_specialist_ranked_low_on_the_whole_need_still_joins_a_consortium(
+    stocked: Runtime,
+) -> None:
+    clones = [
+        make_actor(
+            f"sensor-{i}",
+            [
+                f"Vibration sensors mounted on tram bogies measure the wear of wheels and rails, "
+                f"and machine learning models forecast failures, variant {i}."
+            ],
+        )
+        for i in range(45)
+    ]
+    stocked.ingestor.upsert(clones)
+    stocked.reindexer.run()
+    result = stocked.needs.match(Need(NEED_EN), limit=45)
+    ranked = [s.actor.id for s in result.suppliers]
+    assert "planning-software" not in ranked[:40], "the planning specialist ranks low overall"
+    best = result.consortia[0]
+    assert "planning-software" in {m.actor.id for m in best.members}
+    assert {0, 1, 2} <= set(best.covered)

@@ -20,8 +20,9 @@ router = APIRouter(
 )
 SIDE = (
     "`country:AT`, `region:AT31` (NUTS, any level) or `cluster:<id>`; a bare value is a country "
-    "when it is two letters, a region when it is a longer NUTS code, else a cluster id"
+    "when it is a country code, a region when it is a longer NUTS code, else a cluster id"
 )
+SIDE_PATTERN = r"^((country|region|cluster):)?[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
 
 
 @router.get(
@@ -38,8 +39,12 @@ SIDE = (
 def bridges(
     services: ServicesDep,
     principal: Reader,
-    source: Annotated[str, Query(alias="from", min_length=1, max_length=140, description=SIDE)],
-    target: Annotated[str, Query(alias="to", min_length=1, max_length=140, description=SIDE)],
+    source: Annotated[
+        str, Query(alias="from", max_length=140, pattern=SIDE_PATTERN, description=SIDE)
+    ],
+    target: Annotated[
+        str, Query(alias="to", max_length=140, pattern=SIDE_PATTERN, description=SIDE)
+    ],
     pairs: Annotated[int, Query(ge=1, le=50)] = 12,
     themes: Annotated[int, Query(ge=1, le=50)] = 12,
     format: Literal["json", "html"] = "json",

@@ -187,6 +187,16 @@ class NeedIn(BaseModel):
     country: Country | None = Field(default=None, description="the buyer's country")
     region: Region | None = Field(default=None, description="the buyer's NUTS region")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _codes_are_text(cls, data: Any) -> Any:
+        # The code validators read any value as text: `false` would become the region "FALSE".
+        if isinstance(data, dict):
+            for name in ("country", "region"):
+                if data.get(name) is not None and not isinstance(data[name], str):
+                    raise ValueError(f"{name}: give a string")
+        return data
+
 
 class NeedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [NEED_EXAMPLE]})
@@ -206,6 +216,11 @@ class SupplierOut(BaseModel):
     score: float = Field(description="how well the actor answers the need as a whole")
     covers: list[int] = Field(description="aspects it answers above the model's threshold")
     evidence: list[AspectEvidenceOut] = Field(description="its best passage per covered aspect")
+    same_passage: list[ActorSummaryOut] = Field(
+        default_factory=list,
+        description="further actors whose best evidence is this very passage (typically the "
+        "partners of one project, who share its text): one supplier, not N",
+    )
 
 
 class MemberOut(BaseModel):
@@ -257,6 +272,7 @@ def need_out(result: NeedResult) -> NeedResponse:
                 score=s.score,
                 covers=list(s.covers),
                 evidence=_aspect_evidence(s.evidence),
+                same_passage=[summary_out(a) for a in s.also],
             )
             for s in result.suppliers
         ],
