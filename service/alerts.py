@@ -161,7 +161,7 @@ def subscribe(runtime: AlertsRuntime, subscription: Subscription, now: float) ->
 @dataclass(frozen=True)
 class TickReport:
     locked: bool
-    """False when another process held the lock (this one did nothing)."""
+    """False when this process did nothing: another held the lock, or nothing is subscribed."""
     checked: int = 0
     events: int = 0
     attempts: int = 0
@@ -186,6 +186,8 @@ class Alerts:
     # --- one round -------------------------------------------------------------------------
 
     def tick(self) -> TickReport:
+        if not self._runtime.subscriptions.owned_by():
+            return TickReport(locked=False)  # nothing to watch (events go with subscriptions)
         try:
             with exclusive(self.lock_path, "alert delivery"):
                 checked, events = self.check_due()

@@ -7,15 +7,15 @@ never against their own needs):
 1. **Aspects.** The need's text is split into sentences (the spaCy pipeline of its language);
    sentences of fewer than `MIN_ASPECT_WORDS` words join their neighbour, so "See annex 2." or a
    heading is no aspect of its own. At most `MAX_ASPECTS` remain (the shortest neighbours merge).
-2. **Suppliers** are ranked by the service's own `Matcher.match_profile` in complement mode (the
+2. **Suppliers** are found by the service's own `Matcher.match_profile` in complement mode (the
    configured aggregate over the aspects: by default how well an actor covers the need as a
-   whole), then every aspect is scored against every passage of the best `POOL` actors and of
-   each aspect's own best `PER_ASPECT` (specialists rank low on the whole need): an
-   actor *covers* an aspect when its best passage for it reaches the model's calibrated
-   `cover_above`, and for a model with a `cover_margin` also lies that close to the aspect's
-   best actor (models/*.json: e5's cosines sit in a compressed band where a German aspect's
-   English answer scores what an unrelated English passage does; MiniLM's do not; figures by
-   scripts/calibrate_needs.py).
+   whole) and listed by how many aspects they cover, then by that score. Every aspect is scored
+   against every passage of the best `POOL` actors and of each aspect's own best `PER_ASPECT`
+   (specialists rank low on the whole need): an actor *covers* an aspect when its best passage
+   for it reaches the model's calibrated `cover_above`, and for a model with a `cover_margin`
+   also lies that close to the aspect's best actor (models/*.json: e5's cosines sit in a
+   compressed band where a German aspect's English answer scores what an unrelated English
+   passage does; MiniLM's do not; figures by scripts/calibrate_needs.py).
 3. **Consortia**: a greedy set cover over that aspect x actor matrix. Each team starts from one
    of the actors covering the most aspects; the next member is the one adding the most
    uncovered aspects (ties: the largest gain in best similarity), until `team_size` or until
@@ -228,9 +228,16 @@ class NeedMatcher:
             pool += [m.actor for m in single.matches if m.actor.id not in known]
         scores, evidence = self._aspect_matrix(aspects, pool, viewer)
         covers = self.coverage.matrix(scores)
+        # Suppliers: the ranked actors, those covering more aspects first (a high score on the
+        # whole need from passages that each answer nothing well says less), then by score.
+        ranked_columns = sorted(
+            range(len(ranked.matches)),
+            key=lambda a: (-int(covers[:, a].sum()), -ranked.matches[a].score, a),
+        )
         suppliers = [
             self._supplier(m.actor, m.score, scores[:, a], covers[:, a], evidence[a], m.also)
-            for a, m in enumerate(ranked.matches[:limit])
+            for a in ranked_columns[:limit]
+            if (m := ranked.matches[a])
         ]
         consortia = [
             self._consortium(

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from service.api.schemas import ActorSummaryOut, EvidenceOut, summary_out
+from service.api.schemas import ActorSummaryOut, summary_out
 from service.bridges import BridgeReport, Passage, Theme
 from service.domain import NOT_BLANK, Identifier
 from service.filters import BodyFilters, Country, Region
@@ -207,8 +207,12 @@ class NeedRequest(BaseModel):
     team_size: int = Field(default=3, ge=2, le=4, description="the largest consortium proposed")
 
 
-class AspectEvidenceOut(EvidenceOut):
+class AspectEvidenceOut(BaseModel):
     aspect: int = Field(description="index into `aspects` of the aspect this passage answers")
+    document_id: str
+    document_kind: str
+    text: str
+    score: float = Field(description="the passage's similarity to the aspect")
 
 
 class SupplierOut(BaseModel):
