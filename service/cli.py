@@ -380,6 +380,46 @@ def cmd_map(runtime: Runtime, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_need(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.need_report import as_json, as_text
+    from service.needs import Need
+
+    if (args.text is None) == (args.file is None):
+        raise InvalidInput([FieldProblem("--text", "give the need as --text or as --file")])
+    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
+    result = runtime.needs.match(
+        Need(text, title=args.title or "", language=args.language),
+        limit=args.limit,
+        filters=_filters(args),
+        team_size=args.team_size,
+    )
+    _out(args, as_json(result), lambda: print(as_text(result)))
+    return EXIT_OK
+
+
+def cmd_report_bridges(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.bridge_report import write_files
+    from service.bridges import parse_side
+
+    sides = parse_side(args.source, "--from"), parse_side(args.target, "--to")
+    print(f"bridge report: {sides[0].label} -> {sides[1].label} ...", file=sys.stderr)
+    report = runtime.bridges.report(
+        *sides, runtime.index.snapshot(), pairs=args.pairs, themes=args.themes
+    )
+    page, plot = write_files(report, Path(args.out), Path(args.plot) if args.plot else None)
+    payload = {
+        "out": str(page),
+        "plot": str(plot),
+        "from": sides[0].label,
+        "to": sides[1].label,
+        "actors": [report.a_actors, report.b_actors],
+        "pairs": len(report.pairs),
+        "generation": report.generation,
+    }
+    _out(args, payload, lambda: print(f"wrote {page} and {plot}: {len(report.pairs)} pairs"))
+    return EXIT_OK
+
+
 def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -611,6 +651,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the colours show (default: kind)",
     )
     p.set_defaults(handler=cmd_map)
+
+    p = sub.add_parser(
+        "need",
+        parents=[common],
+        help="suppliers and consortia for a procurement need (any language)",
+        description="Split the need into its aspects (sentences), rank actors whose offers and "
+        "competences answer it, and propose teams of 2 to --team-size actors that together "
+        "cover the most aspects (the same as POST /v1/needs/match).",
+    )
+    p.add_argument("--text", help="the need's text")
+    p.add_argument("--file", metavar="FILE.txt", help="or a file holding it (UTF-8)")
+    p.add_argument("--title", help="a title (shown, not scored)")
+    p.add_argument("--language", metavar="ISO", help="ISO 639-1 code (default: detected)")
+    p.add_argument("--limit", type=int, default=10, help="how many suppliers (default 10)")
+    p.add_argument("--team-size", type=int, default=3, choices=(2, 3, 4), help="largest consortium")
+    group = p.add_argument_group("filters on suppliers (repeat an option for several values)")
+    group.add_argument("--country", action="append", metavar="CC")
+    group.add_argument("--region", action="append", metavar="NUTS")
+    group.add_argument("--kind", action="append", choices=KIND_CHOICES)
+    group.add_argument("--sector", action="append", metavar="NACE")
+    group.add_argument("--cluster", action="append", metavar="ID")
+    p.set_defaults(handler=cmd_need)
+
+    p = sub.add_parser("report", help="reports for cluster managers (HTML, prints to PDF)")
+    reports = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    p = reports.add_parser(
+        "bridges",
+        parents=[common],
+        help="who should meet whom between two clusters, regions or countries",
+        description="The strongest cross pairs with their passages, the competence themes both "
+        "sides share and those only one side has, and a plot: one self-contained HTML page "
+        "(and the plot as a PNG beside it), built on the served index generation.",
+        epilog="A side is country:AT, region:AT31 (NUTS, any level) or cluster:<id>; a bare "
+        "value is a country when it is two letters, a region when it is a longer NUTS code, "
+        "else a cluster id. Example: clustermatch report bridges --from AT --to IT --out "
+        "report.html",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="SIDE", help="one side")
+    p.add_argument("--to", dest="target", required=True, metavar="SIDE", help="the other side")
+    p.add_argument("--out", required=True, metavar="FILE.html", help="where to write the page")
+    p.add_argument("--plot", metavar="FILE.png", help="where to write the plot (default: beside)")
+    p.add_argument("--pairs", type=int, default=12, help="how many pairs (default 12)")
+    p.add_argument("--themes", type=int, default=12, help="themes per list (default 12)")
+    p.set_defaults(handler=cmd_report_bridges)
 
     p = sub.add_parser(
         "serve", parents=[common], help="serve the HTTP API (never loads demo data by itself)"

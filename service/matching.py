@@ -169,7 +169,7 @@ class Matcher:
             QueryChunk(c.text, c.language, viewer.can_see(c.visibility, summary.owner))
             for c in picked
         ]
-        vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
+        vectors = self.passage_vectors([(c.text, c.content_hash) for c in picked])
         actor_filter = _about(summary, filters, mode)
         return self._rank(
             vectors, queries, limit, actor_filter, viewer, diversify, collapse=collapse
@@ -192,7 +192,7 @@ class Matcher:
         picked = pick_query_chunks(drafts, self.max_query_chunks)
         queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
         # Not cached: a profile that is only matched, never stored, leaves nothing behind.
-        vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked], cache=False)
+        vectors = self.passage_vectors([(d.text, d.content_hash) for d in picked], cache=False)
         summary = ActorSummary(
             id=actor.id,
             name=actor.name,
@@ -226,7 +226,7 @@ class Matcher:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _passage_vectors(
+    def passage_vectors(
         self, items: Sequence[tuple[str, str]], cache: bool = True
     ) -> npt.NDArray[np.float32]:
         """Vectors of passages: from the embedding cache where present, else embedded (and

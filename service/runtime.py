@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,17 @@ from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
 from service.store.pg import AdvisoryRebuildLock
 from service.store.sql import StorePointer
+from service.subscriptions import SubscriptionStore
 from service.text import Chunker
 from service.text.keyterms import KeyTerms
+
+if TYPE_CHECKING:
+    from service.bridges import Bridges
+    from service.needs import Coverage, NeedMatcher
+
+
+UNCALIBRATED_COVER_ABOVE = 0.3
+"""The coverage threshold of needs for an embedder without a calibrated model profile."""
 
 
 class Runtime:
@@ -73,6 +83,13 @@ class Runtime:
         if self.sql_store.is_postgresql:
             return AdvisoryRebuildLock(self.sql_store)
         return FileRebuildLock(self.settings.resolved_index_dir / "reindex.lock")
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionStore:
+        from service.store.subscriptions import SqlSubscriptionStore
+
+        sql = self.sql_store
+        return SqlSubscriptionStore(lambda: sql.engine)
 
     @cached_property
     def chunker(self) -> Chunker:
@@ -167,6 +184,27 @@ class Runtime:
             weak_below=self.profile.weak_below if self._own_model() else None,
             activity_prior=self.settings.activity_prior,
         )
+
+    @cached_property
+    def needs(self) -> NeedMatcher:
+        from service.needs import NeedMatcher
+
+        return NeedMatcher(self.matcher, self.store, self._coverage())
+
+    def _coverage(self) -> Coverage:
+        from service.needs import Coverage
+
+        calibrated = self.profile.cover_above if self._own_model() else None
+        # Neither configured nor calibrated (a test's fake embedder): a middling cosine.
+        above = self.settings.need_cover_above or calibrated or UNCALIBRATED_COVER_ABOVE
+        return Coverage(above, self.profile.cover_margin if calibrated is not None else None)
+
+    @cached_property
+    def bridges(self) -> Bridges:
+        from service.bridges import Bridges
+
+        assert self.matcher.key_terms is not None
+        return Bridges(self.matcher, self.store, self.matcher.key_terms)
 
     @cached_property
     def maps(self) -> MapCache:

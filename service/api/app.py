@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from service import __version__
+from service.alerts import Alerts, AlertWorker
 from service.api import errors
 from service.api.deps import Services, ServicesDep
 from service.api.limits import BodyLimitMiddleware
@@ -28,6 +29,9 @@ from service.api.routes_feedback import router as feedback_router
 from service.api.routes_index import router as index_router
 from service.api.routes_map import router as map_router
 from service.api.routes_match import router as match_router
+from service.api.routes_needs import router as needs_router
+from service.api.routes_reports import router as reports_router
+from service.api.routes_subscriptions import router as subscriptions_router
 from service.errors import ClusterMatchError, Conflict
 from service.jobs import RebuildJobs
 from service.keys import KeyFile
@@ -96,9 +100,12 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             start_rebuild=rebuild_large_delta,
         )
         watcher.start()
+        alerts = AlertWorker(Alerts(runtime), settings.alert_check_seconds)
+        alerts.start()
         try:
             yield
         finally:
+            alerts.stop()
             watcher.stop()
 
     app = FastAPI(
@@ -124,6 +131,9 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     app.include_router(index_router)
     app.include_router(feedback_router)
     app.include_router(map_router)
+    app.include_router(subscriptions_router)
+    app.include_router(needs_router)
+    app.include_router(reports_router)
     web.install(app)  # the workspace pages, last: their paths never shadow the API's
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")

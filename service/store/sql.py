@@ -1,8 +1,10 @@
 """The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL (psycopg 3) for scale.
 
-All SQL of the project lives in `service/store/`: this module, the PostgreSQL locks (`pg.py`) and
-the migrations (`migrate.py`, `migrations/versions/`). The tables below are the newest revision;
-a change to them needs a migration, and `tests/test_migrations.py` holds the two equal.
+All SQL of the project lives in `service/store/`: this module, the alerts' outbox
+(`subscriptions.py`, its tables defined here on the one `metadata`), the PostgreSQL locks
+(`pg.py`) and the migrations (`migrate.py`, `migrations/versions/`). The tables below are the
+newest revision; a change to them needs a migration, and `tests/test_migrations.py` holds the
+two equal.
 
 Every write is one transaction, so a profile is either stored whole (actor, documents, chunks) or
 not at all. Chunk ids come from an AUTOINCREMENT key (a sequence on PostgreSQL): they are never
@@ -149,6 +151,75 @@ feedback = sa.Table(
     sa.Column("label", sa.String(16), nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+# New-match alerts (service.alerts): a tenant's subscriptions, the actors each has already been
+# told about, and the outbox of events with every delivery attempt. An event and the "seen" rows
+# it adds are written in one transaction, so a crash never loses an event nor sends one twice as
+# two different events (its id is fixed when it is written).
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("networks", sa.Text, nullable=False),  # JSON list: whose texts it may be sent
+    sa.Column("actor_id", sa.String(128), nullable=True),
+    sa.Column("query", sa.Text, nullable=True),
+    sa.Column("filters", sa.Text, nullable=False),  # JSON object, `Filters` spelling
+    sa.Column("top", sa.Integer, nullable=False),
+    sa.Column("min_score", sa.Float, nullable=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # needed in clear to sign each body
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("checked_generation", sa.String(64), nullable=True),
+    sa.Column("checked_changes", sa.Integer, nullable=False),
+    sa.Column("checked_at", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("last_error", sa.Text, nullable=True),
+)
+
+subscription_seen = sa.Table(
+    "subscription_seen",
+    metadata,
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("actor_id", sa.String(128), primary_key=True),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("generation", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact bytes signed and sent, as UTF-8
+    sa.Column("matches", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # pending|delivered|failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "event_id", sa.ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("seconds", sa.Float, nullable=False),
 )
 
 store_meta = sa.Table(
