@@ -26,7 +26,14 @@ EXAMPLES = 40
 
 
 def _app(root: Path) -> tuple[object, str]:
-    settings = Settings(data_dir=root / "data", keys_file=root / "keys.json", watch_seconds=60)
+    # No rate limit: the fuzzer sends thousands of requests with one key, each must reach its
+    # route (429 itself is documented on every keyed operation and tested in test_abuse.py).
+    settings = Settings(
+        data_dir=root / "data",
+        keys_file=root / "keys.json",
+        watch_seconds=60,
+        rate_limit_per_second=0,
+    )
     key = KeyFile(root / "keys.json").create(("read", "write", "admin"), tenant="fuzz")
     runtime = Runtime(settings, embedder=FakeEmbedder())
     runtime.ingestor.upsert(

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from service.audit import AuditEvent, AuditQuery, Who
 from service.domain import Actor, ActorSummary, Owner
 from service.feedback import Feedback, FeedbackCounts
 from service.index.base import ChunkSelection
@@ -118,15 +119,31 @@ class ActorPage:
 
 class ProfileStore(Protocol):
     def upsert_actors(
-        self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = ...
+        self,
+        items: Sequence[tuple[Actor, Sequence[ChunkDraft]]],
+        owner: Owner = ...,
+        who: Who | None = None,
     ) -> list[bool]:
-        """Write each actor (owned by `owner`) with its documents and chunks, in one transaction.
+        """Write each actor (owned by `owner`) with its documents and chunks, in one transaction;
+        with `who`, its audit events (`actor.create` / `actor.replace`) in the same one.
 
         Returns, per actor, True when it was created and False when it replaced a stored one.
         """
         ...
 
-    def delete_actor(self, actor_id: str) -> bool: ...
+    def delete_actor(self, actor_id: str, who: Who | None = None) -> bool:
+        """Erase an actor (with `who`, and its `actor.delete` event, in one transaction)."""
+        ...
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append events to the audit log (one transaction)."""
+        ...
+
+    def audit_events(self, query: AuditQuery) -> list[AuditEvent]: ...
+
+    def prune_audit(self, before: str) -> int:
+        """Delete audit events older than `before` (ISO 8601 UTC); returns how many."""
+        ...
 
     def get_owner(self, actor_id: str) -> Owner | None: ...
 
