@@ -157,7 +157,7 @@ def _stores(corpus: Corpus) -> tuple[list[tuple[Owner, Actor]], list[tuple[Owner
 
 
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
@@ -173,7 +173,7 @@ def test_a_hidden_passage_changes_no_score_in_search(corpus: Corpus, build: bool
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
