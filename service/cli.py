@@ -20,10 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from service import keys_admin
+from service.audit import at_the_command_line
 from service.config import CHECKOUT_DIR, LOG_LEVEL_ENV, Settings
+from service.domain import PRIVATE_IN_MATCHING
 from service.errors import ClusterMatchError, Conflict, FieldProblem, InvalidInput
 from service.filters import Filters
-from service.keys import KeyFile
+from service.keys import KeyFile, check_private
 from service.runtime import Runtime
 from service.store import ActorFilter
 
@@ -167,7 +170,9 @@ def cmd_ingest(runtime: Runtime, args: argparse.Namespace) -> int:
         raise InvalidInput([FieldProblem("FILE", f"{path} is not a readable file")])
     total = _count_lines(path)
     with _open_text(path) as handle, _progress(total, "ingest", "lines") as step:
-        report = runtime.ingestor.ingest_lines(handle, on_line=lambda: step(1))
+        report = runtime.ingestor.ingest_lines(
+            handle, on_line=lambda: step(1), who=at_the_command_line()
+        )
     payload = {
         "stored": report.stored,
         "created": report.created,
@@ -202,6 +207,7 @@ def cmd_reindex(runtime: Runtime, args: argparse.Namespace) -> int:
     )
     with _progress(total, "reindex", "chunks") as step:
         report = reindexer.run(full=args.full, progress=step)
+    keys_admin.record_cli(runtime.store, "index.rebuild", report.generation)
     _out(
         args,
         asdict(report),
@@ -247,6 +253,7 @@ def cmd_index_status(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_index_rollback(runtime: Runtime, args: argparse.Namespace) -> int:
     previous = runtime.generations.rollback()
+    keys_admin.record_cli(runtime.store, "index.rollback", previous)
     _out(args, {"current": previous}, lambda: print(f"CURRENT -> {previous}"))
     return EXIT_OK
 
@@ -335,7 +342,9 @@ def cmd_demo(runtime: Runtime, args: argparse.Namespace) -> int:
     if not counts.actors:
         path = Path(args.file)
         with _open_text(path) as handle, _progress(_count_lines(path), "demo", "actors") as step:
-            report = runtime.ingestor.ingest_lines(handle, on_line=lambda: step(1))
+            report = runtime.ingestor.ingest_lines(
+                handle, on_line=lambda: step(1), who=at_the_command_line()
+            )
         loaded = report.stored
         if report.errors:
             print(
@@ -427,6 +436,8 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
 
     host = args.host or runtime.settings.host
     port = args.port or runtime.settings.port
+    if runtime.settings.keys_file is not None:
+        check_private(runtime.settings.keys_file)  # refuse to start on a readable keys file
     if runtime.settings.keys_file is None and not is_loopback(host):
         print(
             f"error: refusing to serve on {host} without API keys; set CLUSTERMATCH_KEYS_FILE "
@@ -484,18 +495,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def cmd_keys_create(runtime: Runtime, args: argparse.Namespace) -> int:
+def _keys_file(runtime: Runtime) -> KeyFile:
     path = runtime.settings.keys_file
     if path is None:
-        print("error: set CLUSTERMATCH_KEYS_FILE to the keys file to write", file=sys.stderr)
-        return EXIT_ERROR
+        raise InvalidInput(
+            [FieldProblem("CLUSTERMATCH_KEYS_FILE", "set it to the keys file to use")]
+        )
+    return KeyFile(path)
+
+
+def cmd_keys_create(runtime: Runtime, args: argparse.Namespace) -> int:
+    keys = _keys_file(runtime)
     scopes = tuple(split_commas(args.scopes))
-    key = KeyFile(path).create(scopes, args.tenant, tuple(split_commas(args.networks)), args.name)
+    networks = tuple(split_commas(args.networks))
+    key = keys_admin.create(
+        keys, runtime.store, scopes=scopes, tenant=args.tenant, networks=networks, name=args.name
+    )
     _out(
         args,
-        {"key": key, "scopes": scopes, "tenant": args.tenant, "keys_file": str(path)},
+        {"key": key, "scopes": scopes, "tenant": args.tenant, "keys_file": str(keys.path)},
         lambda: print(
-            f"{key}\n\nThis key is shown once; it is stored only as a hash in {path}.",
+            f"{key}\n\nThis key is shown once; it is stored only as a hash in {keys.path}.",
         ),
     )
     return EXIT_OK
@@ -519,6 +539,97 @@ def cmd_restore(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def cmd_keys_list(runtime: Runtime, args: argparse.Namespace) -> int:
+    rows = keys_admin.key_rows(_keys_file(runtime))
+
+    def human() -> None:
+        for r in rows:
+            networks = ",".join(r["networks"]) or "-"
+            print(
+                f"{r['id']}  {r['tenant']:<20} {','.join(r['scopes']):<16} networks {networks:<16} "
+                f"{r['state']:<36} {r['name']}"
+            )
+        if not rows:
+            print("no keys (create one with `clustermatch keys create`)")
+
+    _out(args, {"keys": rows}, human)
+    return EXIT_OK
+
+
+def cmd_keys_revoke(runtime: Runtime, args: argparse.Namespace) -> int:
+    key = keys_admin.revoke(_keys_file(runtime), runtime.store, args.key_id)
+    _out(
+        args,
+        {"id": key.id, "revoked_at": key.revoked_at},
+        lambda: print(
+            f"key {key.id} ({key.tenant}) revoked at {key.revoked_at}; every worker refuses it "
+            f"from its next request on"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_keys_rotate(runtime: Runtime, args: argparse.Namespace) -> int:
+    new, token = keys_admin.rotate(_keys_file(runtime), runtime.store, args.key_id, args.grace)
+    until = "at once" if not args.grace else f"in {args.grace} s"
+    _out(
+        args,
+        {"key": token, "id": new.id, "replaces": args.key_id, "old_key_stops": until},
+        lambda: print(
+            f"{token}\n\nThis key replaces {args.key_id} (same tenant, scopes and networks), "
+            f"which stops working {until}. It is shown once; only its hash is stored."
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_keys_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
+    keys = _keys_file(runtime)
+    keys_admin.set_tenant(keys, runtime.store, args.tenant, args.private_in_matching)
+    _out(
+        args,
+        {"tenant": args.tenant, "private_in_matching": args.private_in_matching},
+        lambda: print(f"tenant {args.tenant}: private_in_matching {args.private_in_matching}"),
+    )
+    return EXIT_OK
+
+
+def cmd_audit(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.audit import AuditQuery, parse_instant
+
+    query = AuditQuery(
+        since=parse_instant(args.since, "--since") if args.since else None,
+        until=parse_instant(args.until, "--until") if args.until else None,
+        tenant=args.tenant,
+        key_id=args.key_id,
+        action=args.action,
+        limit=args.limit,
+    )
+    rows = keys_admin.audit_rows(runtime.store, query)
+
+    def human() -> None:
+        for r in rows:
+            who = r["key_id"] or r["origin"]
+            target = r["target"] or ""
+            print(
+                f"{r['at']}  {r['action']:<14} {who:<14} {r['tenant']:<20} x{r['count']} {target}"
+            )
+
+    _out(args, {"events": rows}, human)
+    return EXIT_OK
+
+
+def cmd_audit_prune(runtime: Runtime, args: argparse.Namespace) -> int:
+    days = args.days or runtime.settings.audit_retention_days
+    removed = keys_admin.prune(runtime.store, days)
+    _out(
+        args,
+        {"removed": removed, "older_than_days": days},
+        lambda: print(f"removed {removed} audit events older than {days} days"),
+    )
+    return EXIT_OK
 
 
 def split_commas(values: list[str] | None) -> list[str]:
@@ -754,7 +865,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = db.add_parser("upgrade", parents=[common], help="run the pending migrations")
     p.set_defaults(handler=cmd_db)
 
-    p = sub.add_parser("keys", help="manage API keys")
+    p = sub.add_parser(
+        "keys",
+        help="manage API keys and tenant settings",
+        description="Changes take effect with the next request of every worker, no restart.",
+    )
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     p = keys.add_parser(
         "create",
@@ -771,6 +886,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", action="append", help="networks this key belongs to (comma list)")
     p.add_argument("--name", default="", help="a note, e.g. who holds the key")
     p.set_defaults(handler=cmd_keys_create)
+    p = keys.add_parser("list", parents=[common], help="every key (never a secret) and its state")
+    p.set_defaults(handler=cmd_keys_list)
+    p = keys.add_parser("revoke", parents=[common], help="make a key stop working now")
+    p.add_argument("key_id", help="the id of the key (`keys list`; cm_<id>_...)")
+    p.set_defaults(handler=cmd_keys_revoke)
+    p = keys.add_parser(
+        "rotate",
+        parents=[common],
+        help="replace a key by a new one with the same tenant, scopes and networks",
+    )
+    p.add_argument("key_id", help="the id of the key to replace")
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="keep the old key working this long, for clients to switch (default 0: at once)",
+    )
+    p.set_defaults(handler=cmd_keys_rotate)
+    p = keys.add_parser(
+        "tenant",
+        parents=[common],
+        help="a tenant's settings, e.g. whether its private passages count in matching",
+        description="private_in_matching: own (default) - a tenant's private passages count in "
+        "its own actor matches only; all - also in other tenants' matches, by vector "
+        "similarity only (the texts are never shown); none - in no match. Free-text search "
+        "never counts a passage the caller may not see.",
+    )
+    p.add_argument("tenant")
+    p.add_argument(
+        "--private-in-matching", required=True, choices=PRIVATE_IN_MATCHING, metavar="MODE"
+    )
+    p.set_defaults(handler=cmd_keys_tenant)
+
+    p = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="the audit log: who did what and when (never any text)",
+        description="Writes, deletes, key use (per key and minute), refused and rate-limited "
+        "keys, rebuilds and key changes, oldest first.",
+    )
+    audit = p.add_subparsers(dest="audit_command", metavar="ACTION")
+    p.add_argument("--since", help="ISO 8601 date or time, UTC (e.g. 2026-12-01)")
+    p.add_argument("--until", help="ISO 8601 date or time, UTC (exclusive)")
+    p.add_argument("--tenant")
+    p.add_argument("--key-id")
+    p.add_argument("--action", help="e.g. actor.delete, key.use, keys.revoke")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.set_defaults(handler=cmd_audit)
+    prune_parser = audit.add_parser(
+        "prune", parents=[common], help="delete events older than the retention period"
+    )
+    prune_parser.add_argument(
+        "--days", type=int, help="default CLUSTERMATCH_AUDIT_RETENTION_DAYS (365)"
+    )
+    prune_parser.set_defaults(handler=cmd_audit_prune)
+    return parser
     return parser
 
 

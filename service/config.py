@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_bulk_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_bulk_lines: int = Field(default=20_000, ge=1)
+    rate_limit_per_second: float = Field(default=10.0, ge=0.0, le=100_000.0)
+    """Requests per second an API key may send on average, per worker process (0: no limit).
+    An open (keyless) service has no limit."""
+    rate_limit_burst: int = Field(default=60, ge=1, le=1_000_000)
+    """Requests an API key may send at once before the average rate applies."""
+    request_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    """Matches and searches running longer are abandoned with 503 (see service.deadline)."""
+    cors_origins: str = ""
+    """Comma-separated origins allowed to call the API from a browser (CORS); empty: none, so
+    browsers keep other sites from reading the API's answers."""
+    audit_retention_days: int = Field(default=365, ge=1, le=36_500)
+    """Audit events older than this are pruned (by a serving process, hourly)."""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def resolved_index_dir(self) -> Path:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.audit import Who
 from service.config import ModelProfile, Settings
 from service.domain import Actor
 from service.embedding.base import Embedder
@@ -256,10 +257,10 @@ class Runtime:
         thread = getattr(self, "_warming", None)
         return thread is not None and thread.is_alive()
 
-    def delete_actor(self, actor_id: str) -> bool:
-        """Erase an actor; from the moment this returns it is in no result (hits on its old
-        chunks no longer resolve in the store)."""
-        deleted = self.store.delete_actor(actor_id)
+    def delete_actor(self, actor_id: str, who: Who | None = None) -> bool:
+        """Erase an actor (audited as `who`'s delete, when given); from the moment this returns
+        it is in no result (hits on its old chunks no longer resolve in the store)."""
+        deleted = self.store.delete_actor(actor_id, who)
         self.index.forget(actor_id)
         return deleted
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from service.audit import AuditEvent, AuditQuery, Who
 from service.domain import Actor, ActorSummary, Document, Owner
 from service.failpoints import failpoint
 from service.feedback import Feedback, FeedbackCounts, Label
@@ -220,6 +221,21 @@ delivery_attempts = sa.Table(
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("seconds", sa.Float, nullable=False),
+)
+
+# The audit log (service.audit): appended to, pruned by age, never updated; never a text.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False, index=True),
+    sa.Column("key_id", sa.String(64), nullable=True, index=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("origin", sa.String(140), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("target", sa.String(256), nullable=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 store_meta = sa.Table(
@@ -429,7 +445,10 @@ class SqlProfileStore:
     # --- writes ----------------------------------------------------------------------------
 
     def upsert_actors(
-        self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = LOCAL
+        self,
+        items: Sequence[tuple[Actor, Sequence[ChunkDraft]]],
+        owner: Owner = LOCAL,
+        who: Who | None = None,
     ) -> list[bool]:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         # One statement per table for the whole batch, not per actor: a bulk import costs a dozen
@@ -451,17 +470,24 @@ class SqlProfileStore:
             self._drop_unused_vectors(conn, replaced)  # a rewritten text's vector goes with it
             failpoint("store-write")
             self._count_changes(conn, len(items))
-        created = []
-        for actor, _ in items:
-            created.append(actor.id not in stored)
-            stored.add(actor.id)
+            created = []
+            for actor, _ in items:
+                created.append(actor.id not in stored)
+                stored.add(actor.id)
+            if who is not None:  # audited in the write's own transaction
+                events = [
+                    AuditEvent("actor.create" if new else "actor.replace", who, actor.id, at=now)
+                    for (actor, _), new in zip(items, created, strict=True)
+                ]
+                self._append_audit(conn, events)
         return created
 
-    def delete_actor(self, actor_id: str) -> bool:
+    def delete_actor(self, actor_id: str, who: Who | None = None) -> bool:
         """Erase the actor: its rows, and the cached vectors of its texts that no other chunk
         uses, in one transaction; `secure_delete` zeroes the freed bytes (SQLite). The change
         count at the latest erasure is recorded, so a rebuild knows which older generations
-        still hold erased vectors (see `last_erasure`)."""
+        still hold erased vectors (see `last_erasure`). With `who`, the deletion is audited in
+        the same transaction."""
         with self._write() as conn:
             hashes = self._hashes_of(conn, [actor_id])
             deleted = bool(self._delete(conn, [actor_id]))
@@ -469,6 +495,8 @@ class SqlProfileStore:
                 self._drop_unused_vectors(conn, hashes)
                 self._count_changes(conn, 1)
                 self._set_meta(conn, "erased_at", str(self._meta_int(conn, "changes")))
+                if who is not None:
+                    self._append_audit(conn, [AuditEvent("actor.delete", who, actor_id)])
             return deleted
 
     def last_erasure(self) -> int:
@@ -924,6 +952,66 @@ class SqlProfileStore:
         with self._read() as conn:
             found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
         return found.get(actor_id, ())
+
+    # --- audit log -------------------------------------------------------------------------
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            with self.engine.begin() as conn:
+                self._append_audit(conn, events)
+
+    @staticmethod
+    def _append_audit(conn: Connection, events: Sequence[AuditEvent]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        conn.execute(
+            audit_log.insert(),
+            [
+                {
+                    "at": e.at or now,
+                    "key_id": e.who.key_id,
+                    "tenant": e.who.tenant,
+                    "origin": e.who.origin,
+                    "action": e.action,
+                    "target": e.target,
+                    "count": e.count,
+                }
+                for e in events
+            ],
+        )
+
+    def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        """Events in order of their id (the order they were appended), after `after_id`."""
+        select = sa.select(audit_log).where(audit_log.c.id > query.after_id)
+        for column, value in (
+            (audit_log.c.tenant, query.tenant),
+            (audit_log.c.key_id, query.key_id),
+            (audit_log.c.action, query.action),
+        ):
+            if value is not None:
+                select = select.where(column == value)
+        if query.since is not None:
+            select = select.where(audit_log.c.at >= query.since)
+        if query.until is not None:
+            select = select.where(audit_log.c.at < query.until)
+        select = select.order_by(audit_log.c.id).limit(query.limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select).mappings().all()
+        return [
+            AuditEvent(
+                action=r["action"],
+                who=Who(r["key_id"], r["tenant"], r["origin"]),
+                target=r["target"],
+                count=r["count"],
+                at=r["at"],
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def prune_audit(self, before: str) -> int:
+        """Delete the events older than `before` (ISO 8601 UTC); returns how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(audit_log.delete().where(audit_log.c.at < before)).rowcount)
 
     # --- embedding cache -------------------------------------------------------------------
 
