@@ -231,8 +231,10 @@ class Runtime:
         return self.embedder.model_id == self.profile.id
 
     def _passages(self) -> Iterator[tuple[str, str]]:
+        """The corpus key terms are weighted by: public passages only, so which shared terms an
+        evidence shows (the top few by IDF) says nothing about hidden texts."""
         for batch in self.store.iter_chunks():
-            yield from ((c.text, c.language) for c in batch)
+            yield from ((c.text, c.language) for c in batch if c.visibility == "public")
 
     def warm_up(self) -> None:
         """Load what the first search would otherwise wait for (model, index), and start loading

@@ -41,10 +41,11 @@ def _app(root: Path) -> tuple[object, str]:
         [make_actor(f"a{i}", [f"offshore wind blade composites {i}"]) for i in range(6)]
     )
     runtime.reindexer.run()
-    # What the first write and the first search would load (language detector, BM25), loaded
-    # here: on a busy machine it takes longer than the client's 10 s read timeout.
+    # What the first write, search and explanation would load (language detector, BM25, the
+    # key terms' corpus), loaded here: on a busy machine it takes longer than the client's 10 s
+    # read timeout.
     load_language_detector()
-    runtime.matcher.search("offshore wind")
+    runtime.matcher.explain(runtime.matcher.search("offshore wind"))
     return create_app(runtime), key
 
 

@@ -68,9 +68,9 @@ def runtime_with(owned: Sequence[tuple[Owner, Actor]], build: bool) -> Iterator[
 
 
 def seen(result: MatchResult) -> list[Any]:
-    """Everything a viewer learns from a ranked answer, scores included."""
+    """Everything a viewer learns from a ranked answer, scores and key terms included."""
     return [
-        (m.actor.id, m.score, [(e.document_id, e.score) for e in m.evidence])
+        (m.actor.id, m.score, [(e.document_id, e.score, e.key_terms) for e in m.evidence])
         for m in result.matches
     ] + [result.facets, result.facets_over]
 
@@ -167,8 +167,10 @@ def test_a_hidden_passage_changes_no_score_in_search(corpus: Corpus, build: bool
     without, with_hidden = _stores(corpus)
     with runtime_with(without, build) as rt:
         before = rt.matcher.search(corpus.query, viewer=corpus.viewer, collapse=False)
+        before = rt.matcher.explain(before)
     with runtime_with(with_hidden, build) as rt:
         after = rt.matcher.search(corpus.query, viewer=corpus.viewer, collapse=False)
+        after = rt.matcher.explain(after)
     assert seen(before) == seen(after)
 
 
@@ -243,3 +245,17 @@ def test_the_array_rule_is_the_domain_rule() -> None:
                                 want = viewer.level(rm.owner(row), matching)
                                 got = 2 if levels is None else int(levels[row])
                                 assert got == want, (viewer, matching, rm.owner(row))
+
+
+def test_key_terms_are_weighted_by_public_passages_only() -> None:
+    """Which shared terms an evidence shows (the top few by IDF) must not move with a hidden
+    passage: the key-term corpus is the public passages."""
+    public = [(A, actor("p", [("public", "laser welding of steel"), ("public", "robot cells")]))]
+    hidden = [(B, actor("h", [("private", "laser laser cladding"), ("network", "laser optics")]))]
+    weights = []
+    for owned in (public, public + hidden):
+        with runtime_with(owned, build=False) as rt:
+            terms = rt.matcher.key_terms
+            assert terms is not None
+            weights.append([terms.weight(w) for w in ("laser", "welding", "cladding", "robot")])
+    assert weights[0] == weights[1]

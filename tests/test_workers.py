@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,10 +32,18 @@ def run_cli(env: dict[str, str], *args: str) -> None:
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    with serving(tmp_path, {}) as served:
+        yield served
+
+
+@contextmanager
+def serving(tmp_path: Path, extra: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """Two workers serving a small store (built by other processes), until the block ends."""
     env = os.environ | {
         "CLUSTERMATCH_DATA_DIR": str(tmp_path / "data"),
         "CLUSTERMATCH_WATCH_SECONDS": "0.5",
         "CLUSTERMATCH_MICRO_BATCH_MS": "0",
+        **extra,
     }
     profiles = tmp_path / "profiles.jsonl"
     rows = [actor_data(f"w{i}", [f"{WIND}, variant {i}"]) for i in range(4)]
@@ -118,3 +127,24 @@ def test_two_workers_serve_converge_and_never_return_a_deleted_actor(
     for _ in range(20):
         found = httpx.get(f"{url}/v1/search", params={"q": WIND, "limit": 10}, timeout=30).json()
         assert "w1" not in {r["actor"]["id"] for r in found["results"]}
+
+
+def test_a_revoked_key_is_refused_by_every_worker_at_once(tmp_path: Path) -> None:
+    from service.keys import KeyFile
+
+    keys = KeyFile(tmp_path / "keys.json")
+    token = keys.create(("read",), "agency-a")
+    headers = {"Authorization": f"Bearer {token}"}
+    with serving(tmp_path, {"CLUSTERMATCH_KEYS_FILE": str(keys.path)}) as (url, env):
+        deadline = time.monotonic() + 120  # the second worker may still be loading its model
+        while len(readiness(url, 20)) < 2:
+            assert time.monotonic() < deadline, "only one worker answers"
+            time.sleep(1)
+        for _ in range(10):  # fresh connections: both workers answer
+            assert httpx.get(f"{url}/v1/actors", headers=headers, timeout=30).status_code == 200
+        run_cli(env, "keys", "revoke", token.split("_")[1])  # another process edits the file
+        codes = [
+            httpx.get(f"{url}/v1/actors", headers=headers, timeout=30).status_code
+            for _ in range(20)
+        ]
+        assert codes == [401] * 20, "every worker refuses it from its next request on"
