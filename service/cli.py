@@ -639,13 +639,17 @@ def split_commas(values: list[str] | None) -> list[str]:
 # --- parser --------------------------------------------------------------------------------
 
 
-def _add_filter_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("filters (repeat an option to allow several values)")
+def _add_filter_group(parser: argparse.ArgumentParser, title: str) -> None:
+    group = parser.add_argument_group(title)
     group.add_argument("--country", action="append", metavar="CC", help="ISO 3166 code, e.g. AT")
     group.add_argument("--region", action="append", metavar="NUTS", help="NUTS code or prefix")
     group.add_argument("--kind", action="append", choices=KIND_CHOICES, help="actor kind")
     group.add_argument("--sector", action="append", metavar="NACE", help="NACE Rev.2 code")
     group.add_argument("--cluster", action="append", metavar="ID", help="cluster id")
+
+
+def _add_filter_options(parser: argparse.ArgumentParser) -> None:
+    _add_filter_group(parser, "filters (repeat an option to allow several values)")
     parser.add_argument("--limit", type=int, default=10, help="how many actors (default 10)")
     parser.add_argument(
         "--diversify", action="store_true", help="prefer variety over near-copies (MMR)"
@@ -777,12 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", metavar="ISO", help="ISO 639-1 code (default: detected)")
     p.add_argument("--limit", type=int, default=10, help="how many suppliers (default 10)")
     p.add_argument("--team-size", type=int, default=3, choices=(2, 3, 4), help="largest consortium")
-    group = p.add_argument_group("filters on suppliers (repeat an option for several values)")
-    group.add_argument("--country", action="append", metavar="CC")
-    group.add_argument("--region", action="append", metavar="NUTS")
-    group.add_argument("--kind", action="append", choices=KIND_CHOICES)
-    group.add_argument("--sector", action="append", metavar="NACE")
-    group.add_argument("--cluster", action="append", metavar="ID")
+    _add_filter_group(p, "filters on suppliers (repeat an option for several values)")
     p.set_defaults(handler=cmd_need)
 
     p = sub.add_parser("report", help="reports for cluster managers (HTML, prints to PDF)")
@@ -795,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sides share and those only one side has, and a plot: one self-contained HTML page "
         "(and the plot as a PNG beside it), built on the served index generation.",
         epilog="A side is country:AT, region:AT31 (NUTS, any level) or cluster:<id>; a bare "
-        "value is a country when it is two letters, a region when it is a longer NUTS code, "
+        "value is a country when it is a country code, a region when it is a longer NUTS code, "
         "else a cluster id. Example: clustermatch report bridges --from AT --to IT --out "
         "report.html",
     )

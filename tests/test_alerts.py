@@ -22,6 +22,7 @@ from service.embedding.fake import FakeEmbedder
 from service.keys import KeyFile
 from service.locks import exclusive
 from service.runtime import Runtime
+from service.subscriptions import Attempt
 from tests.alert_receiver import Receiver, receiving
 from tests.conftest import unused_port
 from tests.factories import actor_data, make_actor
@@ -257,3 +258,17 @@ def test_subscriptions_belong_to_their_tenant(tmp_path: Path) -> None:
     assert client.delete(f"/v1/subscriptions/{sid}", headers=a).status_code == 204
     assert client.get(f"/v1/subscriptions/{sid}", headers=a).status_code == 404
     runtime.close()
+
+
+def test_an_attempt_on_an_event_deleted_meanwhile_is_dropped(
+    world: tuple[Runtime, TestClient, Alerts, Clock],
+) -> None:
+    runtime, client, alerts, clock = world
+    created = subscribe(client, Receiver(unused_port()).url)
+    rebuild_with(runtime, make_actor("w9", [f"{WIND}, painted"]))
+    assert alerts.tick().attempts == 1  # refused: nobody listens
+    (event,) = runtime.subscriptions.due_events(clock.now + 3_600)
+    assert client.delete(f"/v1/subscriptions/{created['id']}").status_code == 204
+    # The deliverer finishing a POST after the DELETE: nothing to record, nothing raised.
+    runtime.subscriptions.record_attempt(Attempt(event.id, 2, clock.now, 0.1), "delivered", 0)
+    assert runtime.subscriptions.due_events(clock.now + 3_600) == []

@@ -167,6 +167,18 @@ class SqlSubscriptionStore:
 
     def record_attempt(self, attempt: Attempt, state: EventState, next_attempt_at: float) -> None:
         with self.engine.begin() as conn:
+            updated = conn.execute(
+                alert_events.update()
+                .where(alert_events.c.id == attempt.event_id)
+                .values(
+                    state=state,
+                    attempts=attempt.attempt,
+                    next_attempt_at=next_attempt_at,
+                    delivered_at=attempt.at if state == "delivered" else None,
+                )
+            )
+            if updated.rowcount == 0:
+                return  # its subscription was deleted during the POST: no log to keep
             conn.execute(
                 delivery_attempts.insert().values(
                     event_id=attempt.event_id,
@@ -175,16 +187,6 @@ class SqlSubscriptionStore:
                     status_code=attempt.status_code,
                     error=attempt.error,
                     seconds=attempt.seconds,
-                )
-            )
-            conn.execute(
-                alert_events.update()
-                .where(alert_events.c.id == attempt.event_id)
-                .values(
-                    state=state,
-                    attempts=attempt.attempt,
-                    next_attempt_at=next_attempt_at,
-                    delivered_at=attempt.at if state == "delivered" else None,
                 )
             )
 
