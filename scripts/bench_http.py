@@ -529,6 +529,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--search-16", type=int, default=400, help="requests at 16 clients (400)")
     parser.add_argument("--match-4", type=int, default=160, help="match requests, 4 clients")
     parser.add_argument(
+        "--match-x500",
+        type=int,
+        default=100,
+        help="match requests with limit 50 and 500 exclude_actors, 1 client (100)",
+    )
+    parser.add_argument(
         "--max-seconds", type=float, default=90.0, help="wall-clock cap per level (90)"
     )
     parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="synthetic noise")
@@ -547,6 +553,31 @@ def match_calls(actor_ids: Sequence[str], count: int, rng: random.Random) -> lis
         Call("POST", "/v1/match", {"actor_id": a, "limit": 10})
         for a in rng.choices(actor_ids, k=count)
     ]
+
+
+def match_excluding_calls(
+    actor_ids: Sequence[str], count: int, rng: random.Random, excluded: int = 500
+) -> list[Call]:
+    """A stored actor's 50 best matches with `excluded` known partners left out (issue 10's
+    match target: p50 <= 20 ms at 100,000 chunks)."""
+    return [
+        Call(
+            "POST",
+            "/v1/match",
+            {"actor_id": a, "limit": 50, "exclude_actors": rng.sample(actor_ids, excluded)},
+        )
+        for a in rng.choices(actor_ids, k=count)
+    ]
+
+
+def calls_for(
+    level: Level, queries: Sequence[str], actor_ids: Sequence[str], rng: random.Random
+) -> list[Call]:
+    if level.name.startswith("match-x500"):
+        return match_excluding_calls(actor_ids, level.requests, rng)
+    if level.name.startswith("match"):
+        return match_calls(actor_ids, level.requests, rng)
+    return search_calls(queries, level.requests, rng)
 
 
 def measure(
@@ -571,10 +602,7 @@ def measure(
     for round_ in range(rounds):
         shift = round_ % len(cases)
         for server, level in cases[shift:] + cases[:shift]:
-            if level.name.startswith("match"):
-                calls = match_calls(actor_ids, level.requests, rng)
-            else:
-                calls = search_calls(queries, level.requests, rng)
+            calls = calls_for(level, queries, actor_ids, rng)
             result = run_load(server.url, calls, level.concurrency, max_seconds).summary()
             result["load_average"] = round(os.getloadavg()[0], 2)
             runs[server.name][level.name].append(result)
@@ -613,6 +641,8 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
             "search_p99_le_40ms": one is not None and one["p99_ms"]["median"] <= 40,
             "c16_no_errors": sixteen is not None and sixteen["errors"] == 0,
             "c16_p99_le_100ms": sixteen is not None and sixteen["p99_ms"]["median"] <= 100,
+            "match_x500_p50_le_20ms": (x500 := levels.get("match-x500-1")) is not None
+            and x500["p50_ms"]["median"] <= 20,
         }
     return verdicts
 
@@ -639,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Level("search-4", 4, args.search_4),
             Level("search-16", 16, args.search_16),
             Level("match-4", 4, args.match_4),
+            Level("match-x500-1", 1, args.match_x500),
         ]
         runs = measure(
             servers, levels, queries, actor_ids, args.rounds, args.max_seconds, args.seed

@@ -20,10 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from service import keys_admin
+from service.audit import at_the_command_line
 from service.config import CHECKOUT_DIR, LOG_LEVEL_ENV, Settings
+from service.domain import PRIVATE_IN_MATCHING
 from service.errors import ClusterMatchError, Conflict, FieldProblem, InvalidInput
 from service.filters import Filters
-from service.keys import KeyFile
+from service.keys import KeyFile, check_private
 from service.runtime import Runtime
 from service.store import ActorFilter
 
@@ -76,6 +79,17 @@ def _progress(total: int | None, description: str, unit: str) -> Iterator[Callab
         f"{description}: {done}{of} {unit}, done in {time.monotonic() - started:.0f} s",
         file=sys.stderr,
     )
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _open_text(path: Path) -> TextIO:
@@ -156,7 +170,9 @@ def cmd_ingest(runtime: Runtime, args: argparse.Namespace) -> int:
         raise InvalidInput([FieldProblem("FILE", f"{path} is not a readable file")])
     total = _count_lines(path)
     with _open_text(path) as handle, _progress(total, "ingest", "lines") as step:
-        report = runtime.ingestor.ingest_lines(handle, on_line=lambda: step(1))
+        report = runtime.ingestor.ingest_lines(
+            handle, on_line=lambda: step(1), who=at_the_command_line()
+        )
     payload = {
         "stored": report.stored,
         "created": report.created,
@@ -183,9 +199,15 @@ def cmd_ingest(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_reindex(runtime: Runtime, args: argparse.Namespace) -> int:
     _log_to_stderr()
+    if args.ray_workers is not None and args.ray is None:
+        raise InvalidInput([FieldProblem("--ray-workers", "only with --ray ADDRESS")])
     total = runtime.store.counts().chunks
+    reindexer = (
+        runtime.reindexer if args.ray is None else runtime.ray_reindexer(args.ray, args.ray_workers)
+    )
     with _progress(total, "reindex", "chunks") as step:
-        report = runtime.reindexer.run(full=args.full, progress=step)
+        report = reindexer.run(full=args.full, progress=step)
+    keys_admin.record_cli(runtime.store, "index.rebuild", report.generation)
     _out(
         args,
         asdict(report),
@@ -231,6 +253,7 @@ def cmd_index_status(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_index_rollback(runtime: Runtime, args: argparse.Namespace) -> int:
     previous = runtime.generations.rollback()
+    keys_admin.record_cli(runtime.store, "index.rollback", previous)
     _out(args, {"current": previous}, lambda: print(f"CURRENT -> {previous}"))
     return EXIT_OK
 
@@ -319,7 +342,9 @@ def cmd_demo(runtime: Runtime, args: argparse.Namespace) -> int:
     if not counts.actors:
         path = Path(args.file)
         with _open_text(path) as handle, _progress(_count_lines(path), "demo", "actors") as step:
-            report = runtime.ingestor.ingest_lines(handle, on_line=lambda: step(1))
+            report = runtime.ingestor.ingest_lines(
+                handle, on_line=lambda: step(1), who=at_the_command_line()
+            )
         loaded = report.stored
         if report.errors:
             print(
@@ -364,6 +389,46 @@ def cmd_map(runtime: Runtime, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_need(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.need_report import as_json, as_text
+    from service.needs import Need
+
+    if (args.text is None) == (args.file is None):
+        raise InvalidInput([FieldProblem("--text", "give the need as --text or as --file")])
+    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
+    result = runtime.needs.match(
+        Need(text, title=args.title or "", language=args.language),
+        limit=args.limit,
+        filters=_filters(args),
+        team_size=args.team_size,
+    )
+    _out(args, as_json(result), lambda: print(as_text(result)))
+    return EXIT_OK
+
+
+def cmd_report_bridges(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.bridge_report import write_files
+    from service.bridges import parse_side
+
+    sides = parse_side(args.source, "--from"), parse_side(args.target, "--to")
+    print(f"bridge report: {sides[0].label} -> {sides[1].label} ...", file=sys.stderr)
+    report = runtime.bridges.report(
+        *sides, runtime.index.snapshot(), pairs=args.pairs, themes=args.themes
+    )
+    page, plot = write_files(report, Path(args.out), Path(args.plot) if args.plot else None)
+    payload = {
+        "out": str(page),
+        "plot": str(plot),
+        "from": sides[0].label,
+        "to": sides[1].label,
+        "actors": [report.a_actors, report.b_actors],
+        "pairs": len(report.pairs),
+        "generation": report.generation,
+    }
+    _out(args, payload, lambda: print(f"wrote {page} and {plot}: {len(report.pairs)} pairs"))
+    return EXIT_OK
+
+
 def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -371,6 +436,8 @@ def cmd_serve(runtime: Runtime, args: argparse.Namespace) -> int:
 
     host = args.host or runtime.settings.host
     port = args.port or runtime.settings.port
+    if runtime.settings.keys_file is not None:
+        check_private(runtime.settings.keys_file)  # refuse to start on a readable keys file
     if runtime.settings.keys_file is None and not is_loopback(host):
         print(
             f"error: refusing to serve on {host} without API keys; set CLUSTERMATCH_KEYS_FILE "
@@ -428,18 +495,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def cmd_keys_create(runtime: Runtime, args: argparse.Namespace) -> int:
+def _keys_file(runtime: Runtime) -> KeyFile:
     path = runtime.settings.keys_file
     if path is None:
-        print("error: set CLUSTERMATCH_KEYS_FILE to the keys file to write", file=sys.stderr)
-        return EXIT_ERROR
+        raise InvalidInput(
+            [FieldProblem("CLUSTERMATCH_KEYS_FILE", "set it to the keys file to use")]
+        )
+    return KeyFile(path)
+
+
+def cmd_keys_create(runtime: Runtime, args: argparse.Namespace) -> int:
+    keys = _keys_file(runtime)
     scopes = tuple(split_commas(args.scopes))
-    key = KeyFile(path).create(scopes, args.tenant, tuple(split_commas(args.networks)), args.name)
+    networks = tuple(split_commas(args.networks))
+    key = keys_admin.create(
+        keys, runtime.store, scopes=scopes, tenant=args.tenant, networks=networks, name=args.name
+    )
     _out(
         args,
-        {"key": key, "scopes": scopes, "tenant": args.tenant, "keys_file": str(path)},
+        {"key": key, "scopes": scopes, "tenant": args.tenant, "keys_file": str(keys.path)},
         lambda: print(
-            f"{key}\n\nThis key is shown once; it is stored only as a hash in {path}.",
+            f"{key}\n\nThis key is shown once; it is stored only as a hash in {keys.path}.",
         ),
     )
     return EXIT_OK
@@ -463,6 +539,97 @@ def cmd_restore(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def cmd_keys_list(runtime: Runtime, args: argparse.Namespace) -> int:
+    rows = keys_admin.key_rows(_keys_file(runtime))
+
+    def human() -> None:
+        for r in rows:
+            networks = ",".join(r["networks"]) or "-"
+            print(
+                f"{r['id']}  {r['tenant']:<20} {','.join(r['scopes']):<16} networks {networks:<16} "
+                f"{r['state']:<36} {r['name']}"
+            )
+        if not rows:
+            print("no keys (create one with `clustermatch keys create`)")
+
+    _out(args, {"keys": rows}, human)
+    return EXIT_OK
+
+
+def cmd_keys_revoke(runtime: Runtime, args: argparse.Namespace) -> int:
+    key = keys_admin.revoke(_keys_file(runtime), runtime.store, args.key_id)
+    _out(
+        args,
+        {"id": key.id, "revoked_at": key.revoked_at},
+        lambda: print(
+            f"key {key.id} ({key.tenant}) revoked at {key.revoked_at}; every worker refuses it "
+            f"from its next request on"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_keys_rotate(runtime: Runtime, args: argparse.Namespace) -> int:
+    new, token = keys_admin.rotate(_keys_file(runtime), runtime.store, args.key_id, args.grace)
+    until = "at once" if not args.grace else f"in {args.grace} s"
+    _out(
+        args,
+        {"key": token, "id": new.id, "replaces": args.key_id, "old_key_stops": until},
+        lambda: print(
+            f"{token}\n\nThis key replaces {args.key_id} (same tenant, scopes and networks), "
+            f"which stops working {until}. It is shown once; only its hash is stored."
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_keys_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
+    keys = _keys_file(runtime)
+    keys_admin.set_tenant(keys, runtime.store, args.tenant, args.private_in_matching)
+    _out(
+        args,
+        {"tenant": args.tenant, "private_in_matching": args.private_in_matching},
+        lambda: print(f"tenant {args.tenant}: private_in_matching {args.private_in_matching}"),
+    )
+    return EXIT_OK
+
+
+def cmd_audit(runtime: Runtime, args: argparse.Namespace) -> int:
+    from service.audit import AuditQuery, parse_instant
+
+    query = AuditQuery(
+        since=parse_instant(args.since, "--since") if args.since else None,
+        until=parse_instant(args.until, "--until") if args.until else None,
+        tenant=args.tenant,
+        key_id=args.key_id,
+        action=args.action,
+        limit=args.limit,
+    )
+    rows = keys_admin.audit_rows(runtime.store, query)
+
+    def human() -> None:
+        for r in rows:
+            who = r["key_id"] or r["origin"]
+            target = r["target"] or ""
+            print(
+                f"{r['at']}  {r['action']:<14} {who:<14} {r['tenant']:<20} x{r['count']} {target}"
+            )
+
+    _out(args, {"events": rows}, human)
+    return EXIT_OK
+
+
+def cmd_audit_prune(runtime: Runtime, args: argparse.Namespace) -> int:
+    days = args.days or runtime.settings.audit_retention_days
+    removed = keys_admin.prune(runtime.store, days)
+    _out(
+        args,
+        {"removed": removed, "older_than_days": days},
+        lambda: print(f"removed {removed} audit events older than {days} days"),
+    )
+    return EXIT_OK
 
 
 def split_commas(values: list[str] | None) -> list[str]:
@@ -521,6 +688,20 @@ def build_parser() -> argparse.ArgumentParser:
         "2 bad configuration, 75 another rebuild is running (retry later)",
     )
     p.add_argument("--full", action="store_true", help="re-embed everything, ignoring the cache")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (needs `clustermatch[ray]` on every node): a Ray address "
+        "such as host:6379 or ray://host:10001, or `auto` for the cluster this machine belongs "
+        "to, else a local one for this run",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=_positive,
+        metavar="N",
+        help="Ray actors, one model each, of CLUSTERMATCH_THREADS CPUs (default: the cluster's "
+        "CPUs / CLUSTERMATCH_THREADS)",
+    )
     p.set_defaults(handler=cmd_reindex)
 
     p = sub.add_parser("index", help="inspect index generations or roll back")
@@ -583,6 +764,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_map)
 
     p = sub.add_parser(
+        "need",
+        parents=[common],
+        help="suppliers and consortia for a procurement need (any language)",
+        description="Split the need into its aspects (sentences), rank actors whose offers and "
+        "competences answer it, and propose teams of 2 to --team-size actors that together "
+        "cover the most aspects (the same as POST /v1/needs/match).",
+    )
+    p.add_argument("--text", help="the need's text")
+    p.add_argument("--file", metavar="FILE.txt", help="or a file holding it (UTF-8)")
+    p.add_argument("--title", help="a title (shown, not scored)")
+    p.add_argument("--language", metavar="ISO", help="ISO 639-1 code (default: detected)")
+    p.add_argument("--limit", type=int, default=10, help="how many suppliers (default 10)")
+    p.add_argument("--team-size", type=int, default=3, choices=(2, 3, 4), help="largest consortium")
+    group = p.add_argument_group("filters on suppliers (repeat an option for several values)")
+    group.add_argument("--country", action="append", metavar="CC")
+    group.add_argument("--region", action="append", metavar="NUTS")
+    group.add_argument("--kind", action="append", choices=KIND_CHOICES)
+    group.add_argument("--sector", action="append", metavar="NACE")
+    group.add_argument("--cluster", action="append", metavar="ID")
+    p.set_defaults(handler=cmd_need)
+
+    p = sub.add_parser("report", help="reports for cluster managers (HTML, prints to PDF)")
+    reports = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    p = reports.add_parser(
+        "bridges",
+        parents=[common],
+        help="who should meet whom between two clusters, regions or countries",
+        description="The strongest cross pairs with their passages, the competence themes both "
+        "sides share and those only one side has, and a plot: one self-contained HTML page "
+        "(and the plot as a PNG beside it), built on the served index generation.",
+        epilog="A side is country:AT, region:AT31 (NUTS, any level) or cluster:<id>; a bare "
+        "value is a country when it is two letters, a region when it is a longer NUTS code, "
+        "else a cluster id. Example: clustermatch report bridges --from AT --to IT --out "
+        "report.html",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="SIDE", help="one side")
+    p.add_argument("--to", dest="target", required=True, metavar="SIDE", help="the other side")
+    p.add_argument("--out", required=True, metavar="FILE.html", help="where to write the page")
+    p.add_argument("--plot", metavar="FILE.png", help="where to write the plot (default: beside)")
+    p.add_argument("--pairs", type=int, default=12, help="how many pairs (default 12)")
+    p.add_argument("--themes", type=int, default=12, help="themes per list (default 12)")
+    p.set_defaults(handler=cmd_report_bridges)
+
+    p = sub.add_parser(
         "serve", parents=[common], help="serve the HTTP API (never loads demo data by itself)"
     )
     p.add_argument("--host", help="bind address (default CLUSTERMATCH_HOST or 127.0.0.1)")
@@ -640,7 +865,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = db.add_parser("upgrade", parents=[common], help="run the pending migrations")
     p.set_defaults(handler=cmd_db)
 
-    p = sub.add_parser("keys", help="manage API keys")
+    p = sub.add_parser(
+        "keys",
+        help="manage API keys and tenant settings",
+        description="Changes take effect with the next request of every worker, no restart.",
+    )
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     p = keys.add_parser(
         "create",
@@ -657,6 +886,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", action="append", help="networks this key belongs to (comma list)")
     p.add_argument("--name", default="", help="a note, e.g. who holds the key")
     p.set_defaults(handler=cmd_keys_create)
+    p = keys.add_parser("list", parents=[common], help="every key (never a secret) and its state")
+    p.set_defaults(handler=cmd_keys_list)
+    p = keys.add_parser("revoke", parents=[common], help="make a key stop working now")
+    p.add_argument("key_id", help="the id of the key (`keys list`; cm_<id>_...)")
+    p.set_defaults(handler=cmd_keys_revoke)
+    p = keys.add_parser(
+        "rotate",
+        parents=[common],
+        help="replace a key by a new one with the same tenant, scopes and networks",
+    )
+    p.add_argument("key_id", help="the id of the key to replace")
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="keep the old key working this long, for clients to switch (default 0: at once)",
+    )
+    p.set_defaults(handler=cmd_keys_rotate)
+    p = keys.add_parser(
+        "tenant",
+        parents=[common],
+        help="a tenant's settings, e.g. whether its private passages count in matching",
+        description="private_in_matching: own (default) - a tenant's private passages count in "
+        "its own actor matches only; all - also in other tenants' matches, by vector "
+        "similarity only (the texts are never shown); none - in no match. Free-text search "
+        "never counts a passage the caller may not see.",
+    )
+    p.add_argument("tenant")
+    p.add_argument(
+        "--private-in-matching", required=True, choices=PRIVATE_IN_MATCHING, metavar="MODE"
+    )
+    p.set_defaults(handler=cmd_keys_tenant)
+
+    p = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="the audit log: who did what and when (never any text)",
+        description="Writes, deletes, key use (per key and minute), refused and rate-limited "
+        "keys, rebuilds and key changes, oldest first.",
+    )
+    audit = p.add_subparsers(dest="audit_command", metavar="ACTION")
+    p.add_argument("--since", help="ISO 8601 date or time, UTC (e.g. 2026-12-01)")
+    p.add_argument("--until", help="ISO 8601 date or time, UTC (exclusive)")
+    p.add_argument("--tenant")
+    p.add_argument("--key-id")
+    p.add_argument("--action", help="e.g. actor.delete, key.use, keys.revoke")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.set_defaults(handler=cmd_audit)
+    prune_parser = audit.add_parser(
+        "prune", parents=[common], help="delete events older than the retention period"
+    )
+    prune_parser.add_argument(
+        "--days", type=int, help="default CLUSTERMATCH_AUDIT_RETENTION_DAYS (365)"
+    )
+    prune_parser.set_defaults(handler=cmd_audit_prune)
+    return parser
     return parser
 
 

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     watch_seconds: float = Field(default=2.0, ge=0.1, le=3600)
     """How often a serving process checks CURRENT for a new generation and embeds new chunks."""
 
+    need_cover_above: float | None = Field(default=None, ge=-1.0, le=1.0)
+    """Procurement needs: overrides the model profile's `cover_above` (service.needs)."""
+    alert_check_seconds: float = Field(default=5.0, ge=0.1, le=3600)
+    """How often a serving process looks for due alert checks and deliveries (service.alerts)."""
+    alert_write_seconds: float = Field(default=300.0, ge=0.0, le=86_400)
+    """Writes since a subscription's last check trigger a new check at most this often (a
+    published generation triggers one at once)."""
+    alert_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300)
+    """A webhook POST that takes longer counts as failed (and is retried)."""
+    alert_retry_seconds: float = Field(default=30.0, gt=0.0, le=86_400)
+    """The first retry waits this long; each further one twice as long as the one before."""
+    alert_retry_max_seconds: float = Field(default=3_600.0, gt=0.0, le=86_400)
+    alert_max_attempts: int = Field(default=30, ge=1, le=1_000)
+    """After this many failed attempts an event is marked `failed` (kept in the log)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     keys_file: Path | None = None
@@ -93,6 +108,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_bulk_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_bulk_lines: int = Field(default=20_000, ge=1)
+    rate_limit_per_second: float = Field(default=10.0, ge=0.0, le=100_000.0)
+    """Requests per second an API key may send on average, per worker process (0: no limit).
+    An open (keyless) service has no limit."""
+    rate_limit_burst: int = Field(default=60, ge=1, le=1_000_000)
+    """Requests an API key may send at once before the average rate applies."""
+    request_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    """Matches and searches running longer are abandoned with 503 (see service.deadline)."""
+    cors_origins: str = ""
+    """Comma-separated origins allowed to call the API from a browser (CORS); empty: none, so
+    browsers keep other sites from reading the API's answers."""
+    audit_retention_days: int = Field(default=365, ge=1, le=36_500)
+    """Audit events older than this are pruned (by a serving process, hourly)."""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def resolved_index_dir(self) -> Path:
@@ -123,6 +154,11 @@ class ModelProfile:
     """Actor matching: the weight of the profile-vector cosine this model ranks best with,
     chosen on the temporal evaluation (docs/evaluation.md); CLUSTERMATCH_PROFILE_WEIGHT
     overrides it."""
+    cover_above: float | None = None
+    """Procurement needs: a passage this similar to an aspect of a need covers it (calibrated per
+    model with scripts/calibrate_needs.py; see service.needs)."""
+    cover_margin: float | None = None
+    """Procurement needs: a covering passage must also lie this close to the aspect's best."""
     weak_below: float | None = None
     """Free-text search: a best-passage cosine below this means nothing fits (calibrated per
     model: e5's unrelated texts score about 0.8, MiniLM's about 0.1)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -280,24 +280,55 @@ class Owner:
     networks: tuple[str, ...] = ()
 
 
+VISIBILITY_LEVEL: dict[str, int] = {"public": 0, "network": 1, "private": 2}
+"""How far a reader must reach into an actor's passages to see one of this visibility (an unknown
+value counts as private)."""
+PrivateInMatching = Literal["none", "own", "all"]
+PRIVATE_IN_MATCHING: tuple[PrivateInMatching, ...] = ("none", "own", "all")
+
+
 @dataclass(frozen=True)
 class Viewer:
-    """Who is asking, which decides whose document texts may be shown as evidence.
+    """Who is asking, which decides whose passages may be shown and which may count.
 
-    - `public` text is shown to everyone;
+    Shown (evidence, `GET /v1/actors/{id}`):
+    - `public` text to everyone;
     - `network` text to the owner's tenant and to tenants sharing one of the owner's networks;
     - `private` text only to the owner's tenant.
     `tenant=None` is the operator (CLI, open loopback service), who sees everything.
-    Visibility never changes scores: a private document still counts for matching its actor.
+
+    Counted: free-text search ranks an actor only by the passages the viewer may see (lexical and
+    vector alike), so a score is no oracle for hidden text. Actor-to-actor matching may also use
+    passages the viewer cannot see, by vector similarity only, where their owner's tenant says so
+    (`private_in_matching`, see `service.keys`): `own` (the default) counts a tenant's private
+    passages in its own matches only, `all` in everyone's, `none` in no one's.
     """
 
     tenant: str | None = None
     networks: frozenset[str] = frozenset()
+    own_private_in_matching: bool = True
+    """False when this viewer's own tenant set `private_in_matching: none`."""
+    shared_by: frozenset[str] = frozenset()
+    """Tenants that set `private_in_matching: all`: every passage of theirs counts in this
+    viewer's actor matching (their hidden texts are still never shown)."""
+
+    def level(self, owner: Owner, matching: bool = False) -> int:
+        """How far into `owner`'s passages this viewer reaches (see `VISIBILITY_LEVEL`): to see
+        them (`matching=False`, also what counts in free-text search), or to let them count in
+        actor-to-actor matching. `ReadModel.levels` is the array twin of this rule."""
+        if self.tenant is None:
+            return 2
+        if self.tenant == owner.tenant:
+            return 2 if not matching or self.own_private_in_matching else 1
+        if matching and owner.tenant in self.shared_by:
+            return 2
+        return 0 if self.networks.isdisjoint(owner.networks) else 1
 
     def can_see(self, visibility: str, owner: Owner) -> bool:
-        if self.tenant is None or visibility == Visibility.PUBLIC or self.tenant == owner.tenant:
-            return True
-        return visibility == Visibility.NETWORK and not self.networks.isdisjoint(owner.networks)
+        return VISIBILITY_LEVEL.get(visibility, 2) <= self.level(owner)
+
+    def counts_in_matching(self, visibility: str, owner: Owner) -> bool:
+        return VISIBILITY_LEVEL.get(visibility, 2) <= self.level(owner, matching=True)
 
 
 OPERATOR = Viewer()

@@ -65,6 +65,10 @@ class ModelUnavailable(ClusterMatchError):
     """The configured embedding model cannot be loaded (package missing, files damaged)."""
 
 
+class ComputeUnavailable(ClusterMatchError):
+    """The compute cluster a job was sent to (Ray) is not installed, not reachable or failed."""
+
+
 class MapUnavailable(ClusterMatchError):
     """The competence map of the served generation could not be computed."""
 
@@ -75,3 +79,22 @@ class Unauthorized(ClusterMatchError):
 
 class Forbidden(ClusterMatchError):
     """Valid credentials without the right to do this (scope, or another tenant's actor)."""
+
+
+class InsecureConfiguration(ClusterMatchError):
+    """A file the service trusts (the keys file) is open to other users; `public_detail` is what
+    a client is told (the message itself names the file and the fix, for the operator)."""
+
+    public_detail = "the server's keys file is open to other users; its operator must fix that"
+
+
+class RateLimited(ClusterMatchError):
+    """A key sent more requests than its rate allows; `retry_after` seconds until the next one."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TimedOut(ClusterMatchError):
+    """A request ran past its time budget and was abandoned between two steps."""

@@ -168,7 +168,7 @@ def first_stage(
     summary = runtime.store.actor_summaries([query])[query]
     filters = _about(summary, ActorFilter(exclude_actor_ids=split.known[query]), "similar")
     chunks = pick_query_chunks(runtime.store.chunks_of_actors([query]), matcher.max_query_chunks)
-    vectors = matcher._passage_vectors([(c.text, c.content_hash) for c in chunks])
+    vectors = matcher.passage_vectors([(c.text, c.content_hash) for c in chunks])
     wanted = max(limit * 2, MIN_CANDIDATE_ACTORS)
     request = Request(vectors, filters, OPERATOR, wanted, matcher.aggregate, True)
     ranker = CandidateRanker(snapshot, request)

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 from service.countries import EU_TO_ISO, ISO_3166_ALPHA2, normalise_country
@@ -174,3 +175,22 @@ class Filters(BaseModel):
             exclude_actor_ids=frozenset(exclude_actors),
             exclude_same=frozenset(exclude_same),
         )
+
+
+class BodyFilters(Filters):
+    """`Filters` in a JSON body, where every filter is a list of strings as the schema says:
+    the bare string the query string allows (`?country=AT,DE`) is refused instead of split, and
+    `null` or a number is not read as its text ("None")."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bad = [
+                k
+                for k, v in data.items()
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v)
+            ]
+            if bad:
+                raise ValueError(f"{', '.join(sorted(bad))}: give a list of strings")
+        return data

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from service.audit import Who
 from service.domain import Actor, Document, Owner
 from service.errors import ClusterMatchError, FieldProblem, InvalidInput
 from service.store import ChunkDraft, ProfileStore
@@ -103,9 +104,12 @@ class Ingestor:
             )
         return list(zip(actors, drafts, strict=True))
 
-    def upsert(self, actors: Sequence[Actor], owner: Owner = LOCAL) -> list[bool]:
-        """Store `actors`; per actor True when created, False when replaced."""
-        created = self.store.upsert_actors(self.prepare(actors), owner)
+    def upsert(
+        self, actors: Sequence[Actor], owner: Owner = LOCAL, who: Who | None = None
+    ) -> list[bool]:
+        """Store `actors` (audited as `who`'s writes, when given); per actor True when created,
+        False when replaced."""
+        created = self.store.upsert_actors(self.prepare(actors), owner, who)
         for listener in self.written:
             listener([a.id for a in actors])
         return created
@@ -115,6 +119,7 @@ class Ingestor:
         lines: Iterable[str],
         on_line: Callable[[], None] | None = None,
         owner: Owner = LOCAL,
+        who: Who | None = None,
     ) -> IngestReport:
         """Import JSON lines: bad lines are reported with their number, good ones are stored."""
         report = IngestReport()
@@ -142,17 +147,23 @@ class Ingestor:
             seen_in_file[actor.id] = number
             batch.append((number, actor))
             if len(batch) >= WRITE_BATCH:
-                self._flush(batch, report, owner)
+                self._flush(batch, report, owner, who)
                 batch = []
-        self._flush(batch, report, owner)
+        self._flush(batch, report, owner, who)
         report.outcomes.sort(key=lambda o: o.line)
         return report
 
-    def _flush(self, batch: list[tuple[int, Actor]], report: IngestReport, owner: Owner) -> None:
+    def _flush(
+        self,
+        batch: list[tuple[int, Actor]],
+        report: IngestReport,
+        owner: Owner,
+        who: Who | None,
+    ) -> None:
         if not batch:
             return
         try:
-            created = self.upsert([actor for _, actor in batch], owner)
+            created = self.upsert([actor for _, actor in batch], owner, who)
         except ClusterMatchError as exc:
             # Should not happen for validated profiles; keep the failure per line, not per file.
             report.outcomes.extend(LineOutcome(n, a.id, "rejected", str(exc)) for n, a in batch)

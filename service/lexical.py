@@ -2,15 +2,25 @@
 (`F03D 1/06`, `PEM`, `CFRP`) are findable even where embeddings blur them.
 
 Built in memory from the store when a generation is loaded (beside the FAISS index, before the
-swap), covering the generation's chunks. Passages written since get a small index of their own
-(the live delta's, service.serving), weighted with the statistics of the generation and the delta
-together (`CorpusStats`): its scores are then the generation's, as the passage will score after
-the next rebuild. (Raw BM25 scores of two indexes with their own statistics are not comparable;
-fused as if they were, a fresh passage ranked below its near-copies in the generation.)
+swap), covering the generation's chunks; passages written since get a small index of their own
+(the live delta's, service.serving). Tokens are lower-cased words that may carry `/ . -` inside
+(so `1/06` and `co2` survive); stop words of the five project languages are dropped; no
+stemming, because stems of five languages would collide and technical terms are what this index
+is for.
 
-Tokens are lower-cased words that may carry `/ . -` inside (so `1/06` and `co2` survive); stop
-words of the five project languages are dropped; no stemming, because stems of five languages
-would collide and technical terms are what this index is for.
+BM25 scores depend on corpus statistics (how many passages hold a word, how long they are), so
+one index over every passage would let a private passage move the scores of public ones: a
+viewer could confirm a guess about hidden text by watching its own results. `AudienceLexical`
+therefore keeps one BM25 index per audience (public; one tenant's private passages; the network
+passages of one owner and its networks) and a query consults only the audiences the viewer
+belongs to: a passage the viewer may not see changes no statistic its scores are made of.
+
+Raw BM25 scores of indexes with their own statistics are not comparable (fused as if they were,
+a fresh passage ranked below its near-copies in the generation). So every part but the
+generation's public one is weighted *alongside* public statistics (`CorpusStats`): a private or
+network part with the public passages plus its own, the live delta's parts with the generation's
+public passages plus their own. Public statistics are what every viewer sees, so this keeps both
+promises: comparable scores, and no score made of a passage its viewer may not see.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.domain import Owner, Viewer
 from service.index.base import ChunkSelection, IdArray
 
 TOKEN_PATTERN = r"(?u)\b\w[\w/.-]*\w\b|\b\w\b"
@@ -172,8 +183,6 @@ class LexicalIndex:
     ) -> tuple[npt.NDArray[np.float32], IdArray]:
         """Top-k chunk ids by BM25 (only positive scores), honouring the selection."""
         (tokens,) = tokenize([query])
-        if not tokens or (self._model is None and self._weighted is None):
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
         mask = None
         if selection is not None and not selection.is_everything:
             mask = np.ones(len(self.ids), dtype=np.float32)
@@ -181,6 +190,14 @@ class LexicalIndex:
                 mask[~np.isin(self.ids, selection.allow)] = 0.0
             if selection.deny is not None:
                 mask[np.isin(self.ids, selection.deny)] = 0.0
+        return self.search_tokens(tokens, k, mask)
+
+    def search_tokens(
+        self, tokens: list[str], k: int, mask: npt.NDArray[np.float32] | None = None
+    ) -> tuple[npt.NDArray[np.float32], IdArray]:
+        """`search` for a tokenised query; `mask` (one weight per id, 0 or 1) leaves ids out."""
+        if not tokens or (self._model is None and self._weighted is None):
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
         k = min(k, len(self.ids))
         if self._weighted is not None:
             return self._top(self._weighted.scores(tokens), k, mask)
@@ -210,3 +227,98 @@ class LexicalIndex:
         best = best[np.argsort(-scores[best], kind="stable")]
         best = best[scores[best] > 0]
         return scores[best].astype(np.float32), self.ids[best]
+
+
+Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
+
+
+class AudienceLexical:
+    """BM25 per audience over passages addressed by position (into the read model's chunks, or
+    the live delta's); see the module docstring for why."""
+
+    def __init__(
+        self, parts: list[tuple[int, Owner, LexicalIndex]], public_stats: CorpusStats
+    ) -> None:
+        self.parts = parts
+        """(visibility code, owner, BM25 over that audience's passages, labelled by position);
+        the public part's owner is never consulted."""
+        self.public_stats = public_stats
+        """The public statistics every part is weighted with (what a delta is weighted
+        alongside)."""
+
+    @classmethod
+    def build(
+        cls,
+        positions: Ints,
+        texts: Sequence[str],
+        visibility: npt.NDArray[np.int8],
+        owner_of: Ints,
+        owners: Sequence[Owner],
+        alongside: CorpusStats | None = None,
+    ) -> AudienceLexical:
+        """Passages at `positions` with their texts, visibility codes and owners (`owner_of`
+        indexes `owners`). Without `alongside` (a generation) the public part keeps its own
+        statistics; with it (the live delta), every part is weighted alongside those public
+        statistics too."""
+        private_group: dict[str, int] = {}
+        network_group: dict[tuple[str, tuple[str, ...]], int] = {}
+        audience: list[tuple[int, Owner]] = [(0, Owner())]
+        private_of = np.zeros(len(owners), dtype=np.int64)
+        network_of = np.zeros(len(owners), dtype=np.int64)
+        for i, owner in enumerate(owners):  # per owner, not per passage
+            networks = tuple(sorted(owner.networks))
+            if owner.tenant not in private_group:
+                private_group[owner.tenant] = len(audience)
+                audience.append((2, Owner(owner.tenant)))
+            if (owner.tenant, networks) not in network_group:
+                network_group[(owner.tenant, networks)] = len(audience)
+                audience.append((1, Owner(owner.tenant, networks)))
+            private_of[i] = private_group[owner.tenant]
+            network_of[i] = network_group[(owner.tenant, networks)]
+        owner_of = np.asarray(owner_of, dtype=np.int64)
+        vis = np.asarray(visibility)
+        group = np.where(
+            vis <= 0, 0, np.where(vis == 1, network_of[owner_of], private_of[owner_of])
+        )
+        parts = []
+        public = alongside or CorpusStats(0, 0, {})
+        for g in np.unique(group).tolist():  # 0, the public part, first
+            members = np.flatnonzero(group == g)
+            level, owner = audience[g]
+            chosen = [texts[i] for i in members.tolist()]
+            weigh_with = alongside if g == 0 else public
+            index = LexicalIndex.build(positions[members], chosen, alongside=weigh_with)
+            if g == 0:
+                public = public.plus(index.stats)
+            parts.append((level, owner, index))
+        return cls(parts, public)
+
+    def __len__(self) -> int:
+        return sum(len(index) for _, _, index in self.parts)
+
+    def search(
+        self, query: str, k: int, viewer: Viewer, allowed: Bools | None = None
+    ) -> tuple[npt.NDArray[np.float32], Ints]:
+        """The best `k` positions by BM25 among the passages the viewer may see (and, with
+        `allowed`, a mask over positions, only allowed ones), best first."""
+        (tokens,) = tokenize([query])
+        found_scores: list[npt.NDArray[np.float32]] = []
+        found: list[Ints] = []
+        for level, owner, index in self.parts:
+            if level > 0 and viewer.level(owner) < level:
+                continue
+            mask = None
+            if allowed is not None:
+                mask = allowed[index.ids].astype(np.float32)
+                if not mask.any():
+                    continue
+            scores, positions = index.search_tokens(tokens, k, mask)
+            found_scores.append(scores)
+            found.append(positions)
+        if not found:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores = np.concatenate(found_scores)
+        positions = np.concatenate(found)
+        best = np.lexsort((positions, -scores))[:k]
+        return scores[best], positions[best]

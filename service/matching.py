@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.config import Aggregate
+from service.deadline import Deadline
+from service.deadline import check as checkpoint
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
 from service.errors import FieldProblem, InvalidInput, NotFound
@@ -114,12 +116,14 @@ class Matcher:
         viewer: Viewer = OPERATOR,
         diversify: bool = False,
         collapse: bool = True,
+        deadline: Deadline | None = None,
     ) -> MatchResult:
         """Actors whose passages are closest to a free-text query."""
         query = text.strip()
         if not query:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
+        checkpoint(deadline, "embedding the query")
         queries = [QueryChunk(query, detect_language(query))]
         return self._rank(
             vectors,
@@ -130,6 +134,7 @@ class Matcher:
             diversify,
             lexical=query,
             collapse=collapse,
+            deadline=deadline,
         )
 
     def match_actor(
@@ -141,6 +146,7 @@ class Matcher:
         mode: Mode = "similar",
         diversify: bool = False,
         collapse: bool = True,
+        deadline: Deadline | None = None,
     ) -> MatchResult:
         """Actors similar to a stored actor (or, in `complement` mode, actors whose offers and
         competences answer its needs); never the actor itself."""
@@ -158,21 +164,34 @@ class Matcher:
                 snapshot=snapshot,
                 query_actor=actor_id,
                 collapse=collapse,
+                deadline=deadline,
             )
         summary = self.store.actor_summaries([actor_id]).get(actor_id)
         if summary is None:
             raise NotFound(f"actor {actor_id!r} does not exist")
-        chunks = self.store.chunks_of_actors([actor_id])
+        chunks = [
+            c
+            for c in self.store.chunks_of_actors([actor_id])
+            if viewer.counts_in_matching(c.visibility, summary.owner)
+        ]
         chunks = _for_mode(chunks, [c.intent for c in chunks], mode)
         picked = pick_query_chunks(chunks, self.max_query_chunks)
         queries = [
             QueryChunk(c.text, c.language, viewer.can_see(c.visibility, summary.owner))
             for c in picked
         ]
-        vectors = self._passage_vectors([(c.text, c.content_hash) for c in picked])
+        vectors = self.passage_vectors([(c.text, c.content_hash) for c in picked])
+        checkpoint(deadline, "embedding the query passages")
         actor_filter = _about(summary, filters, mode)
         return self._rank(
-            vectors, queries, limit, actor_filter, viewer, diversify, collapse=collapse
+            vectors,
+            queries,
+            limit,
+            actor_filter,
+            viewer,
+            diversify,
+            collapse=collapse,
+            deadline=deadline,
         )
 
     def match_profile(
@@ -184,15 +203,18 @@ class Matcher:
         mode: Mode = "similar",
         diversify: bool = False,
         collapse: bool = True,
+        deadline: Deadline | None = None,
     ) -> MatchResult:
         """Actors similar to a profile that need not be stored (e.g. POSTed by another system)."""
         intents = {d.id: (d.intent.value if d.intent else None) for d in actor.documents}
         drafts = self._prepare(actor)
+        checkpoint(deadline, "chunking the profile")
         drafts = _for_mode(drafts, [intents[d.document_id] for d in drafts], mode)
         picked = pick_query_chunks(drafts, self.max_query_chunks)
         queries = [QueryChunk(d.text, d.language) for d in picked]  # the caller's own text
         # Not cached: a profile that is only matched, never stored, leaves nothing behind.
-        vectors = self._passage_vectors([(d.text, d.content_hash) for d in picked], cache=False)
+        vectors = self.passage_vectors([(d.text, d.content_hash) for d in picked], cache=False)
+        checkpoint(deadline, "embedding the query passages")
         summary = ActorSummary(
             id=actor.id,
             name=actor.name,
@@ -204,7 +226,14 @@ class Matcher:
         )
         actor_filter = _about(summary, filters, mode)
         return self._rank(
-            vectors, queries, limit, actor_filter, viewer, diversify, collapse=collapse
+            vectors,
+            queries,
+            limit,
+            actor_filter,
+            viewer,
+            diversify,
+            collapse=collapse,
+            deadline=deadline,
         )
 
     def explain(self, result: MatchResult) -> MatchResult:
@@ -226,7 +255,7 @@ class Matcher:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _passage_vectors(
+    def passage_vectors(
         self, items: Sequence[tuple[str, str]], cache: bool = True
     ) -> npt.NDArray[np.float32]:
         """Vectors of passages: from the embedding cache where present, else embedded (and
@@ -255,6 +284,7 @@ class Matcher:
         snapshot: Snapshot | None = None,
         query_actor: str | None = None,
         collapse: bool = True,
+        deadline: Deadline | None = None,
     ) -> MatchResult:
         snapshot = snapshot or self._snapshot()
         manifest = snapshot.generation.manifest
@@ -272,6 +302,7 @@ class Matcher:
                 profile_candidates=lexical is None,
                 profile_weight=self.profile_weight if lexical is None else 0.0,
                 activity_prior=self.activity_prior if lexical is None else 0.0,
+                free_text=lexical is not None,
             ),
         )
         rows, delta_actors = ranker.chunk_hits(k=max(64, wanted * 2))
@@ -285,7 +316,9 @@ class Matcher:
             names = ranker.rm.actor_ids
             lexical_best = {(names[r] if r >= 0 else a): v for (r, a), v in hits.items()}
             lexical_best = dict(list(lexical_best.items())[:wanted])
+        checkpoint(deadline, "finding candidates")
         candidates = ranker.score(rows, delta_actors)
+        checkpoint(deadline, "scoring candidates")
         weak, reason = False, None
         if lexical is not None and self.weak_below is not None and candidates:
             # Nothing fits: no passage close enough by meaning, and no exact term in common.
@@ -306,7 +339,7 @@ class Matcher:
             candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
         candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
         matches = self._page(
-            candidates, queries, limit * 3 if diversify else limit, query_actor, collapse
+            candidates, queries, limit * 3 if diversify else limit, query_actor, collapse, deadline
         )
         ranked = maximal_marginal_relevance(matches, limit) if diversify else matches[:limit]
         return MatchResult(
@@ -326,6 +359,7 @@ class Matcher:
         size: int,
         query_actor: str | None = None,
         collapse: bool = True,
+        deadline: Deadline | None = None,
     ) -> list[Match]:
         """The best `size` candidates that still exist, with their evidence texts: one store
         read per page; an actor deleted or rewritten since the snapshot is dropped and the page
@@ -339,6 +373,7 @@ class Matcher:
         pending = [q.chunk_id for q in queries if q.chunk_id is not None]
         check = [query_actor] if query_actor else []
         while (len(out) < size and at < len(candidates)) or check:
+            checkpoint(deadline, "reading the result page")
             batch = candidates[at : at + (size - len(out)) + PAGE_MARGIN]
             at += len(batch)
             picks = [evidence_columns(c) for c in batch]
@@ -402,6 +437,11 @@ def _query_from_generation(
     if row is None:
         return None
     positions = rm.positions_of_rows(np.array([row], dtype=np.int64))
+    levels = rm.levels(viewer, matching=True)  # its passages that may count for this viewer
+    if levels is not None:
+        positions = positions[rm.chunk_visibility[positions] <= levels[row]]
+        if not len(positions):
+            return rm.summary(row), [], np.zeros((0, rm.profile.shape[1]), dtype=np.float32)
     if mode == "complement":
         positions = positions[rm.chunk_need[positions]]
         if not len(positions):

@@ -11,6 +11,13 @@ Candidates come from three sources, each able to find actors the others miss:
   the query's, scored exactly over *every* eligible actor, so one strong chunk elsewhere cannot
   crowd out an actor that answers the whole profile;
 - **BM25** (free-text search): the best lexical passages.
+
+**What counts** is decided per viewer before any of this (`ReadModel.levels`, `Viewer.level`):
+free-text search ranks an actor only by the passages the viewer may see, so no score is an
+oracle for hidden text; actor matching may also count passages the viewer cannot see where their
+owner's `private_in_matching` allows it. Passages that do not count are masked out of candidate
+generation (FAISS deny/allow lists, BM25 per audience, the delta's mask) and out of scoring
+(CSR slices, profile vectors) alike, with the same vectorised masks as the filters.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ class Request:
     profile_weight: float = 0.0
     activity_prior: float = 0.0
     """Weight of the activity prior (0: off)."""
+    free_text: bool = False
+    """Free-text search: only passages the viewer may see count (else actor matching's rule)."""
 
 
 def normalised(v: Floats) -> Floats:
@@ -97,7 +106,9 @@ class Ranker:
         self.delta = snapshot.delta
         f = request.actor_filter
         self.rows_ok = self.rm.mask(f) & ~self.delta.superseded[: len(self.rm)]
-        self.everything = bool(self.rows_ok.all()) and not f.exclude_needs
+        self.levels = self.rm.levels(request.viewer, matching=not request.free_text)
+        """Per row how far into its passages this request reaches (None: all of them)."""
+        self.everything = bool(self.rows_ok.all()) and not f.exclude_needs and self.levels is None
         self._chunks_ok: npt.NDArray[np.bool_] | None = None
         self._delta_ok = self._delta_mask()
 
@@ -106,22 +117,31 @@ class Ranker:
         """Eligible chunk positions (computed on first use: a gather over every chunk)."""
         if self._chunks_ok is None:
             needs = self.request.actor_filter.exclude_needs
-            self._chunks_ok = self.rm.chunk_mask(self.rows_ok, needs)
+            self._chunks_ok = self.rm.chunk_mask(self.rows_ok, needs, self.levels)
         return self._chunks_ok
 
     # --- eligibility -----------------------------------------------------------------------
 
     def _delta_mask(self) -> npt.NDArray[np.bool_]:
-        """Delta chunks that are alive, of an admitted actor, and not needs in complement mode."""
-        delta, f = self.delta, self.request.actor_filter
+        """Delta chunks that are alive, of an admitted actor, not needs in complement mode, and
+        within the viewer's reach: gathers over the chunks, the filter and the reach decided
+        once per delta actor."""
+        delta, request = self.delta, self.request
+        f = request.actor_filter
         ok = delta.alive()
-        admitted: dict[str, bool] = {}
-        for p in np.flatnonzero(ok).tolist():
-            chunk = delta.chunk(p)
-            actor = delta.actor(chunk.actor_id)
-            if chunk.actor_id not in admitted:
-                admitted[chunk.actor_id] = actor is not None and f.admits(actor)
-            ok[p] = admitted[chunk.actor_id] and not (f.exclude_needs and chunk.intent == "need")
+        if not ok.any():
+            return ok
+        codes = delta.actor_code
+        admitted = np.zeros(delta.actor_count, dtype=np.bool_)
+        reach = np.zeros(delta.actor_count, dtype=np.int8)
+        for code in np.unique(codes[ok]).tolist():
+            actor = delta.actor(delta.actor_id(code))
+            if actor is not None and f.admits(actor):
+                admitted[code] = True
+                reach[code] = request.viewer.level(actor.owner, matching=not request.free_text)
+        ok &= admitted[codes] & (delta.visibility <= reach[codes])
+        if f.exclude_needs:
+            ok &= ~delta.need
         return ok
 
     def selection(self) -> ChunkSelection | None:
@@ -157,43 +177,55 @@ class Ranker:
         if not self._delta_ok.any():
             return []
         sims = (q @ delta.vectors.T).max(axis=0)
-        sims[~self._delta_ok] = -np.inf
-        best: dict[str, float] = {}
-        for p in _top(sims, len(sims)).tolist():
-            actor_id = delta.chunk(p).actor_id
-            best.setdefault(actor_id, float(sims[p]))
-            if len(best) >= wanted:
-                break
-        return list(best)
+        best = np.full(delta.actor_count, -np.inf, dtype=np.float32)
+        np.maximum.at(best, delta.actor_code[self._delta_ok], sims[self._delta_ok])
+        return [delta.actor_id(int(code)) for code in _top(best, wanted).tolist()]
 
     def profile_hits(self) -> Ints:
         """Eligible rows by profile-vector cosine to the query's mean vector, best first."""
         if not len(self.rm) or not self.rows_ok.any():
             return np.zeros(0, dtype=np.int64)
-        scores = self.rm.profile @ normalised(self.request.queries.mean(axis=0))
+        scores = self._profile_scores(normalised(self.request.queries.mean(axis=0)))
         scores = np.where(self.rows_ok, scores, -np.inf).astype(np.float32)
         return _top(scores, self.request.wanted)
+
+    def _profile_scores(self, query: Floats) -> Floats:
+        """Every row's profile cosine, each profile over the passages within its row's level."""
+        rm = self.rm
+        if self.levels is None:
+            everyone: Floats = rm.profile @ query
+            return everyone
+        scores: Floats = np.where(
+            self.levels >= 2,
+            rm.profile @ query,
+            np.where(self.levels >= 1, rm.profile_shared @ query, rm.profile_public @ query),
+        ).astype(np.float32)
+        return scores
 
     def lexical_hits(self, query: str, k: int) -> dict[tuple[int, str], float]:
         """(row, "") or (-1, delta actor id) -> its best BM25 score, best first."""
         out: dict[tuple[int, str], float] = {}
+        viewer = self.request.viewer
         lexical = self.snapshot.lexical
-        if lexical is not None:
-            scores, ids = lexical.search(query, k, self.selection())
-            positions = self.rm.positions_of_ids(ids)
-            for score, p in zip(scores.tolist(), positions.tolist(), strict=True):
-                if p >= 0 and (self.everything or self.chunks_ok[p]):
-                    key = (int(self.rm.chunk_actor[p]), "")
-                    out[key] = max(out.get(key, 0.0), score)
+        if lexical is not None and len(self.rm):
+            allowed = None if self.everything else self.chunks_ok
+            scores, positions = lexical.search(query, k, viewer, allowed)
+            if allowed is not None:  # the mask is the truth, whatever BM25 was told
+                keep = allowed[positions]
+                scores, positions = scores[keep], positions[keep]
+            best = np.zeros(len(self.rm), dtype=np.float32)
+            np.maximum.at(best, self.rm.chunk_actor[positions], scores)
+            for row in np.flatnonzero(best > 0).tolist():
+                out[(row, "")] = float(best[row])
         delta_lexical = self.delta.lexical
         if delta_lexical is not None:
-            scores, ids = delta_lexical.search(query, k)
-            where = {int(i): p for p, i in enumerate(self.delta.ids.tolist())}
-            for score, chunk_id in zip(scores.tolist(), ids.tolist(), strict=True):
-                p = where.get(int(chunk_id))
-                if p is not None and self._delta_ok[p]:
-                    key = (-1, self.delta.chunk(p).actor_id)
-                    out[key] = max(out.get(key, 0.0), score)
+            scores, positions = delta_lexical.search(query, k, viewer)
+            keep = positions < self.delta.n
+            scores, positions = scores[keep], positions[keep]
+            keep = self._delta_ok[positions]
+            for score, p in zip(scores[keep].tolist(), positions[keep].tolist(), strict=True):
+                key = (-1, self.delta.chunk(p).actor_id)
+                out[key] = max(out.get(key, 0.0), score)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     # --- exact scores ----------------------------------------------------------------------
@@ -240,9 +272,11 @@ class Ranker:
         best = np.maximum.reduceat(sims, starts, axis=1)  # (queries, candidates)
         scores = self._aggregate(best, sims, starts, ends)
         if request.profile_weight:
-            profile = rm.profile[labels[starts]] @ normalised(q.mean(axis=0))
+            profile = rm.profiles(labels[starts], self.levels) @ normalised(q.mean(axis=0))
             scores = (1 - request.profile_weight) * scores + request.profile_weight * profile
-        visible = rm.visible(positions, request.viewer)
+        visible = rm.visible(
+            positions, request.viewer
+        )  # shown as evidence: may differ from counted
         column_best, column_query = sims.max(axis=0), sims.argmax(axis=0)
         out = []
         for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
@@ -303,10 +337,7 @@ class Ranker:
             chunk_ids=delta.ids[positions],
             best=sims.max(axis=0),
             best_query=sims.argmax(axis=0),
-            visible=np.array(
-                [request.viewer.can_see(c.visibility, summary.owner) for c in chunks],
-                dtype=np.bool_,
-            ),
+            visible=delta.visibility[positions] <= request.viewer.level(summary.owner),
             document=np.array(
                 [documents.setdefault(c.document_id, len(documents)) for c in chunks],
                 dtype=np.int64,

@@ -1,11 +1,13 @@
 """Build a new index generation from the store, embedding only passages not yet in the cache.
 
-Phases, each logged on one line: lock -> snapshot -> embed -> build -> verify -> publish -> prune.
+Phases, each logged on one line: lock -> snapshot -> read -> embed -> build -> verify -> publish.
+`read` takes every chunk up to the watermark and the vectors the cache has; `embed` hands the
+rest, each distinct text once, to a `PassageEncoder` (this process's embedder, or a Ray cluster
+with `--ray`). Chunk vectors are cached by (content hash, model id) and committed batch by batch
+as they arrive, so a killed build loses at most one batch of work, and an unchanged store
+rebuilds with zero embeddings. A model change misses the cache entirely and re-embeds everything.
 Prune also removes every older generation that still holds an erased actor's vectors, and the
 store is compacted (SQLite: the WAL is checkpointed and truncated) so deleted bytes leave disk.
-Chunk vectors are cached by (content hash, model id) and committed batch by batch, so a killed
-build loses at most one batch of work, and an unchanged store rebuilds with zero embeddings. A
-model change misses the cache entirely and re-embeds everything.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from importlib import metadata
 import numpy as np
 
 from service.embedding.base import Embedder
-from service.errors import CorruptArtifact
+from service.embedding.bulk import LocalEncoder, PassageEncoder
+from service.errors import CorruptArtifact, ModelUnavailable
 from service.failpoints import failpoint
 from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
@@ -97,9 +100,12 @@ class Reindexer:
         hnsw_threshold: int = HNSW_THRESHOLD,
         hnsw: HnswParams | None = None,
         lock: RebuildLock | None = None,
+        encoder: PassageEncoder | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
+        self.encoder: PassageEncoder = encoder or LocalEncoder(embedder, EMBED_BATCH)
+        """Embeds what the cache lacks; `embedder` still names the model and its dimension."""
         self.generations = generations
         self.hnsw_threshold = hnsw_threshold
         self.hnsw = hnsw or HnswParams()
@@ -126,43 +132,18 @@ class Reindexer:
         changes = self.store.changes()
         watermark = self.store.max_chunk_id()
         log.info("snapshot: watermark chunk id %d, %d store changes", watermark, changes)
-        id_batches: list[np.ndarray] = []
-        vector_batches: list[np.ndarray] = []
-        snapshot: list[StoredChunk] = []
-        actors: set[str] = set()
-        embedded = reused = 0
-        for batch in self.store.iter_chunks(EMBED_BATCH):
-            batch = [c for c in batch if c.id <= watermark]
-            if not batch:
-                break
-            hashes = [c.content_hash for c in batch]
-            cached = {} if full else self.store.cached_vectors(hashes, model_id)
-            missing = {c.content_hash: c.text for c in batch if c.content_hash not in cached}
-            if missing:
-                fresh = self.embedder.embed(list(missing.values()), role="passage")
-                new = dict(zip(missing, fresh, strict=True))
-                self.store.put_vectors(model_id, new)
-                cached.update(new)
-                embedded += len(missing)
-                failpoint("reindex-embedding")
-            reused += sum(1 for c in batch if c.content_hash not in missing)
-            id_batches.append(np.array([c.id for c in batch], dtype=np.int64))
-            vector_batches.append(np.stack([cached[h] for h in hashes]).astype(np.float32))
-            actors.update(c.actor_id for c in batch)
-            snapshot.extend(batch)
-            if progress is not None:
-                progress(len(batch))
-        log.info("embed: %d computed, %d from cache (model %s)", embedded, reused, model_id)
+        ids, vectors, snapshot, embedded, reused = self._vectors(watermark, full, progress)
+        actors = {c.actor_id for c in snapshot}
+        log.info(
+            "embed: %d computed, %d from cache (model %s, %s)",
+            embedded,
+            reused,
+            model_id,
+            type(self.encoder).__name__,
+        )
         orphans = self.store.drop_orphan_vectors()
         if orphans:
             log.info("embed: dropped %d cached vectors no stored chunk uses", orphans)
-
-        ids = np.concatenate(id_batches) if id_batches else np.zeros(0, dtype=np.int64)
-        vectors = (
-            np.vstack(vector_batches)
-            if vector_batches
-            else np.zeros((0, self.embedder.dim), dtype=np.float32)
-        )
         # Actors deleted while the snapshot was read must not enter the new generation (an
         # erased actor's vectors would be published again): keep what still exists now.
         summaries = self.store.actor_summaries(sorted(actors))
@@ -219,6 +200,76 @@ class Reindexer:
             seconds=round(time.perf_counter() - started, 3),
             recall_at_10=round(recall, 4),
         )
+
+    def _vectors(
+        self, watermark: int, full: bool, progress: Callable[[int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray, list[StoredChunk], int, int]:
+        """Every chunk up to `watermark` with its vector: from the cache where it has one (all
+        misses when `full`), the rest embedded by the encoder, each distinct text once, and
+        committed to the cache batch by batch as the encoder hands the vectors back.
+
+        Returns ids, vectors (rows in snapshot order), the snapshot, vectors computed, chunks
+        whose vector came from the cache. `progress` counts chunks whose vector is known.
+        """
+        model_id, dim = self.embedder.model_id, self.embedder.dim
+        id_batches: list[np.ndarray] = []
+        vector_batches: list[np.ndarray] = []
+        snapshot: list[StoredChunk] = []
+        missing: dict[str, str] = {}
+        """Content hash -> text of the passages the cache lacks, each once."""
+        rows_of: dict[str, list[int]] = {}
+        """Content hash -> the snapshot rows that wait for its vector."""
+        for batch in self.store.iter_chunks(EMBED_BATCH):
+            batch = [c for c in batch if c.id <= watermark]
+            if not batch:
+                break
+            cached = (
+                {} if full else self.store.cached_vectors([c.content_hash for c in batch], model_id)
+            )
+            block = np.zeros((len(batch), dim), dtype=np.float32)
+            for offset, chunk in enumerate(batch):
+                vector = cached.get(chunk.content_hash)
+                if vector is None:
+                    missing.setdefault(chunk.content_hash, chunk.text)
+                    rows_of.setdefault(chunk.content_hash, []).append(len(snapshot) + offset)
+                else:
+                    block[offset] = vector
+            id_batches.append(np.array([c.id for c in batch], dtype=np.int64))
+            vector_batches.append(block)
+            snapshot.extend(batch)
+            if progress is not None:
+                progress(len(batch) - sum(1 for c in batch if c.content_hash not in cached))
+        reused = len(snapshot) - sum(len(rows) for rows in rows_of.values())
+        log.info("read: %d chunks, %d distinct passages to embed", len(snapshot), len(missing))
+        ids = np.concatenate(id_batches) if id_batches else np.zeros(0, dtype=np.int64)
+        vectors = np.vstack(vector_batches) if vector_batches else np.zeros((0, dim), np.float32)
+        del vector_batches
+        if missing and self.encoder.model_id != model_id:
+            raise ModelUnavailable(
+                f"the encoder embeds with {self.encoder.model_id!r}, the rebuild needs {model_id!r}"
+            )
+        embedded = 0
+        for hashes, fresh in self.encoder.encode(list(missing.items())):
+            if fresh.shape != (len(hashes), dim):
+                raise CorruptArtifact(
+                    f"the encoder returned vectors of shape {fresh.shape} for {len(hashes)} "
+                    f"passages of dim {dim}"
+                )
+            self.store.put_vectors(model_id, dict(zip(hashes, fresh, strict=True)))
+            done = 0
+            for content_hash, vector in zip(hashes, fresh, strict=True):
+                rows = rows_of.pop(content_hash, None)
+                if rows is None:
+                    raise CorruptArtifact("the encoder returned an unasked or repeated passage")
+                vectors[rows] = vector
+                done += len(rows)
+            embedded += len(hashes)
+            failpoint("reindex-embedding")
+            if progress is not None:
+                progress(done)
+        if rows_of:
+            raise CorruptArtifact(f"the encoder returned no vector for {len(rows_of)} passages")
+        return ids, vectors, snapshot, embedded, reused
 
     def _verify(self, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> float:
         """Refuse to publish an index that disagrees with what was read from the store."""

@@ -6,14 +6,18 @@ temporary data directory. Constructing it is free: nothing loads until a propert
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from functools import cached_property
+import copy
+from collections.abc import Callable, Iterator
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.audit import Who
 from service.config import ModelProfile, Settings
 from service.domain import Actor
 from service.embedding.base import Embedder
+from service.embedding.bulk import PassageEncoder
 from service.index.faiss_index import HnswParams
 from service.index.generations import MAPS_FOLDER, GenerationStore
 from service.ingest import Ingestor
@@ -26,8 +30,17 @@ from service.serving import ServedIndex
 from service.store import ChunkDraft, ProfileStore, SqlProfileStore
 from service.store.pg import AdvisoryRebuildLock
 from service.store.sql import StorePointer
+from service.subscriptions import SubscriptionStore
 from service.text import Chunker
 from service.text.keyterms import KeyTerms
+
+if TYPE_CHECKING:
+    from service.bridges import Bridges
+    from service.needs import Coverage, NeedMatcher
+
+
+UNCALIBRATED_COVER_ABOVE = 0.3
+"""The coverage threshold of needs for an embedder without a calibrated model profile."""
 
 
 class Runtime:
@@ -73,6 +86,13 @@ class Runtime:
         return FileRebuildLock(self.settings.resolved_index_dir / "reindex.lock")
 
     @cached_property
+    def subscriptions(self) -> SubscriptionStore:
+        from service.store.subscriptions import SqlSubscriptionStore
+
+        sql = self.sql_store
+        return SqlSubscriptionStore(lambda: sql.engine)
+
+    @cached_property
     def chunker(self) -> Chunker:
         return Chunker(self.embedder.count_tokens, max_tokens=self.profile.chunk_tokens)
 
@@ -103,6 +123,9 @@ class Runtime:
 
     @cached_property
     def reindexer(self) -> Reindexer:
+        return self._reindexer()
+
+    def _reindexer(self, encoder: PassageEncoder | None = None) -> Reindexer:
         return Reindexer(
             self.store,
             self.embedder,
@@ -110,6 +133,37 @@ class Runtime:
             hnsw_threshold=self.settings.hnsw_threshold,
             hnsw=HnswParams(ef_search=self.settings.hnsw_ef_search),
             lock=self.rebuild_lock,
+            encoder=encoder,
+        )
+
+    def ray_reindexer(self, address: str, workers: int | None = None) -> Reindexer:
+        """The reindexer with its embedding sent to a Ray cluster (`--ray`); imports Ray."""
+        from service.embedding.ray_batch import RayEncoder
+        from service.reindex import EMBED_BATCH
+
+        encoder = RayEncoder(
+            address,
+            self.embedder_factory(),
+            self.embedder.model_id,
+            workers=workers,
+            threads=self.settings.threads,
+            batch_size=EMBED_BATCH,
+        )
+        return self._reindexer(encoder)
+
+    def embedder_factory(self) -> Callable[[], Embedder]:
+        """How another process (a Ray worker) builds this runtime's embedder: the same factory
+        and settings as `embedder`, or a copy of the embedder a test handed in."""
+        if self._embedder is not None:
+            return partial(copy.deepcopy, self._embedder)
+        from service.embedding.factory import load_embedder
+
+        return partial(
+            load_embedder,
+            self.profile,
+            threads=self.settings.threads,
+            batch_size=self.settings.batch_size,
+            backend=self.settings.backend,
         )
 
     def prepare(self, actor: Actor) -> list[ChunkDraft]:
@@ -131,6 +185,27 @@ class Runtime:
             weak_below=self.profile.weak_below if self._own_model() else None,
             activity_prior=self.settings.activity_prior,
         )
+
+    @cached_property
+    def needs(self) -> NeedMatcher:
+        from service.needs import NeedMatcher
+
+        return NeedMatcher(self.matcher, self.store, self._coverage())
+
+    def _coverage(self) -> Coverage:
+        from service.needs import Coverage
+
+        calibrated = self.profile.cover_above if self._own_model() else None
+        # Neither configured nor calibrated (a test's fake embedder): a middling cosine.
+        above = self.settings.need_cover_above or calibrated or UNCALIBRATED_COVER_ABOVE
+        return Coverage(above, self.profile.cover_margin if calibrated is not None else None)
+
+    @cached_property
+    def bridges(self) -> Bridges:
+        from service.bridges import Bridges
+
+        assert self.matcher.key_terms is not None
+        return Bridges(self.matcher, self.store, self.matcher.key_terms)
 
     @cached_property
     def maps(self) -> MapCache:
@@ -182,10 +257,10 @@ class Runtime:
         thread = getattr(self, "_warming", None)
         return thread is not None and thread.is_alive()
 
-    def delete_actor(self, actor_id: str) -> bool:
-        """Erase an actor; from the moment this returns it is in no result (hits on its old
-        chunks no longer resolve in the store)."""
-        deleted = self.store.delete_actor(actor_id)
+    def delete_actor(self, actor_id: str, who: Who | None = None) -> bool:
+        """Erase an actor (audited as `who`'s delete, when given); from the moment this returns
+        it is in no result (hits on its old chunks no longer resolve in the store)."""
+        deleted = self.store.delete_actor(actor_id, who)
         self.index.forget(actor_id)
         return deleted
 

@@ -26,12 +26,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from service.domain import ActorSummary
+from service.domain import VISIBILITY_LEVEL, ActorSummary, Owner
 from service.embedding.base import Embedder
 from service.errors import Conflict, CorruptArtifact, NotFound
 from service.index.base import IdArray, Vectors
 from service.index.generations import GenerationStore, LoadedGeneration
-from service.lexical import LexicalIndex
+from service.lexical import AudienceLexical
 from service.store import ProfileStore, StoredChunk
 
 log = logging.getLogger("clustermatch.serving")
@@ -85,14 +85,22 @@ class DeltaLog:
         self.ids = _Grow(np.int64)
         self.vectors = _Grow(np.float32, dim)
         self.dead = _Grow(np.bool_)
+        self.visibility = _Grow(np.int8)
+        """Visibility code of each chunk (`VISIBILITY_LEVEL`)."""
+        self.need = _Grow(np.bool_)
+        self.actor_code = _Grow(np.int64)
+        """Each chunk's actor as an index into `actor_ids`, so masks over the delta are
+        gathers, not loops over chunks."""
+        self.actor_ids: list[str] = []
+        self._code_of: dict[str, int] = {}
         self.chunks: list[StoredChunk] = []
         self.actors: dict[str, ActorSummary] = {}
         self.positions: dict[str, list[int]] = {}
         self._row_of = generation.readmodel.rows
         self.superseded = np.zeros(len(generation.readmodel), dtype=np.bool_)
         """Generation rows whose actor was rewritten or deleted since (only ever set)."""
-        self.lexical: tuple[int, LexicalIndex] | None = None
-        """BM25 over the first `n` chunks, and that `n`."""
+        self.lexical: tuple[int, AudienceLexical] | None = None
+        """BM25 over the first `n` chunks (labelled by position), and that `n`."""
 
     def __len__(self) -> int:
         return self.ids.n
@@ -111,6 +119,18 @@ class DeltaLog:
         self.ids.extend(np.array([c.id for c in chunks], dtype=np.int64))
         self.vectors.extend(vectors.astype(np.float32))
         self.dead.extend(np.zeros(len(chunks), dtype=np.bool_))
+        self.visibility.extend(
+            np.array([VISIBILITY_LEVEL.get(c.visibility, 2) for c in chunks], dtype=np.int8)
+        )
+        self.need.extend(np.array([c.intent == "need" for c in chunks], dtype=np.bool_))
+        self.actor_code.extend(np.array([self._code(c.actor_id) for c in chunks], dtype=np.int64))
+
+    def _code(self, actor_id: str) -> int:
+        code = self._code_of.get(actor_id)
+        if code is None:
+            code = self._code_of[actor_id] = len(self.actor_ids)
+            self.actor_ids.append(actor_id)
+        return code
 
     def forget(self, actor_id: str) -> None:
         """An actor deleted through this process: gone from the delta and the generation."""
@@ -131,6 +151,9 @@ class DeltaLog:
             n=n,
             ids=self.ids.view(n),
             vectors=self.vectors.view(n),
+            visibility=self.visibility.view(n),
+            need=self.need.view(n),
+            actor_code=self.actor_code.view(n),
             log=self,
         )
 
@@ -143,6 +166,9 @@ class Delta:
     n: int
     ids: IdArray
     vectors: Vectors
+    visibility: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
+    need: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    actor_code: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     log: DeltaLog | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -161,13 +187,22 @@ class Delta:
     def actor(self, actor_id: str) -> ActorSummary | None:
         return self.log.actors.get(actor_id) if self.log is not None else None
 
+    def actor_id(self, code: int) -> str:
+        assert self.log is not None
+        return self.log.actor_ids[code]
+
+    @property
+    def actor_count(self) -> int:
+        """Actors ever coded in this log (codes are below it)."""
+        return len(self.log.actor_ids) if self.log is not None else 0
+
     @property
     def superseded(self) -> npt.NDArray[np.bool_]:
         assert self.log is not None
         return self.log.superseded
 
     @property
-    def lexical(self) -> LexicalIndex | None:
+    def lexical(self) -> AudienceLexical | None:
         if self.log is None or self.log.lexical is None:
             return None
         return self.log.lexical[1]
@@ -194,8 +229,9 @@ class Snapshot:
 
     generation: LoadedGeneration
     delta: Delta
-    lexical: LexicalIndex | None = None
-    """BM25 over the generation's passages (None where lexical search is switched off)."""
+    lexical: AudienceLexical | None = None
+    """BM25 over the generation's passages, labelled by read-model position (None where lexical
+    search is switched off)."""
 
     def generation_row(self, actor_id: str) -> int | None:
         """The actor's read-model row, unless it is not in the generation or was rewritten or
@@ -219,7 +255,7 @@ class ServedIndex:
         self._store = store
         self._embedder = embedder
         self._generation: LoadedGeneration | None = None
-        self._generation_lexical: LexicalIndex | None = None
+        self._generation_lexical: AudienceLexical | None = None
         self._log: DeltaLog | None = None
         self._reload_lock = threading.Lock()
         self._delta_lock = threading.Lock()
@@ -262,7 +298,7 @@ class ServedIndex:
                 wanted, loaded = self._load_named(wanted)
                 warm(loaded)
             watermark = loaded.manifest.watermark
-            lexical = self._lexical(watermark) if self._with_lexical and wanted else None
+            lexical = self._lexical(loaded) if self._with_lexical and wanted else None
             with self._delta_lock:
                 # The new generation holds everything up to its watermark: the delta restarts
                 # there and re-reads what is newer (cached vectors only: cheap).
@@ -298,8 +334,10 @@ class ServedIndex:
             return wanted, found
         raise Conflict(f"generations were replaced faster than one loads ({LOAD_ATTEMPTS} tries)")
 
-    def _lexical(self, watermark: int) -> LexicalIndex:
-        """BM25 over the passages the generation holds that are still in the store."""
+    def _lexical(self, generation: LoadedGeneration) -> AudienceLexical:
+        """BM25 over the passages the generation holds that are still in the store, one index per
+        audience (see service.lexical)."""
+        rm, watermark = generation.readmodel, generation.manifest.watermark
         ids: list[int] = []
         texts: list[str] = []
         for batch in self._store.iter_chunks():
@@ -308,7 +346,18 @@ class ServedIndex:
                     break
                 ids.append(chunk.id)
                 texts.append(chunk.text)
-        return LexicalIndex.build(np.array(ids, dtype=np.int64), texts)
+        positions = rm.positions_of_ids(np.array(ids, dtype=np.int64))
+        kept = np.flatnonzero(positions >= 0)
+        positions = positions[kept]
+        rows = rm.chunk_actor[positions]
+        present, owner_of = np.unique(rows, return_inverse=True)
+        return AudienceLexical.build(
+            positions,
+            [texts[i] for i in kept.tolist()],
+            rm.chunk_visibility[positions],
+            owner_of,
+            [rm.owner(int(r)) for r in present.tolist()],
+        )
 
     def forget(self, actor_id: str) -> None:
         """Drop a deleted actor from what this process serves, at once."""
@@ -376,14 +425,25 @@ class ServedIndex:
 
     def _build_delta_lexical(self, log_: DeltaLog) -> None:
         n = len(log_)
-        alive = ~log_.dead.view(n)
-        ids = log_.ids.view(n)[alive]
-        texts = [log_.chunks[p].text for p in np.flatnonzero(alive).tolist()]
-        # Weighted alongside the generation's passages, so delta and generation scores compare.
+        alive = np.flatnonzero(~log_.dead.view(n))
+        codes = log_.actor_code.view(n)[alive]
+        present, owner_of = np.unique(codes, return_inverse=True)
+        owners = [self._owner_in(log_, int(c)) for c in present.tolist()]
+        texts = [log_.chunks[p].text for p in alive.tolist()]
+        visibility = log_.visibility.view(n)[alive]
+        # Weighted alongside the generation's public passages, so delta and generation compare.
         generation = self._generation_lexical
-        alongside = generation.stats if generation is not None else None
-        log_.lexical = (n, LexicalIndex.build(ids, texts, alongside=alongside))
+        alongside = generation.public_stats if generation is not None else None
+        log_.lexical = (
+            n,
+            AudienceLexical.build(alive, texts, visibility, owner_of, owners, alongside),
+        )
         self.lexical_builds += 1
+
+    @staticmethod
+    def _owner_in(log_: DeltaLog, code: int) -> Owner:
+        summary = log_.actors.get(log_.actor_ids[code])
+        return summary.owner if summary is not None else Owner()
 
     def settle(self) -> None:
         """Finish a pending background BM25 rebuild now (tests, and before a shutdown)."""

@@ -431,7 +431,7 @@ def test_visibility_of_evidence(keyed: tuple[TestClient, dict[str, dict[str, str
     def evidence_for(who: str, q: str) -> set[str]:
         response = client.get("/v1/search", params={"q": q, "limit": 1}, headers=h[who])
         (result,) = response.json()["results"]
-        assert result["actor"]["id"] == "h2", "private text still counts for matching its actor"
+        assert result["actor"]["id"] == "h2", "found by the passages this caller may see"
         return {e["text"] for e in result["evidence"]}
 
     assert secret in evidence_for("a_writer", secret)

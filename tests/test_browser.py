@@ -169,7 +169,7 @@ def test_sign_in_once_and_another_tenants_private_passage_is_absent(
     page.get_by_role("button", name="Sign in").click()
     first = page.locator(".cards .card").first
     first.wait_for()
-    assert "Hydrogen Lab" in first.inner_text(), "private text still counts for matching"
+    assert "Hydrogen Lab" in first.inner_text(), "found by its public passage (electrolyser)"
     assert SECRET not in page.content()
     page.goto(f"{server.url}/actors/h2")
     page.get_by_role("heading", name="Hydrogen Lab").wait_for()

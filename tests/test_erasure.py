@@ -3,6 +3,8 @@
 The test greps the bytes of every file under the data folder (store, write-ahead log, every kept
 generation, maps) for the erased actor's unique sentence, for the exact bytes of its passage
 vector and for its id, and first proves that the same grep finds all three before the delete.
+The id stays in one place on purpose: the audit log's `actor.delete` event says what was erased
+(never a text), so the store file may hold the id, and only in that table.
 """
 
 from __future__ import annotations
@@ -33,6 +35,26 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = Runtime(settings, embedder=FakeEmbedder())
     yield rt
     rt.close()
+
+
+def tables_naming(runtime: Runtime, needle: str) -> set[str]:
+    """Every table with a text column holding `needle`."""
+    import sqlalchemy as sa
+
+    found = set()
+    engine = runtime.sql_store.engine
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for column in table.columns:
+                if isinstance(column.type, sa.String | sa.Text):
+                    hit = conn.execute(
+                        sa.select(sa.func.count()).where(column.contains(needle))
+                    ).scalar()
+                    if hit:
+                        found.add(table.name)
+    return found
 
 
 def files_holding(root: Path, needle: bytes) -> list[str]:
@@ -74,7 +96,8 @@ def test_a_deleted_actor_leaves_no_byte_on_disk_after_a_rebuild(runtime: Runtime
     runtime.reindexer.run()
 
     after = {name: files_holding(data, needle) for name, needle in needles.items()}
-    assert after == {"sentence": [], "vector": [], "id": []}
+    assert after == {"sentence": [], "vector": [], "id": ["store.sqlite3"]}
+    assert tables_naming(runtime, ERASED) == {"audit_log"}, "the id only in the audit log"
     assert len(runtime.generations.list_ids()) == 1, "older generations held the vectors"
     # The passage the twin shares is the twin's too: its cached vector and its match stay.
     assert runtime.store.cached_vectors([content_hash(SHARED)], model)

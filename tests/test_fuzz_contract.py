@@ -19,6 +19,7 @@ from service.config import Settings  # noqa: E402
 from service.embedding.fake import FakeEmbedder  # noqa: E402
 from service.keys import KeyFile  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
+from service.text import load_language_detector  # noqa: E402
 from tests.factories import make_actor  # noqa: E402
 
 SEED = 20261201
@@ -26,13 +27,24 @@ EXAMPLES = 40
 
 
 def _app(root: Path) -> tuple[object, str]:
-    settings = Settings(data_dir=root / "data", keys_file=root / "keys.json", watch_seconds=60)
+    # No rate limit: the fuzzer sends thousands of requests with one key, each must reach its
+    # route (429 itself is documented on every keyed operation and tested in test_abuse.py).
+    settings = Settings(
+        data_dir=root / "data",
+        keys_file=root / "keys.json",
+        watch_seconds=60,
+        rate_limit_per_second=0,
+    )
     key = KeyFile(root / "keys.json").create(("read", "write", "admin"), tenant="fuzz")
     runtime = Runtime(settings, embedder=FakeEmbedder())
     runtime.ingestor.upsert(
         [make_actor(f"a{i}", [f"offshore wind blade composites {i}"]) for i in range(6)]
     )
     runtime.reindexer.run()
+    # What the first write and the first search would load (language detector, BM25), loaded
+    # here: on a busy machine it takes longer than the client's 10 s read timeout.
+    load_language_detector()
+    runtime.matcher.search("offshore wind")
     return create_app(runtime), key
 
 
@@ -72,6 +84,27 @@ def _baselined(failure: Exception, body: str) -> bool:
     return bool(causes) and all(any(a in m for a in ACCEPTED) for m in causes)
 
 
+def _literal_on_the_wire(failure: Exception, case: Any) -> bool:
+    """A known schemathesis false positive (schemathesis issues #2312, #2900): a "negative" query
+    value generated as JSON `true`, `false` or `null` travels as the string "true", which a
+    string parameter (a cluster id, say) rightly accepts. Only when nothing else was negated
+    but the Authorization header, which this test always sends."""
+    text = str(failure)
+    if "Schema-violating request accepted" not in str(getattr(failure, "title", "")):
+        return False
+    components = [line.strip() for line in text.splitlines() if line.strip().startswith("- ")]
+    others = [
+        c
+        for c in components
+        if not c.startswith(("- query:", "- header: violates `required` (was Authorization)"))
+    ]
+    values = [
+        v for raw in (case.query or {}).values() for v in (raw if isinstance(raw, list) else [raw])
+    ]
+    literal = ("true", "false", "null")
+    return not others and any(v is None or isinstance(v, bool) or v in literal for v in values)
+
+
 @schema.parametrize()
 def test_the_api_keeps_its_published_contract(case: Any) -> None:
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -79,6 +112,10 @@ def test_the_api_keeps_its_published_contract(case: Any) -> None:
     try:
         case.validate_response(response, headers=headers)
     except FailureGroup as group:
-        left = [f for f in group.exceptions if not _baselined(f, response.text)]
+        left = [
+            f
+            for f in group.exceptions
+            if not _baselined(f, response.text) and not _literal_on_the_wire(f, case)
+        ]
         if left:
             raise FailureGroup(left, str(group)) from None

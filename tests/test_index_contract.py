@@ -11,7 +11,7 @@ import pytest
 from service.embedding.base import l2_normalise
 from service.index.base import ChunkSelection, VectorIndex
 from service.index.exact import ExactIndex
-from service.index.faiss_index import FaissIndex
+from service.index.faiss_index import FaissIndex, Kind
 
 DIM = 16
 BACKENDS: dict[str, Callable[[int], VectorIndex]] = {
@@ -85,6 +85,26 @@ def test_saved_faiss_index_loads_identically(tmp_path: Path) -> None:
     loaded = FaissIndex.load(tmp_path / "i.faiss")
     queries = clustered_vectors(4, seed=9)
     assert np.array_equal(loaded.search(queries, 5)[1], built.search(queries, 5)[1])
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_loaded_index_maps_its_file_and_refuses_writes(tmp_path: Path, kind: Kind) -> None:
+    built = FaissIndex(DIM, kind=kind)
+    vectors = clustered_vectors(300)
+    built.add(np.arange(300, dtype=np.int64), vectors)
+    path = tmp_path / f"{kind}.faiss"
+    built.save(path)
+    loaded = FaissIndex.load(path)
+    maps = Path("/proc/self/maps")
+    if maps.is_file():  # Linux: the file itself is mapped, so workers share its pages
+        assert str(path) in maps.read_text()
+    assert np.array_equal(loaded.reconstruct(np.array([3, 299])), vectors[[3, 299]])
+    assert np.array_equal(loaded.search(vectors[:2], 3)[1], built.search(vectors[:2], 3)[1])
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.add(np.array([1000], dtype=np.int64), vectors[:1])
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.remove(np.array([3], dtype=np.int64))
+    assert len(loaded) == 300
 
 
 def test_hnsw_with_a_small_allow_list_still_fills_k() -> None:

@@ -14,23 +14,32 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from service import __version__
+from service.alerts import Alerts, AlertWorker
 from service.api import errors
+from service.api.audit import AUDIT_FLUSH_SECONDS, AuditWriter
 from service.api.deps import Services, ServicesDep
+from service.api.headers import SecurityHeadersMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import LatencyMiddleware, Metrics
 from service.api.routes_actors import router as actors_router
+from service.api.routes_audit import router as audit_router
 from service.api.routes_feedback import router as feedback_router
 from service.api.routes_index import router as index_router
 from service.api.routes_map import router as map_router
 from service.api.routes_match import router as match_router
+from service.api.routes_needs import router as needs_router
+from service.api.routes_reports import router as reports_router
+from service.api.routes_subscriptions import router as subscriptions_router
 from service.errors import ClusterMatchError, Conflict
 from service.jobs import RebuildJobs
 from service.keys import KeyFile
+from service.ratelimit import RateLimiter
 from service.reindex import ReindexReport
 from service.runtime import Runtime
 from service.serving import Watcher
@@ -63,11 +72,17 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         metrics.rebuild_seconds.observe(report.seconds)
         runtime.index.reload()
 
+    keys = KeyFile(settings.keys_file) if settings.keys_file else None
     services = Services(
         runtime=runtime,
-        keys=KeyFile(settings.keys_file) if settings.keys_file else None,
+        keys=keys,
         jobs=RebuildJobs(runtime.reindexer.run, rebuilt, runtime.reindexer.lock),
         metrics=metrics,
+        limiter=(
+            RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+            if keys is not None and settings.rate_limit_per_second > 0
+            else None
+        ),
     )
 
     def rebuild_large_delta() -> None:
@@ -96,10 +111,18 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             start_rebuild=rebuild_large_delta,
         )
         watcher.start()
+        alerts = AlertWorker(Alerts(runtime), settings.alert_check_seconds)
+        alerts.start()
+        audit = AuditWriter(
+            runtime.store, services.key_use, settings.audit_retention_days, AUDIT_FLUSH_SECONDS
+        )
+        audit.start()
         try:
             yield
         finally:
+            alerts.stop()
             watcher.stop()
+            audit.stop()
 
     app = FastAPI(
         title="clustermatch",
@@ -118,12 +141,27 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         default=settings.max_body_bytes,
         per_path={"/v1/actors/bulk": settings.max_bulk_bytes},
     )
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.cors_origin_list:  # off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "Location"],
+            allow_credentials=False,  # keys travel in a header, never in cookies
+            max_age=600,
+        )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.include_router(actors_router)
     app.include_router(match_router)
     app.include_router(index_router)
     app.include_router(feedback_router)
     app.include_router(map_router)
+    app.include_router(subscriptions_router)
+    app.include_router(needs_router)
+    app.include_router(reports_router)
+    app.include_router(audit_router)
     web.install(app)  # the workspace pages, last: their paths never shadow the API's
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
@@ -226,11 +264,15 @@ def install_openapi(app: FastAPI, open_mode: bool) -> None:
                 for operation in operations.values():
                     if "requestBody" in operation:
                         operation["responses"]["400"] = {"description": "the body is unreadable"}
+                    if open_mode:
+                        operation.pop("security", None)
+                    elif "security" in operation:  # every keyed request may meet these two
+                        responses = operation.setdefault("responses", {})
+                        responses.setdefault("429", dict(RATE_LIMITED))
+                        responses.setdefault("503", dict(UNAVAILABLE))
                     for code, response in operation.get("responses", {}).items():
                         if code.isdigit() and int(code) >= 400:
                             response["content"] = {errors.PROBLEM: problem}
-                    if open_mode:
-                        operation.pop("security", None)
             schemas = spec.get("components", {}).get("schemas", {})
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
@@ -240,6 +282,17 @@ def install_openapi(app: FastAPI, open_mode: bool) -> None:
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+RATE_LIMITED = {
+    "description": "this API key sent more requests than its rate limit allows "
+    "(CLUSTERMATCH_RATE_LIMIT_PER_SECOND, _BURST); try again after `Retry-After` seconds",
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+}
+UNAVAILABLE = {
+    "description": "the service cannot answer now: the index does not fit the model or is "
+    "damaged, the request ran past its time limit, or the server's keys file is refused",
+}
 
 
 def set_search_threads(threads: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -12,9 +12,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.metrics import Metrics
-from service.errors import FieldProblem, Forbidden, InvalidInput, Unauthorized
+from service.audit import Action, AuditEvent, KeyUse, Who
+from service.deadline import Deadline
+from service.errors import FieldProblem, Forbidden, InvalidInput, RateLimited, Unauthorized
 from service.jobs import RebuildJobs
-from service.keys import OPEN_PRINCIPAL, KeyFile, Principal, Scope
+from service.keys import OPEN_PRINCIPAL, PREFIX, KeyFile, Principal, Scope
+from service.ratelimit import RateLimiter
 from service.runtime import Runtime
 
 
@@ -25,6 +28,9 @@ class Services:
     """None: no keys configured, the service is open (and bound to loopback only)."""
     jobs: RebuildJobs
     metrics: Metrics
+    limiter: RateLimiter | None = None
+    """None: no rate limit (an open service, or a rate of 0)."""
+    key_use: KeyUse = field(default_factory=KeyUse)
 
 
 def get_services(request: Request) -> Services:
@@ -45,7 +51,52 @@ def get_principal(
         return OPEN_PRINCIPAL
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    return services.keys.authenticate(credentials.credentials)
+    try:
+        principal = services.keys.authenticate(credentials.credentials)
+    except Unauthorized:
+        claimed = _claimed_key_id(credentials.credentials)
+        # Only ids the file knows (a revoked key still in use): made-up ids must not each
+        # become an audit row.
+        known = claimed if claimed is not None and claimed in services.keys.keys() else None  # noqa: SIM118
+        services.key_use.note(Who(known, ""), "key.refused")
+        raise
+    who = who_is(principal)
+    if services.limiter is not None and principal.key_id is not None:
+        try:
+            services.limiter.take(principal.key_id)
+        except RateLimited:
+            services.key_use.note(who, "key.limited")
+            raise
+    services.key_use.note(who)
+    return principal
+
+
+def _claimed_key_id(token: str) -> str | None:
+    """The key id a refused token claims, if it is shaped like one (never the secret)."""
+    parts = token.split("_", 2)
+    if len(parts) == 3 and parts[0] == PREFIX and parts[1].isalnum() and len(parts[1]) <= 32:
+        return parts[1]
+    return None
+
+
+def who_is(principal: Principal) -> Who:
+    """Who a request is, for the audit log."""
+    return Who(principal.key_id, principal.tenant)
+
+
+def audit(
+    services: Services, principal: Principal, action: Action, target: str | None = None
+) -> None:
+    """Append one event of an admin action (or another single write) to the audit log."""
+    services.runtime.store.record_audit([AuditEvent(action, who_is(principal), target)])
+
+
+def request_deadline(services: ServicesDep) -> Deadline:
+    """The time budget of a match or search (`CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS`)."""
+    return Deadline(services.runtime.settings.request_timeout_seconds)
+
+
+RequestDeadline = Annotated[Deadline, Depends(request_deadline)]
 
 
 def _require(scope: Scope) -> object:

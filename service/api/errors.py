@@ -29,12 +29,16 @@ STATUS: list[tuple[type[errors.ClusterMatchError], int, str]] = [
     (errors.NotFound, 404, "Not found"),
     (errors.Conflict, 409, "Conflict"),
     (errors.TooLarge, 413, "Content too large"),
+    (errors.RateLimited, 429, "Too many requests"),
+    (errors.TimedOut, 503, "Request timed out"),
+    (errors.InsecureConfiguration, 503, "Service misconfigured"),
     (errors.IndexUnavailable, 503, "Index not ready"),
     (errors.IndexMismatch, 503, "Index does not fit the configured model"),
     (errors.CorruptArtifact, 503, "Index damaged"),
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.StoreSchemaError, 503, "Store schema needs an upgrade"),
     (errors.MapUnavailable, 503, "Map unavailable"),
+    (errors.ComputeUnavailable, 503, "Compute cluster unavailable"),
 ]
 
 
@@ -84,7 +88,13 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, errors.InvalidInput):
             problems = [{"field": p.field, "message": p.message} for p in exc.problems]
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return problem(status, title, str(exc), problems, headers)
+        if isinstance(exc, errors.RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
+        detail = str(exc)
+        if isinstance(exc, errors.InsecureConfiguration):
+            log.error("%s", exc)  # the operator's message names the file and the fix
+            detail = exc.public_detail
+        return problem(status, title, detail, problems, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, st
 from starlette.concurrency import run_in_threadpool
 
 from service.api.convert import CURSOR_PATTERN, decode_cursor, encode_cursor
-from service.api.deps import Reader, ServicesDep, Writer, reject_unknown_query
+from service.api.deps import (
+    Reader,
+    RequestDeadline,
+    ServicesDep,
+    Writer,
+    reject_unknown_query,
+    who_is,
+)
 from service.api.personal import tailored
 from service.api.schemas import (
     PROFILE_EXAMPLE,
@@ -74,7 +81,7 @@ def put_actor(
         )
     actor = Actor.parse({**profile.model_dump(exclude={"id"}), "id": actor_id})
     _check_owner(services, principal, actor_id)
-    (created,) = services.runtime.ingestor.upsert([actor], principal.owner)
+    (created,) = services.runtime.ingestor.upsert([actor], principal.owner, who_is(principal))
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return PutResult(
         id=actor_id,
@@ -115,7 +122,7 @@ def get_actor(actor_id: ActorId, services: ServicesDep, principal: Reader) -> Ac
 def delete_actor(actor_id: ActorId, services: ServicesDep, principal: Writer) -> Response:
     if not _check_owner(services, principal, actor_id):
         raise NotFound(f"actor {actor_id!r} does not exist")
-    services.runtime.delete_actor(actor_id)
+    services.runtime.delete_actor(actor_id, who_is(principal))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -199,7 +206,7 @@ async def bulk_import(request: Request, services: ServicesDep, principal: Writer
         raise TooLarge(f"{len(lines)} profiles in one request; the limit is {limit}")
     # Chunking and writing are CPU- and IO-bound: keep them off the event loop.
     report = await run_in_threadpool(
-        services.runtime.ingestor.ingest_lines, lines, None, principal.owner
+        services.runtime.ingestor.ingest_lines, lines, None, principal.owner, who_is(principal)
     )
     return BulkResult(
         created=report.created,
@@ -229,11 +236,13 @@ def _lines(text: str) -> list[str]:
     "/{actor_id}/matches",
     response_model=MatchResponse,
     summary="Actors similar to a stored actor (never the actor itself)",
+    responses=problem_responses(503),
 )
 def actor_matches(
     actor_id: ActorId,
     services: ServicesDep,
     principal: Reader,
+    deadline: RequestDeadline,
     limit: Annotated[int, Query(ge=1, le=200)] = 10,
     exclude_same: Annotated[list[SameAttribute] | None, Query()] = None,
     country: Annotated[Countries | None, Query()] = None,
@@ -265,6 +274,7 @@ def actor_matches(
         mode=mode,
         diversify=diversify,
         collapse=collapse,
+        deadline=deadline,
     )
     if explain:
         result = services.runtime.matcher.explain(result)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Query, Response, status
 from pydantic import BeforeValidator
 
-from service.api.deps import Reader, ServicesDep, reject_unknown_query
+from service.api.deps import Reader, ServicesDep, audit, reject_unknown_query
 from service.api.schemas import problem_responses
 from service.api.schemas_workspace import (
     FEEDBACK_EXAMPLE,
@@ -76,7 +76,9 @@ def give_feedback(
         query=(body.query or "").strip() or None,
         note=body.note,
     )
-    return FeedbackOut.model_validate(store.put_feedback(item))
+    stored = store.put_feedback(item)
+    audit(services, principal, "feedback.put", body.actor_id)
+    return FeedbackOut.model_validate(stored)
 
 
 @router.get(

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Response, status
 
-from service.api.deps import Admin, Reader, ServicesDep
+from service.api.deps import Admin, Reader, ServicesDep, audit
 from service.api.schemas import IndexStatus, Job, problem_responses
 
 router = APIRouter(
@@ -38,8 +38,9 @@ def index_status(services: ServicesDep, _: Reader) -> IndexStatus:
     response_model=Job,
     summary="Start an index rebuild (admin); 409 while one is running",
 )
-def rebuild(services: ServicesDep, _: Admin, response: Response) -> Job:
+def rebuild(services: ServicesDep, principal: Admin, response: Response) -> Job:
     job = services.jobs.start()
+    audit(services, principal, "index.rebuild", job.id)
     response.headers["Location"] = f"/v1/index/jobs/{job.id}"
     return Job(**asdict(job))
 
@@ -56,4 +57,5 @@ def job(job_id: str, services: ServicesDep, _: Admin) -> Job:
 )
 def reload(services: ServicesDep, principal: Admin) -> IndexStatus:
     services.runtime.index.reload()
+    audit(services, principal, "index.reload")
     return index_status(services, principal)

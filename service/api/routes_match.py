@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from service.api.deps import Reader, ServicesDep, reject_unknown_query
+from service.api.deps import Reader, RequestDeadline, ServicesDep, reject_unknown_query
 from service.api.personal import searching_for, tailored
 from service.api.schemas import (
     PROFILE_EXAMPLE,
@@ -67,6 +67,7 @@ def match(
     ],
     services: ServicesDep,
     principal: Reader,
+    deadline: RequestDeadline,
 ) -> MatchResponse:
     matcher = services.runtime.matcher
     filters = tailored(
@@ -86,6 +87,7 @@ def match(
             mode=body.mode,
             diversify=body.diversify,
             collapse=body.collapse,
+            deadline=deadline,
         )
     else:
         assert body.profile is not None
@@ -99,6 +101,7 @@ def match(
             mode=body.mode,
             diversify=body.diversify,
             collapse=body.collapse,
+            deadline=deadline,
         )
     if body.explain:
         result = matcher.explain(result)
@@ -117,6 +120,7 @@ def match(
 def search(
     services: ServicesDep,
     principal: Reader,
+    deadline: RequestDeadline,
     q: Annotated[str, Query(min_length=1, max_length=2_000, examples=["offshore wind blades"])],
     limit: Annotated[int, Query(ge=1, le=200)] = 10,
     country: Annotated[Countries | None, Query()] = None,
@@ -164,6 +168,7 @@ def search(
         viewer=principal.viewer,
         diversify=diversify,
         collapse=collapse,
+        deadline=deadline,
     )
     if explain:
         result = services.runtime.matcher.explain(result)

@@ -265,7 +265,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "conflicts with the current state (e.g. a rebuild is running)",
         413: "request body or bulk size over its limit",
         422: "invalid input; `errors` names each field",
-        503: "the index on disk does not fit the configured model, or is damaged",
+        429: "this API key sent too many requests; `Retry-After` says when to try again",
+        503: "the index on disk does not fit the configured model or is damaged, or the "
+        "request ran past its time limit",
     }
     return {
         code: {

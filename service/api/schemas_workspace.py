@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.api.schemas import ActorSummaryOut
+from service.audit import AuditEvent
 from service.domain import NOT_BLANK, Identifier
 from service.feedback import Label
 
@@ -110,3 +111,32 @@ class CompetenceMap(BaseModel):
     points: list[MapPoint] = Field(
         description="every actor of the generation that is still stored, in [0, 1] x [0, 1]"
     )
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: str = Field(description="ISO 8601 UTC; for counted key use, the start of its minute")
+    action: str
+    key_id: str | None = Field(description="the API key (none for the command line)")
+    tenant: str
+    origin: str = Field(description="`http`, `server`, or `cli:<user>`")
+    target: str | None = Field(description="the actor, key or job acted on")
+    count: int = Field(description="how many times (key use is counted per minute)")
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=event.id,
+            at=event.at,
+            action=event.action,
+            key_id=event.who.key_id,
+            tenant=event.who.tenant,
+            origin=event.who.origin,
+            target=event.target,
+            count=event.count,
+        )
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null: last")

@@ -74,10 +74,32 @@ def check_parity(
         raise ValueError("parity needs at least one text and one query")
     if reference.dim != candidate.dim:
         raise ValueError(f"dimensions differ: {reference.dim} vs {candidate.dim}")
-    k = min(k, len(texts))
-    ref_texts, cand_texts = reference.embed(texts), candidate.embed(texts)
-    ref_queries = reference.embed(queries, role="query")
-    cand_queries = candidate.embed(queries, role="query")
+    return compare_vectors(
+        reference.embed(texts),
+        candidate.embed(texts),
+        reference.embed(queries, role="query"),
+        candidate.embed(queries, role="query"),
+        k,
+    )
+
+
+def compare_vectors(
+    ref_texts: Vectors,
+    cand_texts: Vectors,
+    ref_queries: Vectors,
+    cand_queries: Vectors,
+    k: int = 10,
+) -> ParityReport:
+    """The same measures on vectors already computed (row i of both sides is the same text), e.g.
+    the vectors of two rebuilds that embedded the same store in different places."""
+    if ref_texts.shape != cand_texts.shape or ref_queries.shape != cand_queries.shape:
+        raise ValueError(
+            f"shapes differ: texts {ref_texts.shape} vs {cand_texts.shape}, queries "
+            f"{ref_queries.shape} vs {cand_queries.shape}"
+        )
+    if len(ref_texts) == 0 or len(ref_queries) == 0:
+        raise ValueError("parity needs at least one text and one query")
+    k = min(k, len(ref_texts))
     ref_top = _top_k(ref_queries, ref_texts, k)
     cand_top = _top_k(cand_queries, cand_texts, k)
     overlaps = np.array(

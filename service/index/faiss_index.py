@@ -5,6 +5,11 @@
   (`SearchParametersHNSW`), never set on the shared index, so concurrent searches never race.
   A graph search restricted to a small allow-list can miss eligible vectors, so such filtered
   searches run exactly over the allowed vectors instead: filters still fill `limit`.
+
+A saved index is loaded memory-mapped (`IO_FLAG_MMAP_IFC`): the vectors and the HNSW graph stay
+in the page cache, shared by every worker process on the host, instead of one private copy per
+worker (at 1M chunks 1.7 GB each; docs/scaling.md). Generations are immutable, so a loaded index
+refuses `add` and `remove` (FAISS would abort the process on a mapped vector).
 """
 
 from __future__ import annotations
@@ -49,9 +54,16 @@ def _selector(selection: ChunkSelection | None) -> Any:
 
 class FaissIndex:
     def __init__(
-        self, dim: int, index: Any = None, kind: Kind = "flat", hnsw: HnswParams | None = None
+        self,
+        dim: int,
+        index: Any = None,
+        kind: Kind = "flat",
+        hnsw: HnswParams | None = None,
+        mapped: bool = False,
     ) -> None:
         self._dim = dim
+        self.mapped = mapped
+        """True when `index` views a memory-mapped file: read-only."""
         self._kind: Kind = kind
         self.hnsw = hnsw or HnswParams()
         if index is None:
@@ -85,7 +97,12 @@ class FaissIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def _writable(self) -> None:
+        if self.mapped:
+            raise ValueError("a loaded (memory-mapped) index is read-only; build a new one")
+
     def add(self, ids: IdArray, vectors: Vectors) -> None:
+        self._writable()
         if len(ids) != len(vectors):
             raise ValueError("ids and vectors differ in length")
         if len(ids):
@@ -96,6 +113,7 @@ class FaissIndex:
             self._sorted_ids = None
 
     def remove(self, ids: IdArray) -> int:
+        self._writable()
         self._sorted_ids = None
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
@@ -156,9 +174,9 @@ class FaissIndex:
     @classmethod
     def load(cls, path: Path, hnsw: HnswParams | None = None) -> FaissIndex:
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         except RuntimeError as exc:
             raise CorruptArtifact(f"cannot read FAISS index {path}: {exc}") from exc
         inner = faiss.downcast_index(index.index)
         kind: Kind = "hnsw" if isinstance(inner, faiss.IndexHNSWFlat) else "flat"
-        return cls(int(index.d), index, kind=kind, hnsw=hnsw)
+        return cls(int(index.d), index, kind=kind, hnsw=hnsw, mapped=True)

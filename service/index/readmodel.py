@@ -8,7 +8,9 @@ arrays here make those steps vectorised mask and segment operations:
   `by_id` orders positions by chunk id, so FAISS hits (chunk ids) map to positions by bisection;
 - actors: one row each, columns for every filter (`kind`, `country`, `region`, `sectors`,
   `clusters` as CSR lists of vocabulary codes), the owner (`tenant`, `networks`), the number of
-  documents, and a profile vector (the mean of the actor's chunk vectors, normalised).
+  documents, and profile vectors (the mean of the actor's chunk vectors, normalised): one over
+  every chunk, one over its public chunks, one over its public and network chunks, so actor
+  matching can compare profiles over only the passages that may count for the caller.
 
 Files: `readmodel/*.npy` (memory-mapped on load, so every worker process shares the pages) and
 `readmodel/strings.json` (actor ids and the vocabularies). A generation is immutable, and so is
@@ -109,6 +111,10 @@ class ReadModel:
     network_codes: Ints
     documents: Ints
     profile: npt.NDArray[np.float32]
+    profile_public: npt.NDArray[np.float32]
+    """The profile vector over public chunks only (zeros where an actor has none)."""
+    profile_shared: npt.NDArray[np.float32]
+    """Over public and network chunks."""
     vocabularies: Mapping[str, Vocabulary]
 
     # --- building --------------------------------------------------------------------------
@@ -156,12 +162,13 @@ class ReadModel:
             ],
             dtype=np.int64,
         )
+        visibility = np.array(
+            [VISIBILITY_CODES.get(c.visibility, 2) for c in picked], dtype=np.int8
+        )
         return cls(
             chunk_ids=ids,
             chunk_actor=rows,
-            chunk_visibility=np.array(
-                [VISIBILITY_CODES.get(c.visibility, 2) for c in picked], dtype=np.int8
-            ),
+            chunk_visibility=visibility,
             chunk_need=np.array([c.intent == "need" for c in picked], dtype=np.bool_),
             chunk_document=_document_ordinals(picked),
             by_id=(by_id := np.argsort(ids, kind="stable")),
@@ -183,6 +190,8 @@ class ReadModel:
             network_codes=network_codes,
             documents=documents,
             profile=profile_vectors(vecs, start, dim),
+            profile_public=profile_vectors(vecs, start, dim, visibility <= 0),
+            profile_shared=profile_vectors(vecs, start, dim, visibility <= 1),
             vocabularies=vocab,
         )
 
@@ -222,6 +231,8 @@ class ReadModel:
         "network_codes",
         "documents",
         "profile",
+        "profile_public",
+        "profile_shared",
     )
 
     def save(self, generation_dir: Path) -> None:
@@ -243,7 +254,12 @@ class ReadModel:
 
     @classmethod
     def exists(cls, generation_dir: Path) -> bool:
-        return (generation_dir / FOLDER / "strings.json").is_file()
+        """A complete read model of this version (an older one, without the per-visibility
+        profiles, is rebuilt from the store on load)."""
+        folder = generation_dir / FOLDER
+        return (folder / "strings.json").is_file() and all(
+            (folder / f"{name}.npy").is_file() for name in cls._ARRAYS
+        )
 
     @classmethod
     def load(cls, generation_dir: Path) -> ReadModel:
@@ -339,27 +355,64 @@ class ReadModel:
             )
         return same
 
-    def chunk_mask(self, rows: Bools, exclude_needs: bool) -> Bools:
-        """Chunk positions of admitted rows (and, in complement mode, no need passages)."""
+    def chunk_mask(self, rows: Bools, exclude_needs: bool, levels: Ints | None = None) -> Bools:
+        """Chunk positions of admitted rows (and, in complement mode, no need passages; with
+        `levels`, only the passages within each row's level)."""
         keep = rows[self.chunk_actor]
         if exclude_needs:
             keep &= ~self.chunk_need
+        if levels is not None:
+            keep &= self.chunk_visibility <= levels[self.chunk_actor]
         return keep
 
-    def visible(self, positions: Ints, viewer: Viewer) -> Bools:
-        """Which chunk positions the viewer may see as evidence (visibility never changes the
-        score of an actor-to-actor match; free-text search is another matter, see matching)."""
-        if viewer.tenant is None:
-            return np.ones(len(positions), dtype=np.bool_)
-        vis = self.chunk_visibility[positions]
-        rows = self.chunk_actor[positions]
-        own = self.tenant[rows] == self.vocabularies["tenant"].code.get(viewer.tenant, -2)
+    @cached_property
+    def row_reach(self) -> Ints:
+        """Per row the highest visibility code among its chunks (-1 for a row without any): a
+        viewer whose level reaches it everywhere needs no chunk mask."""
+        reach = np.full(len(self), -1, dtype=np.int64)
+        if len(self.chunk_actor):
+            np.maximum.at(reach, self.chunk_actor, self.chunk_visibility.astype(np.int64))
+        return reach
+
+    def levels(self, viewer: Viewer, matching: bool = False) -> Ints | None:
+        """`Viewer.level` for every row (0 public, 1 also network, 2 also private), or None when
+        every passage of every actor is within reach (the operator; a corpus of public texts)."""
+        if viewer.tenant is None or not len(self):
+            return None
+        v = self.vocabularies
+        own = self.tenant == v["tenant"].code.get(viewer.tenant, -2)
         shared = _rows_having(
-            self.network_start,
-            self.network_codes,
-            self.vocabularies["network"].codes(viewer.networks),
-        )[rows]
-        visible: Bools = (vis == 0) | own | ((vis == 1) & shared)
+            self.network_start, self.network_codes, v["network"].codes(viewer.networks)
+        )
+        levels = np.where(shared, 1, 0).astype(np.int64)
+        if matching:
+            opted = np.isin(self.tenant, v["tenant"].codes(viewer.shared_by))
+            levels[opted] = 2
+            levels[own] = 2 if viewer.own_private_in_matching else 1
+        else:
+            levels[own] = 2
+        if bool((levels >= self.row_reach).all()):
+            return None
+        return levels
+
+    def profiles(self, rows: Ints, levels: Ints | None) -> npt.NDArray[np.float32]:
+        """The profile vectors of `rows`, each over the passages within its level."""
+        if levels is None:
+            chosen: npt.NDArray[np.float32] = self.profile[rows]
+            return chosen
+        level = levels[rows][:, None]
+        return np.where(
+            level >= 2,
+            self.profile[rows],
+            np.where(level >= 1, self.profile_shared[rows], self.profile_public[rows]),
+        ).astype(np.float32)
+
+    def visible(self, positions: Ints, viewer: Viewer) -> Bools:
+        """Which chunk positions the viewer may see as evidence."""
+        levels = self.levels(viewer)
+        if levels is None:
+            return np.ones(len(positions), dtype=np.bool_)
+        visible: Bools = self.chunk_visibility[positions] <= levels[self.chunk_actor[positions]]
         return visible
 
     def summary(self, row: int) -> ActorSummary:
@@ -402,15 +455,17 @@ def _document_ordinals(chunks: Sequence[StoredChunk]) -> Ints:
 
 
 def profile_vectors(
-    vectors: npt.NDArray[np.float32], start: Ints, dim: int
+    vectors: npt.NDArray[np.float32], start: Ints, dim: int, counted: Bools | None = None
 ) -> npt.NDArray[np.float32]:
-    """Per actor the mean of its chunk vectors, L2-normalised (rows of zeros where none)."""
+    """Per actor the mean of its chunk vectors (of the `counted` ones only, if given),
+    L2-normalised (rows of zeros where none)."""
     rows = len(start) - 1
     if rows == 0 or len(vectors) == 0:
         return np.zeros((rows, dim), dtype=np.float32)
-    sums = np.add.reduceat(
-        vectors.astype(np.float32), start[:-1].clip(max=len(vectors) - 1), axis=0
-    )
+    values = vectors.astype(np.float32)
+    if counted is not None:
+        values = np.where(counted[:, None], values, np.float32(0.0))
+    sums = np.add.reduceat(values, start[:-1].clip(max=len(vectors) - 1), axis=0)
     empty = np.diff(start) == 0
     sums[empty] = 0.0
     norms = np.linalg.norm(sums, axis=1, keepdims=True)

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from service.audit import AuditEvent, AuditQuery, Who
 from service.domain import Actor, ActorSummary, Owner
 from service.feedback import Feedback, FeedbackCounts
 from service.index.base import ChunkSelection
@@ -118,16 +119,21 @@ class ActorPage:
 
 class ProfileStore(Protocol):
     def upsert_actors(
-        self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = ...
+        self,
+        items: Sequence[tuple[Actor, Sequence[ChunkDraft]]],
+        owner: Owner = ...,
+        who: Who | None = None,
     ) -> list[bool]:
-        """Write each actor (owned by `owner`) with its documents and chunks, in one transaction.
+        """Write each actor (owned by `owner`) with its documents and chunks, in one transaction;
+        with `who`, its audit events (`actor.create` / `actor.replace`) in the same one.
 
         Returns, per actor, True when it was created and False when it replaced a stored one.
         """
         ...
 
-    def delete_actor(self, actor_id: str) -> bool:
-        """Erase the actor with its texts and the cached vectors no other chunk shares."""
+    def delete_actor(self, actor_id: str, who: Who | None = None) -> bool:
+        """Erase the actor with its texts and the cached vectors no other chunk shares (with
+        `who`, and its `actor.delete` audit event, in one transaction)."""
         ...
 
     def last_erasure(self) -> int:
@@ -141,6 +147,16 @@ class ProfileStore(Protocol):
     def compact(self) -> None:
         """Make the bytes of deleted rows leave the store's files (where the engine keeps
         them, e.g. SQLite's write-ahead log)."""
+        ...
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append events to the audit log (one transaction)."""
+        ...
+
+    def audit_events(self, query: AuditQuery) -> list[AuditEvent]: ...
+
+    def prune_audit(self, before: str) -> int:
+        """Delete audit events older than `before` (ISO 8601 UTC); returns how many."""
         ...
 
     def get_owner(self, actor_id: str) -> Owner | None: ...

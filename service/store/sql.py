@@ -1,8 +1,10 @@
 """The profile store in SQL (SQLAlchemy Core): SQLite by default, PostgreSQL (psycopg 3) for scale.
 
-All SQL of the project lives in `service/store/`: this module, the PostgreSQL locks (`pg.py`) and
-the migrations (`migrate.py`, `migrations/versions/`). The tables below are the newest revision;
-a change to them needs a migration, and `tests/test_migrations.py` holds the two equal.
+All SQL of the project lives in `service/store/`: this module, the alerts' outbox
+(`subscriptions.py`, its tables defined here on the one `metadata`), the PostgreSQL locks
+(`pg.py`) and the migrations (`migrate.py`, `migrations/versions/`). The tables below are the
+newest revision; a change to them needs a migration, and `tests/test_migrations.py` holds the
+two equal.
 
 Every write is one transaction, so a profile is either stored whole (actor, documents, chunks) or
 not at all. Chunk ids come from an AUTOINCREMENT key (a sequence on PostgreSQL): they are never
@@ -28,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from service.audit import AuditEvent, AuditQuery, Who
 from service.domain import Actor, ActorSummary, Document, Owner
 from service.failpoints import failpoint
 from service.feedback import Feedback, FeedbackCounts, Label
@@ -149,6 +152,90 @@ feedback = sa.Table(
     sa.Column("label", sa.String(16), nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+# New-match alerts (service.alerts): a tenant's subscriptions, the actors each has already been
+# told about, and the outbox of events with every delivery attempt. An event and the "seen" rows
+# it adds are written in one transaction, so a crash never loses an event nor sends one twice as
+# two different events (its id is fixed when it is written).
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("networks", sa.Text, nullable=False),  # JSON list: whose texts it may be sent
+    sa.Column("actor_id", sa.String(128), nullable=True),
+    sa.Column("query", sa.Text, nullable=True),
+    sa.Column("filters", sa.Text, nullable=False),  # JSON object, `Filters` spelling
+    sa.Column("top", sa.Integer, nullable=False),
+    sa.Column("min_score", sa.Float, nullable=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # needed in clear to sign each body
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("checked_generation", sa.String(64), nullable=True),
+    sa.Column("checked_changes", sa.Integer, nullable=False),
+    sa.Column("checked_at", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("last_error", sa.Text, nullable=True),
+)
+
+subscription_seen = sa.Table(
+    "subscription_seen",
+    metadata,
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("actor_id", sa.String(128), primary_key=True),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("generation", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact bytes signed and sent, as UTF-8
+    sa.Column("matches", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # pending|delivered|failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "event_id", sa.ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("seconds", sa.Float, nullable=False),
+)
+
+# The audit log (service.audit): appended to, pruned by age, never updated; never a text.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False, index=True),
+    sa.Column("key_id", sa.String(64), nullable=True, index=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("origin", sa.String(140), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("target", sa.String(256), nullable=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 store_meta = sa.Table(
@@ -358,7 +445,10 @@ class SqlProfileStore:
     # --- writes ----------------------------------------------------------------------------
 
     def upsert_actors(
-        self, items: Sequence[tuple[Actor, Sequence[ChunkDraft]]], owner: Owner = LOCAL
+        self,
+        items: Sequence[tuple[Actor, Sequence[ChunkDraft]]],
+        owner: Owner = LOCAL,
+        who: Who | None = None,
     ) -> list[bool]:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         # One statement per table for the whole batch, not per actor: a bulk import costs a dozen
@@ -380,17 +470,24 @@ class SqlProfileStore:
             self._drop_unused_vectors(conn, replaced)  # a rewritten text's vector goes with it
             failpoint("store-write")
             self._count_changes(conn, len(items))
-        created = []
-        for actor, _ in items:
-            created.append(actor.id not in stored)
-            stored.add(actor.id)
+            created = []
+            for actor, _ in items:
+                created.append(actor.id not in stored)
+                stored.add(actor.id)
+            if who is not None:  # audited in the write's own transaction
+                events = [
+                    AuditEvent("actor.create" if new else "actor.replace", who, actor.id, at=now)
+                    for (actor, _), new in zip(items, created, strict=True)
+                ]
+                self._append_audit(conn, events)
         return created
 
-    def delete_actor(self, actor_id: str) -> bool:
+    def delete_actor(self, actor_id: str, who: Who | None = None) -> bool:
         """Erase the actor: its rows, and the cached vectors of its texts that no other chunk
         uses, in one transaction; `secure_delete` zeroes the freed bytes (SQLite). The change
         count at the latest erasure is recorded, so a rebuild knows which older generations
-        still hold erased vectors (see `last_erasure`)."""
+        still hold erased vectors (see `last_erasure`). With `who`, the deletion is audited in
+        the same transaction."""
         with self._write() as conn:
             hashes = self._hashes_of(conn, [actor_id])
             deleted = bool(self._delete(conn, [actor_id]))
@@ -398,6 +495,8 @@ class SqlProfileStore:
                 self._drop_unused_vectors(conn, hashes)
                 self._count_changes(conn, 1)
                 self._set_meta(conn, "erased_at", str(self._meta_int(conn, "changes")))
+                if who is not None:
+                    self._append_audit(conn, [AuditEvent("actor.delete", who, actor_id)])
             return deleted
 
     def last_erasure(self) -> int:
@@ -853,6 +952,66 @@ class SqlProfileStore:
         with self._read() as conn:
             found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
         return found.get(actor_id, ())
+
+    # --- audit log -------------------------------------------------------------------------
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            with self.engine.begin() as conn:
+                self._append_audit(conn, events)
+
+    @staticmethod
+    def _append_audit(conn: Connection, events: Sequence[AuditEvent]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        conn.execute(
+            audit_log.insert(),
+            [
+                {
+                    "at": e.at or now,
+                    "key_id": e.who.key_id,
+                    "tenant": e.who.tenant,
+                    "origin": e.who.origin,
+                    "action": e.action,
+                    "target": e.target,
+                    "count": e.count,
+                }
+                for e in events
+            ],
+        )
+
+    def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        """Events in order of their id (the order they were appended), after `after_id`."""
+        select = sa.select(audit_log).where(audit_log.c.id > query.after_id)
+        for column, value in (
+            (audit_log.c.tenant, query.tenant),
+            (audit_log.c.key_id, query.key_id),
+            (audit_log.c.action, query.action),
+        ):
+            if value is not None:
+                select = select.where(column == value)
+        if query.since is not None:
+            select = select.where(audit_log.c.at >= query.since)
+        if query.until is not None:
+            select = select.where(audit_log.c.at < query.until)
+        select = select.order_by(audit_log.c.id).limit(query.limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select).mappings().all()
+        return [
+            AuditEvent(
+                action=r["action"],
+                who=Who(r["key_id"], r["tenant"], r["origin"]),
+                target=r["target"],
+                count=r["count"],
+                at=r["at"],
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def prune_audit(self, before: str) -> int:
+        """Delete the events older than `before` (ISO 8601 UTC); returns how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(audit_log.delete().where(audit_log.c.at < before)).rowcount)
 
     # --- embedding cache -------------------------------------------------------------------
 

@@ -86,14 +86,19 @@ class KeyTerms:
         found = candidate_terms(text, language)
         common = set(candidate_terms(query_text, query_language)) & set(found)
         ranked = sorted(common, key=lambda t: (-self.weight(t), t))
-        picked: list[str] = []
-        used: set[str] = set()
-        for term in ranked:
-            words = set(term.split())
-            if words & used:
-                continue
-            used |= words
-            picked.append(term)
-            if len(picked) == top:
-                break
-        return [found[t] for t in picked]
+        return [found[t] for t in non_overlapping(ranked, top)]
+
+
+def non_overlapping(ranked: Iterable[str], top: int) -> list[str]:
+    """The first `top` terms of `ranked`, none sharing a word with one picked before."""
+    picked: list[str] = []
+    used: set[str] = set()
+    for term in ranked:
+        words = set(term.split())
+        if words & used:
+            continue
+        used |= words
+        picked.append(term)
+        if len(picked) == top:
+            break
+    return picked

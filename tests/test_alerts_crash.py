@@ -1,0 +1,105 @@
+"""A real server killed between "computed" and "delivered": after a restart the event that was
+written to the outbox is delivered, once, with the id it was written with."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.config import CHECKOUT_DIR, Settings
+from service.embedding.fake import FakeEmbedder
+from service.runtime import Runtime
+from tests.alert_receiver import Receiver, receiving
+from tests.conftest import unused_port
+from tests.factories import actor_data, make_actor
+
+pytestmark = pytest.mark.slow
+WIND = "offshore wind turbine blades made of glass fibre composites"
+
+
+def start_server(data_dir: Path, port: int, failpoint: str | None) -> subprocess.Popen[str]:
+    env = os.environ | {
+        "CLUSTERMATCH_DATA_DIR": str(data_dir),
+        "CLUSTERMATCH_WATCH_SECONDS": "0.2",
+        "CLUSTERMATCH_ALERT_CHECK_SECONDS": "0.2",
+    }
+    env.pop("CLUSTERMATCH_FAILPOINT", None)
+    if failpoint:
+        env["CLUSTERMATCH_FAILPOINT"] = failpoint
+    command = ["serve", "--workers", "1", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_cli", *command],
+        cwd=CHECKOUT_DIR,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, "the server did not start"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+
+
+def test_an_event_computed_before_a_crash_is_delivered_after_the_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    setup = Runtime(Settings(data_dir=data_dir), embedder=FakeEmbedder())
+    setup.ingestor.upsert([make_actor(f"w{i}", [f"{WIND}, variant {i}"]) for i in range(3)])
+    setup.reindexer.run()
+    setup.close()
+    port = unused_port()
+    url = f"http://127.0.0.1:{port}"
+
+    with receiving(Receiver(unused_port())) as receiver:
+        first = start_server(data_dir, port, failpoint="alerts-computed")
+        try:
+            created = httpx.post(
+                f"{url}/v1/subscriptions",
+                json={"actor_id": "w0", "min_score": 0.3, "url": receiver.url, "secret": "s" * 20},
+                timeout=30,
+            )
+            assert created.status_code == 201, created.text
+            subscription = created.json()["id"]
+            data = actor_data("w9", [f"{WIND}, recycled at end of life"])
+            assert httpx.put(f"{url}/v1/actors/w9", json=data, timeout=30).status_code == 201
+            assert httpx.post(f"{url}/v1/index/rebuild", timeout=30).status_code == 202
+            assert first.stderr is not None
+            deadline = time.monotonic() + 60
+            for line in first.stderr:  # the rebuild is published, the event computed...
+                if "FAILPOINT alerts-computed" in line:
+                    break
+                assert time.monotonic() < deadline
+            else:
+                pytest.fail("the server ended before computing the event")
+        finally:
+            first.send_signal(signal.SIGKILL)  # ...and the process dies before delivering it
+            first.wait(10)
+        assert receiver.received == []
+
+        second = start_server(data_dir, port, failpoint=None)
+        try:
+            deadline = time.monotonic() + 30
+            while not receiver.accepted:
+                assert time.monotonic() < deadline, "the pending event was not delivered"
+                time.sleep(0.1)
+            log = httpx.get(f"{url}/v1/subscriptions/{subscription}/deliveries", timeout=10)
+            (delivery,) = log.json()["deliveries"]
+        finally:
+            second.terminate()
+            second.wait(30)
+
+    (got,) = receiver.received
+    assert got.json["event_id"] == delivery["event_id"] == receiver.accepted[0]
+    assert [m["actor"]["id"] for m in got.json["matches"]] == ["w9"]
+    assert delivery["state"] == "delivered" and len(delivery["attempts"]) == 1
