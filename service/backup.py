@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.engine import URL, make_url
 
@@ -162,12 +163,15 @@ def _copy_generation(
 
 def _backup_sqlite(source: Path, destination: Path) -> None:
     # Read-only (`mode=ro`): the backup never writes to, nor creates, the live store.
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    src = sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(destination)
     try:
         src.backup(dst)
         # The copy is one self-contained file: no write-ahead log beside it.
         dst.execute("PRAGMA journal_mode=DELETE")
+        (verdict,) = dst.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            raise CorruptArtifact(f"the copy of the store fails SQLite's check: {verdict}")
     finally:
         dst.close()
         src.close()

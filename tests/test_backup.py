@@ -27,7 +27,8 @@ def settings_in(folder: Path, **more: object) -> Settings:
 
 @pytest.fixture
 def source(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime(settings_in(tmp_path / "a"), embedder=FakeEmbedder())
+    # A path a careless SQLite file: URI would break ("#" and spaces).
+    runtime = Runtime(settings_in(tmp_path / "site a #1"), embedder=FakeEmbedder())
     runtime.ingestor.upsert(
         [make_actor(f"w{i}", [f"{WIND}, variant {i}", f"service and repair {i}"]) for i in range(8)]
         + [make_actor("bakery", ["sourdough bread and pastry"])]

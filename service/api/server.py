@@ -23,6 +23,14 @@ def app() -> FastAPI:
     return create_app(Runtime(Settings()), warm=True)
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long uvicorn's supervisor waits for a worker to answer its health ping before it kills it
+and starts another. uvicorn's 5 s is shorter than a worker's start on busy cores (importing,
+loading the model hold the GIL in long C calls, so the ping thread cannot answer): found by the
+load-and-fault work, a 2-worker server on a loaded machine killed and restarted its workers in a
+loop and never served."""
+
+
 def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
     """`uvicorn.run(..., workers=N)`, with one difference: the listening socket is made with
     `IPPROTO_TCP` so that asyncio turns Nagle off on every accepted connection. uvicorn's own
@@ -41,6 +49,7 @@ def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
         port=port,
         workers=workers,
         log_level=log_level,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
