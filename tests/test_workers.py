@@ -69,15 +69,17 @@ def serving(tmp_path: Path, extra: dict[str, str]) -> Iterator[tuple[str, dict[s
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, "the server exited"
-        assert time.monotonic() < deadline, "the server did not start"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    # The wait is inside the try: a server that does not come up in time is stopped too, instead
+    # of living on (its supervisor restarting workers) after the test failed.
     try:
+        while True:
+            assert server.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
         yield url, env
     finally:
         server.terminate()
