@@ -103,10 +103,11 @@ def _literal_on_the_wire(failure: Exception, case: Any) -> bool:
         v for raw in (case.query or {}).values() for v in (raw if isinstance(raw, list) else [raw])
     ]
     literal = ("true", "false", "null", "[]", "{}")
-    # An empty array or an object travels as the string "[]" / "{}" (seen: `tenant=[]`).
+    # Any value that is not a string (an empty or nested array, an object: seen as `tenant=[]`)
+    # travels as a string too.
     containers = any(raw == [] or isinstance(raw, dict) for raw in (case.query or {}).values())
     return not others and (
-        containers or any(v is None or isinstance(v, bool) or v in literal for v in values)
+        containers or any(not isinstance(v, str) or v in literal for v in values)
     )
 
 
