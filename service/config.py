@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     faiss_threads: int = Field(default=1, ge=1, le=64)
     """OpenMP threads per FAISS search in the server. One: requests run in parallel anyway, and a
     single query split over two busy cores was measured slower (BENCHMARKS.md)."""
-    micro_batch_ms: float = Field(default=2.0, ge=0.0, le=100.0)
-    """Concurrent queries wait up to this long to share one model call (0: off)."""
+    micro_batch_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    """How long a query waits for others to share its model call. 0: no waiting; queries that
+    arrive while a model call runs still share the next one (service.embedding.batching)."""
 
     aggregate: Aggregate = "coverage"
     """How chunk similarities become an actor score (see service.matching)."""

@@ -359,7 +359,8 @@ class Evidence:
     query_text: str | None = None
     """The query passage this evidence answers best (None where the viewer may not see it)."""
     language: str = "en"
-    query_language: str = "en"
+    query_language: str | None = "en"
+    """None for a free-text query: its language is detected only when it is needed (explain)."""
     key_terms: tuple[str, ...] = ()
     """Shared lemmatised terms, most telling first (filled by `Matcher.explain`)."""
 

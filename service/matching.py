@@ -58,7 +58,9 @@ class MatchResult:
 @dataclass(frozen=True)
 class QueryChunk:
     text: str
-    language: str = "en"
+    language: str | None = "en"
+    """None: not detected yet (a free-text query; only `explain` needs it, and detection costs
+    about as much as the rest of the ranking's Python, BENCHMARKS.md)."""
     visible: bool = True
     """Whether the viewer may see this query passage (another tenant's private text is hidden)."""
     chunk_id: int | None = None
@@ -124,7 +126,7 @@ class Matcher:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
         checkpoint(deadline, "embedding the query")
-        queries = [QueryChunk(query, detect_language(query))]
+        queries = [QueryChunk(query, language=None)]
         return self._rank(
             vectors,
             queries,
@@ -242,10 +244,17 @@ class Matcher:
             return result
         terms = self.key_terms
 
+        languages: dict[str, str] = {}
+
         def explained(e: Evidence) -> Evidence:
             if e.query_text is None:
                 return e
-            shared = terms.shared(e.query_text, e.query_language, e.text, e.language)
+            language = e.query_language
+            if language is None:
+                if e.query_text not in languages:
+                    languages[e.query_text] = detect_language(e.query_text)
+                language = languages[e.query_text]
+            shared = terms.shared(e.query_text, language, e.text, e.language)
             return replace(e, key_terms=tuple(shared))
 
         matches = [
@@ -339,7 +348,13 @@ class Matcher:
             candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
         candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
         matches = self._page(
-            candidates, queries, limit * 3 if diversify else limit, query_actor, collapse, deadline
+            snapshot,
+            candidates,
+            queries,
+            limit * 3 if diversify else limit,
+            query_actor,
+            collapse,
+            deadline,
         )
         ranked = maximal_marginal_relevance(matches, limit) if diversify else matches[:limit]
         return MatchResult(
@@ -354,6 +369,7 @@ class Matcher:
 
     def _page(
         self,
+        snapshot: Snapshot,
         candidates: Sequence[Candidate],
         queries: Sequence[QueryChunk],
         size: int,
@@ -362,38 +378,43 @@ class Matcher:
         deadline: Deadline | None = None,
     ) -> list[Match]:
         """The best `size` candidates that still exist, with their evidence texts: one store
-        read per page; an actor deleted or rewritten since the snapshot is dropped and the page
-        refilled from further down the ranked list. A stored query actor is checked in the same
-        read (and its passages' texts come with it). With `collapse`, an actor whose best
-        evidence is the same passage as a better-ranked one's joins that suggestion (`also`)
-        instead of taking a slot."""
+        statement per page. Each candidate is proved by its evidence chunks (or, without visible
+        evidence, by one of its chunks): a chunk id names one version of one actor, so a chunk
+        gone means the actor was deleted or rewritten since the snapshot, and the candidate is
+        dropped and the page refilled from further down the ranked list. Attributes come from the
+        snapshot (they belong to that version), names with the statement. A stored query actor
+        is proved by its query passages in the same statement (their texts come with it). With
+        `collapse`, an actor whose best evidence is the same passage as a better-ranked one's
+        joins that suggestion (`also`) instead of taking a slot."""
         by_passage: dict[str, int] = {}
         out: list[Match] = []
         at = 0
         pending = [q.chunk_id for q in queries if q.chunk_id is not None]
-        check = [query_actor] if query_actor else []
-        while (len(out) < size and at < len(candidates)) or check:
+        reads = 0
+        while (len(out) < size and at < len(candidates)) or pending:
             checkpoint(deadline, "reading the result page")
-            batch = candidates[at : at + (size - len(out)) + PAGE_MARGIN]
+            # A refill means candidates dropped or collapsed (partners of one project share
+            # their passage): each further read takes twice as many, so a page costs a couple
+            # of reads however many collapse.
+            wanted = (size - len(out)) * (2**reads) + PAGE_MARGIN
+            batch = candidates[at : at + wanted]
             at += len(batch)
+            reads += 1
             picks = [evidence_columns(c) for c in batch]
-            chunk_ids = [
-                int(c.chunk_ids[i]) for c, cols in zip(batch, picks, strict=True) for i in cols
-            ]
-            summaries, chunks = self.store.page(
-                [c.actor_id for c in batch] + check, chunk_ids + pending
-            )
-            if check and check[0] not in summaries:
-                raise NotFound(f"actor {check[0]!r} does not exist")
-            check = []
+            proofs = [_proof(c, cols) for c, cols in zip(batch, picks, strict=True)]
+            chunks, names = self.store.page([i for ids in proofs for i in ids] + pending)
             if pending:  # the query's own passages, read with the first page
+                if query_actor and not any(i in chunks for i in pending):
+                    self._check_query_actor(query_actor)
                 queries = [_with_text(q, chunks) for q in queries]
                 pending = []
-            for candidate, columns in zip(batch, picks, strict=True):
-                summary = summaries.get(candidate.actor_id)
-                ids = [int(candidate.chunk_ids[i]) for i in columns]
-                if summary is None or any(i not in chunks for i in ids):
+            for candidate, columns, proof in zip(batch, picks, proofs, strict=True):
+                if not proof or any(i not in chunks for i in proof):
                     continue  # deleted, or replaced by a write this snapshot has not seen
+                summary = _summary(snapshot, candidate, names.get(candidate.actor_id, ""))
+                if summary is None:
+                    continue
+                ids = proof[: len(columns)]
                 passage = chunks[ids[0]].text if ids else None
                 if collapse and passage is not None and passage in by_passage:
                     first = by_passage[passage]
@@ -414,6 +435,28 @@ class Matcher:
                 if len(out) == size:
                     break
         return out
+
+    def _check_query_actor(self, actor_id: str) -> None:
+        """The query actor's passages are gone: deleted (404), or rewritten since the snapshot
+        (then it is matched as the snapshot knew it)."""
+        if actor_id not in self.store.actor_summaries([actor_id]):
+            raise NotFound(f"actor {actor_id!r} does not exist")
+
+
+def _proof(candidate: Candidate, columns: Sequence[int]) -> list[int]:
+    """The chunk ids whose existence proves the candidate current: its evidence, or its first
+    chunk when the viewer may see none of them (existence only: no text of it is shown)."""
+    if columns:
+        return [int(candidate.chunk_ids[i]) for i in columns]
+    return [int(candidate.chunk_ids[0])] if len(candidate.chunk_ids) else []
+
+
+def _summary(snapshot: Snapshot, candidate: Candidate, name: str) -> ActorSummary | None:
+    """The candidate's attributes as the snapshot holds them (the version its chunks name)."""
+    if candidate.row >= 0:
+        return replace(snapshot.generation.readmodel.summary(candidate.row), name=name)
+    summary = snapshot.delta.actor(candidate.actor_id)
+    return None if summary is None else replace(summary, name=name or summary.name)
 
 
 def _best(candidate: Candidate) -> float:

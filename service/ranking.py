@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from service.config import Aggregate
 from service.domain import Viewer
+from service.index import profiles
 from service.index.base import ChunkSelection
 from service.serving import Snapshot
 from service.store import ActorFilter
@@ -182,25 +183,27 @@ class Ranker:
         return [delta.actor_id(int(code)) for code in _top(best, wanted).tolist()]
 
     def profile_hits(self) -> Ints:
-        """Eligible rows by profile-vector cosine to the query's mean vector, best first."""
-        if not len(self.rm) or not self.rows_ok.any():
+        """Eligible rows by profile-vector cosine to the query's mean vector, best first: exact
+        up to `profiles.EXACT_ROWS` eligible rows, from the generation's graph beyond."""
+        rm, wanted = self.rm, self.request.wanted
+        if not len(rm) or not self.rows_ok.any():
             return np.zeros(0, dtype=np.int64)
-        scores = self._profile_scores(normalised(self.request.queries.mean(axis=0)))
-        scores = np.where(self.rows_ok, scores, -np.inf).astype(np.float32)
-        return _top(scores, self.request.wanted)
-
-    def _profile_scores(self, query: Floats) -> Floats:
-        """Every row's profile cosine, each profile over the passages within its row's level."""
-        rm = self.rm
+        query = normalised(self.request.queries.mean(axis=0))
         if self.levels is None:
-            everyone: Floats = rm.profile @ query
-            return everyone
-        scores: Floats = np.where(
-            self.levels >= 2,
-            rm.profile @ query,
-            np.where(self.levels >= 1, rm.profile_shared @ query, rm.profile_public @ query),
-        ).astype(np.float32)
-        return scores
+            rows, _ = profiles.nearest(rm.profile_index, rm.profile, self.rows_ok, query, wanted)
+            return rows
+        # Rows with passages this viewer may not count are scored with the vector over what
+        # counts, never found through the graph (which holds the vectors over everything).
+        partial = self.rows_ok & (self.levels < rm.row_reach)
+        rows, scores = profiles.nearest(
+            rm.profile_index, rm.profile, self.rows_ok & ~partial, query, wanted
+        )
+        exact = np.flatnonzero(partial)
+        if len(exact):
+            rows = np.concatenate([rows, exact])
+            scores = np.concatenate([scores, rm.profiles(exact, self.levels) @ query])
+        best: Ints = rows[_top(scores.astype(np.float32), wanted)]
+        return best
 
     def lexical_hits(self, query: str, k: int) -> dict[tuple[int, str], float]:
         """(row, "") or (-1, delta actor id) -> its best BM25 score, best first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -50,3 +51,38 @@ def test_passages_and_errors_pass_through() -> None:
     else:
         raise AssertionError("the error must reach the caller")
     assert failing._leading is False, "a failed batch hands leadership back"
+
+
+def test_without_waiting_a_lone_query_goes_at_once_and_a_burst_shares_the_next_call() -> None:
+    """`max_wait` 0: the first query is embedded alone and at once; every query that arrives
+    while that model call runs shares the next one."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(FakeEmbedder):
+        def embed(self, texts, role="passage"):  # type: ignore[no-untyped-def]
+            if not release.is_set():
+                entered.set()
+                release.wait()  # the first call holds until the burst has queued up
+            return super().embed(texts, role)
+
+    batched = MicroBatchingEmbedder(Slow(), max_wait=0.0)
+    texts = [f"query {i}" for i in range(16)]
+    results: dict[int, np.ndarray] = {}
+
+    def ask(i: int) -> None:
+        results[i] = batched.embed([texts[i]], role="query")
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    assert entered.wait(5), "the first caller leads and is inside the model call"
+    rest = [threading.Thread(target=ask, args=(i,)) for i in range(1, 16)]
+    for thread in rest:
+        thread.start()
+    while len(batched._queue) < 15:
+        time.sleep(0.001)
+    release.set()
+    for thread in [first, *rest]:
+        thread.join()
+    expected = FakeEmbedder().embed(texts, role="query")
+    assert all(np.allclose(results[i][0], expected[i]) for i in range(16))
+    assert batched.batches == 2, "one call for the lone first query, one for the burst"

@@ -12,6 +12,7 @@ import pytest
 from service.config import Settings
 from service.domain import OPERATOR, Actor, ActorSummary, Owner
 from service.embedding.fake import FakeEmbedder
+from service.errors import NotFound
 from service.matching import QueryChunk
 from service.runtime import Runtime
 from service.serving import LEXICAL_SYNC_MAX
@@ -41,7 +42,8 @@ def random_actors(rng: random.Random, n: int) -> list[Actor]:
             clusters=rng.sample(CLUSTERS, rng.randint(0, 2)),
         )
         if rng.random() < 0.1:
-            del data["country"], data["region"]  # unknown country, as in real data
+            data.pop("country", None)  # unknown country, as in real data
+            data.pop("region", None)
         out.append(Actor.parse(data))
     return out
 
@@ -177,6 +179,8 @@ def test_a_delete_or_rewrite_by_another_process_never_reaches_a_response(
     ids = [m.actor.id for m in result.matches]
     assert "gone" not in ids and "wind-0" not in ids, "dropped by the page's store read"
     assert len(ids) == 5, "and the page refilled from the ranked list"
+    with pytest.raises(NotFound):  # B's arrays still hold it as a query: its passages are gone
+        b.matcher.match_actor("gone")
     a.close()
     b.close()
 
@@ -203,3 +207,72 @@ def test_array_scores_equal_the_block_formula(runtime: Runtime, aggregate: str) 
     }.items():
         block = q @ embed(texts, role="passage").T
         assert got[actor] == pytest.approx(aggregate_score(block, aggregate), abs=1e-5)  # type: ignore[arg-type]
+
+
+def test_a_ranked_response_reads_the_store_once_for_its_page(runtime: Runtime) -> None:
+    """Counted SQL statements (work, not seconds): besides the delta's freshness check, a search
+    and a match of a stored actor make one statement for the whole page, names included."""
+    import sqlalchemy as sa
+
+    runtime.ingestor.upsert(
+        [make_actor(f"a{i}", [f"offshore wind blade {i}", f"rotor coating {i}"]) for i in range(30)]
+    )
+    runtime.reindexer.run()
+    runtime.matcher.search("offshore wind blade")  # warm: first use builds lazy parts
+    engine = runtime.store.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        found = runtime.matcher.search("offshore wind blade", limit=10)
+        searched = list(statements)
+        statements.clear()
+        matched = runtime.matcher.match_actor("a3", limit=10)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert len(found.matches) == 10 and all(m.actor.name for m in found.matches)
+    assert len(matched.matches) == 10 and "a3" not in {m.actor.id for m in matched.matches}
+    assert len(searched) == 2, searched  # max(chunk id) for the delta, then the page
+    assert len(statements) == 2, statements
+
+
+def test_profile_candidates_from_the_graph_equal_the_exact_scan(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generation of more than `EXACT_ROWS` actors publishes an HNSW graph over its profile
+    vectors (checksummed with the read model, loaded memory-mapped); on a catalogue this small
+    the graph finds what the exact scan finds, and a filter is honoured inside the search."""
+    from service.index import profiles
+    from service.ranking import Ranker, Request, normalised
+
+    rng = random.Random(5)
+    actors = random_actors(rng, 120)
+    runtime = Runtime(settings, embedder=FakeEmbedder())
+    runtime.ingestor.upsert(actors)
+    monkeypatch.setattr(profiles, "EXACT_ROWS", 40)
+    runtime.reindexer.run()
+    generation = runtime.index.reload()  # read back from disk: the checksum covers the graph
+    rm = generation.readmodel
+    assert rm.profile_index is not None and rm.profile_index.mapped
+    assert len(rm.profile_index) == len(rm) == 120
+    snapshot = runtime.index.snapshot()
+    for i in range(10):
+        query = runtime.embedder.embed([f"offshore wind text {i}"], role="passage")
+        reference = rm.summary(i)
+        for actor_filter in (ActorFilter(), random_filter(rng, reference)):
+            request = Request(query, actor_filter, OPERATOR, wanted=10, profile_candidates=True)
+            from_graph = Ranker(snapshot, request).profile_hits()
+            monkeypatch.setattr(profiles, "EXACT_ROWS", 10_000)
+            exact = Ranker(snapshot, request).profile_hits()
+            monkeypatch.setattr(profiles, "EXACT_ROWS", 40)
+            cosines = rm.profile @ normalised(query.mean(axis=0))
+            # the same actors, up to which of several equal profiles takes the last place
+            assert np.allclose(cosines[from_graph], cosines[exact], atol=1e-6)
+            unique = [r for r in exact.tolist() if np.sum(np.isclose(cosines, cosines[r])) == 1]
+            assert set(unique) <= set(from_graph.tolist())
+            assert rm.mask(actor_filter)[from_graph].all()
+    runtime.close()

@@ -23,10 +23,20 @@ from hypothesis import strategies as st
 from service.config import Settings
 from service.domain import Actor, Owner, Viewer
 from service.embedding.fake import FakeEmbedder
+from service.index import profiles
 from service.matching import MatchResult
 from service.runtime import Runtime
 
 SECRET = "our Quasarweld process reaches 12 m/min"
+
+
+@pytest.fixture(autouse=True, params=["exact", "graph"])
+def profile_candidates(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: profile candidates scored exactly, and found through the generation's
+    HNSW graph (as for a catalogue of more than `profiles.EXACT_ROWS` actors)."""
+    if request.param == "graph":
+        monkeypatch.setattr(profiles, "EXACT_ROWS", 0)
+    return str(request.param)
 
 
 def actor(actor_id: str, documents: Sequence[tuple[str, str]], name: str = "") -> Actor:

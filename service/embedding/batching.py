@@ -1,10 +1,13 @@
 """Micro-batching of concurrent one-text query embeddings.
 
 On two cores, sixteen requests that each embed one query fight over the CPU and each pays the
-per-call overhead. Here the first caller waits a bounded moment (a few milliseconds), collects
-every query that arrived meanwhile, embeds them in one batch, and hands each caller its row. A
-lone query pays at most `max_wait` extra; a burst pays one model call instead of sixteen.
-Passages (bulk work, already batched) and multi-text calls go straight through.
+per-call overhead. Here one caller at a time leads: it embeds every query queued so far in one
+batch and hands each caller its row, then the queries that arrived during that model call, and
+so on until the queue is empty. Batches form by themselves under load, and a lone query pays
+nothing extra: it does not wait for company (`max_wait` 0, the default; a positive `max_wait`
+makes the leader linger that long first, which was measured to cost a lone query its full value
+and to buy nothing at 16 clients, BENCHMARKS.md). Passages (bulk work, already batched) and
+multi-text calls go straight through.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class _Pending:
 
 
 class MicroBatchingEmbedder:
-    def __init__(self, inner: Embedder, max_wait: float = 0.002, max_batch: int = 64) -> None:
+    def __init__(self, inner: Embedder, max_wait: float = 0.0, max_batch: int = 64) -> None:
         self.inner = inner
         self.max_wait = max_wait
         self.max_batch = max_batch
@@ -72,7 +75,8 @@ class MicroBatchingEmbedder:
 
     def _lead(self) -> None:
         """Embed what has queued up, batch after batch, until the queue is empty."""
-        time.sleep(self.max_wait)
+        if self.max_wait > 0:
+            time.sleep(self.max_wait)
         while True:
             with self._lock:
                 batch = self._queue[: self.max_batch]

@@ -184,12 +184,12 @@ class ProfileStore(Protocol):
 
     def chunks_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]: ...
 
-    def page(
-        self, actor_ids: Sequence[str], chunk_ids: Sequence[int]
-    ) -> tuple[dict[str, ActorSummary], dict[int, StoredChunk]]:
-        """The one read a ranked response makes: the summaries of `actor_ids` that still exist
-        and the chunks of `chunk_ids` that still exist (their evidence texts), in one
-        transaction."""
+    def page(self, chunk_ids: Sequence[int]) -> tuple[dict[int, StoredChunk], dict[str, str]]:
+        """The one read a ranked response makes, one statement: the chunks of `chunk_ids` that
+        still exist (the evidence texts) and the names of their actors. A chunk id names one
+        version of one actor (no write updates an actor in place: each deletes and inserts, and
+        ids are never reused), so a chunk that still exists proves that its actor is still as
+        the snapshot that ranked it knows it."""
         ...
 
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]: ...

@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -756,16 +757,25 @@ class SqlProfileStore:
                     out[row[0]] = self._chunk(row)
         return out
 
-    def page(
-        self, actor_ids: Sequence[str], chunk_ids: Sequence[int]
-    ) -> tuple[dict[str, ActorSummary], dict[int, StoredChunk]]:
+    @cached_property
+    def _page_query(self) -> sa.Select[Any]:
+        """Built once: an expanding parameter keeps the statement's cache key constant."""
+        return (
+            self._chunk_query()
+            .add_columns(actors.c.name)
+            .join(actors, actors.c.id == chunks.c.actor_id)
+            .where(chunks.c.id.in_(sa.bindparam("ids", expanding=True)))
+        )
+
+    def page(self, chunk_ids: Sequence[int]) -> tuple[dict[int, StoredChunk], dict[str, str]]:
         found: dict[int, StoredChunk] = {}
-        with self._read() as conn:
-            summaries = self._summaries(conn, list(actor_ids))
-            for part in _chunked([int(i) for i in chunk_ids]):
-                for row in conn.execute(self._chunk_query().where(chunks.c.id.in_(part))):
-                    found[row[0]] = self._chunk(row)
-        return summaries, found
+        names: dict[str, str] = {}
+        with self._read() as conn:  # one statement for a page (up to 900 chunks)
+            for part in _chunked(list(dict.fromkeys(int(i) for i in chunk_ids))):
+                for row in conn.execute(self._page_query, {"ids": part}).all():
+                    found[row[0]] = StoredChunk(*row[:-1])
+                    names[row[1]] = row[-1]
+        return found, names
 
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]:
         out: list[StoredChunk] = []
