@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,12 +17,13 @@ from service.runtime import Runtime
 from tests.alert_receiver import Receiver, receiving
 from tests.conftest import unused_port
 from tests.factories import actor_data, make_actor
+from tests.servers import ServerProcess, start
 
 pytestmark = pytest.mark.slow
 WIND = "offshore wind turbine blades made of glass fibre composites"
 
 
-def start_server(data_dir: Path, port: int, failpoint: str | None) -> subprocess.Popen[str]:
+def start_server(data_dir: Path, port: int, failpoint: str | None) -> ServerProcess:
     env = os.environ | {
         "CLUSTERMATCH_DATA_DIR": str(data_dir),
         "CLUSTERMATCH_WATCH_SECONDS": "0.2",
@@ -33,23 +32,21 @@ def start_server(data_dir: Path, port: int, failpoint: str | None) -> subprocess
     env.pop("CLUSTERMATCH_FAILPOINT", None)
     if failpoint:
         env["CLUSTERMATCH_FAILPOINT"] = failpoint
-    command = ["serve", "--workers", "1", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_cli", *command],
+    server = start(
+        env,
+        "--workers",
+        "1",
+        module="tests.fake_cli",
+        port=port,
         cwd=CHECKOUT_DIR,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        capture_stderr=True,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, "the server exited"
-        assert time.monotonic() < deadline, "the server did not start"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    try:
+        server.wait_ready(60)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def test_an_event_computed_before_a_crash_is_delivered_after_the_restart(tmp_path: Path) -> None:
@@ -74,17 +71,17 @@ def test_an_event_computed_before_a_crash_is_delivered_after_the_restart(tmp_pat
             data = actor_data("w9", [f"{WIND}, recycled at end of life"])
             assert httpx.put(f"{url}/v1/actors/w9", json=data, timeout=30).status_code == 201
             assert httpx.post(f"{url}/v1/index/rebuild", timeout=30).status_code == 202
-            assert first.stderr is not None
+            assert first.process.stderr is not None
             deadline = time.monotonic() + 60
-            for line in first.stderr:  # the rebuild is published, the event computed...
+            for line in first.process.stderr:  # the rebuild is published, the event computed...
                 if "FAILPOINT alerts-computed" in line:
                     break
                 assert time.monotonic() < deadline
             else:
                 pytest.fail("the server ended before computing the event")
         finally:
-            first.send_signal(signal.SIGKILL)  # ...and the process dies before delivering it
-            first.wait(10)
+            first.process.send_signal(signal.SIGKILL)  # ...and it dies before delivering it
+            first.process.wait(10)
         assert receiver.received == []
 
         second = start_server(data_dir, port, failpoint=None)
@@ -96,8 +93,7 @@ def test_an_event_computed_before_a_crash_is_delivered_after_the_restart(tmp_pat
             log = httpx.get(f"{url}/v1/subscriptions/{subscription}/deliveries", timeout=10)
             (delivery,) = log.json()["deliveries"]
         finally:
-            second.terminate()
-            second.wait(30)
+            second.stop()
 
     (got,) = receiver.received
     assert got.json["event_id"] == delivery["event_id"] == receiver.accepted[0]

@@ -24,6 +24,7 @@ from service.runtime import Runtime
 from service.store.pg import AdvisoryRebuildLock
 from tests.conftest import unused_port
 from tests.factories import actor_data, make_actor
+from tests.servers import run_cli, running
 
 WIND = "offshore wind turbine blades made of glass fibre composites"
 
@@ -79,33 +80,6 @@ def test_one_rebuild_at_a_time_on_any_host_and_none_left_by_a_killed_one(
     second.close()
 
 
-def run_cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "service.cli", *args], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = unused_port()
-    command = ["serve", "--workers", "1", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", *command], env=env)
-    return server, f"http://127.0.0.1:{port}"
-
-
-def wait_ready(server: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, "the server exited"
-        assert time.monotonic() < deadline, "the server did not start"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.5)
-
-
 @pytest.fixture
 def replicas(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     env = os.environ | {
@@ -120,15 +94,8 @@ def replicas(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, str, dict
     profiles.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     run_cli(env, "ingest", str(profiles))
     run_cli(env, "reindex")
-    (a, url_a), (b, url_b) = start_server(env), start_server(env)
-    try:
-        wait_ready(a, url_a)
-        wait_ready(b, url_b)
-        yield url_a, url_b, env
-    finally:
-        for server in (a, b):
-            server.terminate()
-            server.wait(30)
+    with running(env, "--workers", "1") as a, running(env, "--workers", "1") as b:
+        yield a.url, b.url, env
 
 
 def generation(url: str) -> str | None:

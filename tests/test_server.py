@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,21 +13,15 @@ import uvicorn
 from service.api.app import create_app
 from service.cli import is_loopback, main
 from service.runtime import Runtime
+from tests.conftest import unused_port
 from tests.factories import actor_data
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(runtime: Runtime) -> Iterator[str]:
-    port = free_port()
+    port = unused_port()
     config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,18 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import unused_port
 from tests.factories import actor_data
+from tests.servers import run_cli, running
 
 pytestmark = pytest.mark.slow
 WIND = "offshore wind turbine blades made of glass fibre composites"
-
-
-def run_cli(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "service.cli", *args], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
@@ -51,39 +42,8 @@ def serving(tmp_path: Path, extra: dict[str, str]) -> Iterator[tuple[str, dict[s
     profiles.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     run_cli(env, "ingest", str(profiles))
     run_cli(env, "reindex")
-    port = unused_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--workers",
-            "2",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    # The wait is inside the try: a server that does not come up in time is stopped too, instead
-    # of living on (its supervisor restarting workers) after the test failed.
-    try:
-        while True:
-            assert server.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        yield url, env
-    finally:
-        server.terminate()
-        server.wait(30)
+    with running(env, "--workers", "2") as server:
+        yield server.url, env
 
 
 def readiness(url: str, n: int = 60) -> dict[int, str | None]:
