@@ -21,19 +21,16 @@ import argparse
 import gzip
 import json
 import random
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa
 
 from scripts.bench_report import log, percentile, write_result
 from service.cli import DEMO_FILE
@@ -41,26 +38,13 @@ from service.config import Settings
 from service.domain import Actor
 from service.embedding.fake import FakeEmbedder
 from service.runtime import Runtime
+from service.store.pg import scratch_schema
 
 
 def load_demo(limit: int) -> list[Actor]:
     with gzip.open(DEMO_FILE, "rt", encoding="utf-8") as handle:
         lines = [line for _, line in zip(range(limit), handle, strict=False)]
     return [Actor.parse(json.loads(line)) for line in lines]
-
-
-@contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    schema = f"cm_bench_{secrets.token_hex(4)}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{admin.url.render_as_string(hide_password=False)}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def timed(calls: list[Callable[[], object]]) -> list[float]:
@@ -135,7 +119,7 @@ def main() -> int:
         for d in a.documents[:1]
     ]
     rows = [bench("sqlite", f"sqlite:///{tempfile.mkdtemp()}/store.sqlite3", actors, queries, args)]
-    with postgres_schema(args.postgres) as url:
+    with scratch_schema(args.postgres, "cm_bench") as url:
         rows.append(bench("postgresql", url, actors, queries, args))
     payload = {"actors": len(actors), "queries": len(queries), "rows": rows}
     path = write_result("store", payload, started)

@@ -50,7 +50,8 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def _postgres_admin() -> object:
+def _require_postgres() -> None:
+    """Return if PostgreSQL answers; else skip the test (fail it under CI's requirement)."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
@@ -58,7 +59,6 @@ def _postgres_admin() -> object:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
-        engine.dispose()
         message = (
             f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}); start it "
             f"or point CLUSTERMATCH_TEST_POSTGRES_URL at one"
@@ -66,28 +66,18 @@ def _postgres_admin() -> object:
         if os.environ.get("CLUSTERMATCH_REQUIRE_POSTGRES"):
             pytest.fail(message + " (CLUSTERMATCH_REQUIRE_POSTGRES is set)")
         pytest.skip(message)
-    return engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A SQLAlchemy URL whose connections live in a fresh schema (search_path), dropped after."""
-    import secrets
+    from service.store.pg import scratch_schema
 
-    import sqlalchemy as sa
-
-    admin = _postgres_admin()
-    assert isinstance(admin, sa.Engine)
-    schema = f"cm_test_{secrets.token_hex(6)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            # Sessions still open in that schema (a killed server's) would block the drop.
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    _require_postgres()
+    with scratch_schema(POSTGRES_URL, "cm_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -89,9 +89,8 @@ def ensure(engine: Engine) -> SchemaState:
     if found.up_to_date:
         return found
     if found.empty:
-        upgrade(engine)
-        with engine.connect() as connection:
-            return state(connection)
+        _, after = upgrade(engine)
+        return SchemaState(current=after, head=found.head)
     if found.current not in known_revisions() and found.current != LEGACY:
         raise StoreSchemaError(
             f"the store is at schema revision {found.current}, which this release of clustermatch "

@@ -23,6 +23,7 @@ database (tests, several deployments) never block each other.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -57,26 +58,62 @@ class AdvisoryRebuildLock:
 
     def __init__(self, store: _HasEngine) -> None:
         self._store = store
+        self._key: int | None = None
+
+    def _key_for(self, connection: Connection) -> int:
+        """Derived once (database and schema do not change under a store), then reused."""
+        if self._key is None:
+            self._key = advisory_key(connection, "rebuild")
+        return self._key
+
+    @staticmethod
+    def _try_lock(connection: Connection, key: int) -> bool:
+        taken = connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+        return bool(taken.scalar())
+
+    @staticmethod
+    def _unlock(connection: Connection, key: int) -> None:
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        connection.commit()
 
     @contextmanager
     def hold(self, what: str) -> Iterator[None]:
         with self._store.engine.connect() as connection:
-            key = advisory_key(connection, "rebuild")
-            taken = connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
-            if not taken.scalar():
+            key = self._key_for(connection)
+            if not self._try_lock(connection, key):
                 raise Conflict(f"{what} is already running (PostgreSQL advisory lock {key})")
             connection.commit()  # hold the session lock, not an open transaction
             try:
                 yield
             finally:
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                connection.commit()
+                self._unlock(connection, key)
 
     def held(self) -> bool:
         with self._store.engine.connect() as connection:
-            key = advisory_key(connection, "rebuild")
-            if connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                connection.commit()
+            key = self._key_for(connection)
+            if self._try_lock(connection, key):
+                self._unlock(connection, key)
                 return False
             return True
+
+
+@contextmanager
+def scratch_schema(url: str, prefix: str) -> Iterator[str]:
+    """A fresh schema in the database at `url`, for one test or benchmark run: yields a URL whose
+    connections live in it (`search_path`), and drops it, with everything in it, afterwards."""
+    admin = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            base = admin.url.render_as_string(hide_password=False)
+            yield f"{base}?options=-csearch_path%3D{schema}"
+        finally:
+            with admin.connect() as conn:
+                # Sessions still open in that schema (a killed server's) would block the drop.
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
