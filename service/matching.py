@@ -558,12 +558,8 @@ def fuse_candidates(
     candidates: Sequence[Candidate], lexical: dict[str, float], fusion: Fusion, weight: float
 ) -> list[Candidate]:
     """`fuse` on ranked candidates (see there)."""
-    by_id = {c.actor_id: c for c in candidates}
-    stand_ins = [
-        Match(ActorSummary(c.actor_id, "", "", None, None, ()), c.score) for c in candidates
-    ]
-    fused = fuse(stand_ins, lexical, fusion, weight)
-    return [replace(by_id[m.actor.id], score=m.score) for m in fused]
+    fused = fused_scores([(c.actor_id, c.score) for c in candidates], lexical, fusion, weight)
+    return [replace(c, score=v) for c, v in zip(candidates, fused, strict=True)]
 
 
 def aggregate_score(block: npt.NDArray[np.float32], aggregate: Aggregate) -> float:
@@ -669,22 +665,27 @@ def fuse(
     - `weighted`: `weight` x cosine + (1 - weight) x BM25 / best BM25 of this query.
     The fused value replaces `score` (comparable within one response only).
     """
+    fused = fused_scores([(m.actor.id, m.score) for m in scored], lexical, fusion, weight)
+    return [replace(m, score=v) for m, v in zip(scored, fused, strict=True)]
+
+
+def fused_scores(
+    scored: Sequence[tuple[str, float]], lexical: dict[str, float], fusion: Fusion, weight: float
+) -> list[float]:
+    """`fuse`'s formula on (actor id, vector score) pairs: one fused score each, in order."""
     if fusion == "weighted":
         top = max(lexical.values(), default=1.0) or 1.0
         return [
-            replace(
-                m,
-                score=round(weight * m.score + (1 - weight) * lexical.get(m.actor.id, 0) / top, 6),
-            )
-            for m in scored
+            round(weight * score + (1 - weight) * lexical.get(actor, 0) / top, 6)
+            for actor, score in scored
         ]
-    by_vector = sorted(scored, key=lambda m: (-m.score, m.actor.id))
-    vector_rank = {m.actor.id: rank for rank, m in enumerate(by_vector, start=1)}
+    by_vector = sorted(scored, key=lambda pair: (-pair[1], pair[0]))
+    vector_rank = {actor: rank for rank, (actor, _) in enumerate(by_vector, start=1)}
     lexical_rank = {a: rank for rank, a in enumerate(lexical, start=1)}
     fused = []
-    for m in scored:
-        value = 1 / (RRF_K + vector_rank[m.actor.id])
-        if m.actor.id in lexical_rank:
-            value += 1 / (RRF_K + lexical_rank[m.actor.id])
-        fused.append(replace(m, score=round(value, 6)))
+    for actor, _ in scored:
+        value = 1 / (RRF_K + vector_rank[actor])
+        if actor in lexical_rank:
+            value += 1 / (RRF_K + lexical_rank[actor])
+        fused.append(round(value, 6))
     return fused
