@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,7 +187,10 @@ class GenerationLexical:
     """Per term how many public passages hold it (what the delta is weighted alongside)."""
 
     def __post_init__(self) -> None:
-        self._local = threading.local()
+        self._buffers: list[Floats] = []
+        """Score buffers not in use, one float per position, all zero: a query takes one and
+        gives it back, so a worker holds as many as it ran lexical queries at once, not one
+        per thread it ever had."""
         self.postings_touched = 0
         """Postings a query added into its score buffer, summed (tests count work with it)."""
 
@@ -317,20 +319,29 @@ class GenerationLexical:
         t = self.terms.find(token)
         return int(self.public_df[t]) if t >= 0 else 0
 
-    def _buffer(self) -> Floats:
-        """This thread's score buffer, one float per position, all zero between queries."""
-        buffer: Floats | None = getattr(self._local, "buffer", None)
-        if buffer is None:
-            buffer = self._local.buffer = np.zeros(len(self.audience_of), dtype=np.float32)
-        return buffer
-
     def search(
         self, query: str, k: int, viewer: Viewer, allowed: Bools | None = None
     ) -> tuple[Floats, Ints]:
         """The best `k` positions by BM25 among the passages the viewer may see (and, with
         `allowed`, a mask over positions, only allowed ones), best first."""
         (tokens,) = tokenize([query])
-        buffer = self._buffer()
+        try:
+            buffer = self._buffers.pop()  # atomic under the GIL, like the append below
+        except IndexError:
+            buffer = np.zeros(len(self.audience_of), dtype=np.float32)
+        at, scores = self._accumulate(tokens, buffer)
+        self._buffers.append(buffer)  # not after an error: it may hold scores
+        keep = np.ones(len(at), dtype=np.bool_)
+        visible = visible_audiences(self.audiences, viewer)
+        if visible is not None and not visible.all():
+            keep &= visible[self.audience_of[at]]
+        if allowed is not None:
+            keep &= allowed[at]
+        return _top(scores[keep], at[keep], k)
+
+    def _accumulate(self, tokens: list[str], buffer: Floats) -> tuple[Ints, Floats]:
+        """The positions the tokens' postings touch, each once, and their summed weights;
+        `buffer` is left all zero."""
         touched: list[npt.NDArray[np.int32]] = []
         for token, repeats in Counter(tokens).items():
             t = self.terms.find(token)
@@ -342,17 +353,11 @@ class GenerationLexical:
             buffer[hit] += self.weights[start:end] * np.float32(repeats)
             self.postings_touched += end - start
         if not touched:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        at: Ints = np.concatenate(touched).astype(np.int64)  # each touched position once
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        at: Ints = np.concatenate(touched).astype(np.int64)
         scores = buffer[at]
         buffer[at] = 0.0
-        keep = np.ones(len(at), dtype=np.bool_)
-        visible = visible_audiences(self.audiences, viewer)
-        if visible is not None and not visible.all():
-            keep &= visible[self.audience_of[at]]
-        if allowed is not None:
-            keep &= allowed[at]
-        return _top(scores[keep], at[keep], k)
+        return at, scores
 
 
 def for_readmodel(readmodel: Any, ids: Ints, texts: Sequence[str]) -> GenerationLexical:

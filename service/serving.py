@@ -9,8 +9,9 @@
 - **Delta.** Chunks written after the generation's snapshot have ids above its watermark (ids only
   grow). Their vectors (embedded when written, kept in the store's cache) are appended to a
   `DeltaLog` in amortised O(change): a profile posted at 10:00 is a candidate at 10:00, and the
-  2,000th write costs what the 20th did. The generation rows of actors written since are marked
-  superseded, so only their newest profile counts.
+  2,000th write costs what the 20th did; so does their BM25 (`DeltaLexical`, append-only, see
+  service.lexical), which never lags the write. The generation rows of actors written since are
+  marked superseded, so only their newest profile counts.
 - **Deletes** seen by this process leave the delta and supersede the generation row at once; a
   delete by another process is caught by the one store read each response makes for its final
   page (service.matching), so no deleted actor is ever returned after its DELETE returned.
