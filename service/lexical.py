@@ -142,6 +142,8 @@ class Terms:
     def __init__(self, blob: npt.NDArray[np.uint8], offsets: Ints) -> None:
         self.blob = blob
         self.offsets = offsets
+        self._bytes = blob.data
+        """The blob sliced as bytes: a bisection step is a slice, not a numpy object."""
 
     @classmethod
     def of(cls, sorted_words: Sequence[bytes]) -> Terms:
@@ -154,7 +156,7 @@ class Terms:
         return len(self.offsets) - 1
 
     def _word(self, i: int) -> bytes:
-        return bytes(self.blob[int(self.offsets[i]) : int(self.offsets[i + 1])])
+        return self._bytes[self.offsets[i] : self.offsets[i + 1]].tobytes()
 
     def find(self, word: str) -> int:
         """The term id of `word`, -1 where unknown."""
@@ -302,7 +304,9 @@ class GenerationLexical:
         folder = generation_dir / FOLDER
 
         def array(name: str) -> Any:
-            return np.load(folder / f"{name}.npy", mmap_mode="r")
+            # A plain ndarray over the mapping (np.memmap's Python-level slicing costs
+            # microseconds per posting list and per bisection step).
+            return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
 
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         return cls(
