@@ -1,59 +1,75 @@
 """BM25 over the same chunks as the vector index, so exact terms, acronyms and patent classes
 (`F03D 1/06`, `PEM`, `CFRP`) are findable even where embeddings blur them.
 
-Built in memory from the store when a generation is loaded (beside the FAISS index, before the
-swap), covering the generation's chunks; passages written since get a small index of their own
-(the live delta's, service.serving). Tokens are lower-cased words that may carry `/ . -` inside
-(so `1/06` and `co2` survive); stop words of the five project languages are dropped; no
-stemming, because stems of five languages would collide and technical terms are what this index
-is for.
+Tokens are lower-cased words that may carry `/ . -` inside (so `1/06` and `co2` survive); stop
+words of the five project languages are dropped; no stemming, because stems of five languages
+would collide and technical terms are what this index is for. Scores are bm25s' "lucene" formula
+(k1 1.5, b 0.75): for each query token (a repeated one counted each time)
+`idf * tf / (tf + k1 * (1 - b + b * length / mean length))`, `idf = log(1 + (N - df + .5) /
+(df + .5))`.
 
-BM25 scores depend on corpus statistics (how many passages hold a word, how long they are), so
-one index over every passage would let a private passage move the scores of public ones: a
-viewer could confirm a guess about hidden text by watching its own results. `AudienceLexical`
-therefore keeps one BM25 index per audience (public; one tenant's private passages; the network
-passages of one owner and its networks) and a query consults only the audiences the viewer
-belongs to: a passage the viewer may not see changes no statistic its scores are made of.
+**Audiences.** BM25 scores depend on corpus statistics (how many passages hold a word, how long
+they are), so statistics over every passage would let a private passage move the scores of public
+ones: a viewer could confirm a guess about hidden text by watching its own results. Every passage
+therefore belongs to one audience (public; one tenant's private passages; the network passages of
+one owner and its networks), and its weights are computed from the statistics of the public
+passages plus, for a non-public audience, its own audience's passages. A query consults only the
+audiences the viewer belongs to: a passage the viewer may not see changes no statistic its scores
+are made of. Weighting every audience *alongside* the public statistics also keeps raw scores of
+different audiences comparable (fused as if they were, a fresh passage would rank below its
+near-copies).
 
-Raw BM25 scores of indexes with their own statistics are not comparable (fused as if they were,
-a fresh passage ranked below its near-copies in the generation). So every part but the
-generation's public one is weighted *alongside* public statistics (`CorpusStats`): a private or
-network part with the public passages plus its own, the live delta's parts with the generation's
-public passages plus their own. Public statistics are what every viewer sees, so this keeps both
-promises: comparable scores, and no score made of a passage its viewer may not see.
+**Two indexes, one formula.**
+- `GenerationLexical`: the generation's postings, built once at publish time (service.reindex)
+  into `lexical/` beside the read model, checksummed in the manifest and memory-mapped on load,
+  so every worker shares the pages and starts without tokenising anything. A sorted vocabulary,
+  CSR postings (term -> chunk positions of the read model, with float32 weights precomputed from
+  their audience's statistics), the audience of each position. A query adds only the postings of
+  its own tokens into a score buffer and takes top-k over the positions it touched; the viewer's
+  audiences and the request's filter mask are gathers over those positions. A generation
+  published before these files existed gets them built in memory from the store when it is
+  loaded (service.serving).
+- `DeltaLexical`: the live delta's, append-only. A written passage adds its raw term counts to
+  the postings of its tokens and its length and document frequencies to its audience's counters;
+  a deleted or superseded one is masked and its counts are subtracted. Weights are computed at
+  query time over the query tokens' postings, with the generation's public statistics plus the
+  delta's current ones. So one write costs the same at 10 or 20,000 delta chunks, and a query's
+  scores equal those of a rebuild over the live delta.
 """
 
 from __future__ import annotations
 
-import logging
-import math
+import json
+import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from service.domain import Owner, Viewer
-from service.index.base import ChunkSelection, IdArray
+from service.fsutil import fsync_path
 
 TOKEN_PATTERN = r"(?u)\b\w[\w/.-]*\w\b|\b\w\b"
 K1, B = 1.5, 0.75
-"""bm25s' defaults (method "lucene"), which the generation's index uses; the delta's weighting
-below must use the same."""
+"""bm25s' defaults (method "lucene"); the evaluation's BM25 baseline uses bm25s itself, and
+tests/test_lexical.py checks these scores against it."""
+FOLDER = "lexical"
+FORMAT = 1
 
+Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float32]
+Audience = tuple[int, Owner]
+"""(visibility level, owner): the public audience is `(0, Owner())`, whose owner is never
+consulted."""
+PUBLIC: Audience = (0, Owner())
 
-@cache
-def _bm25s() -> Any:
-    """bm25s, imported on first use; it sets its own logger to DEBUG on import and logs every
-    index build there, so its level is lowered after the import, not before."""
-    import bm25s
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    return bm25s
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 @cache
@@ -68,257 +84,438 @@ def stop_words() -> frozenset[str]:
 
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    tokens: list[list[str]] = _bm25s().tokenize(
-        list(texts),
-        token_pattern=TOKEN_PATTERN,
-        stopwords=list(stop_words()),
-        return_ids=False,
-        show_progress=False,
+    """What bm25s.tokenize(lower=True, token_pattern=TOKEN_PATTERN, stopwords=...) returns, without
+    its per-text rebuild of the stop-word set."""
+    stops = stop_words()
+    return [[t for t in _TOKEN.findall(text.lower()) if t not in stops] for text in texts]
+
+
+def audience_of(visibility: int, owner: Owner) -> Audience:
+    """The audience a passage of this visibility code and owner is weighted with."""
+    if visibility <= 0:
+        return PUBLIC
+    if visibility == 1:
+        return (1, Owner(owner.tenant, tuple(sorted(owner.networks))))
+    return (2, Owner(owner.tenant))
+
+
+def visible_audiences(audiences: Sequence[Audience], viewer: Viewer) -> Bools | None:
+    """Which audiences the viewer belongs to (None for the operator: all of them)."""
+    if viewer.tenant is None:
+        return None
+    return np.array(
+        [level == 0 or viewer.level(owner) >= level for level, owner in audiences], dtype=np.bool_
     )
-    return tokens
 
 
-@dataclass(frozen=True)
-class CorpusStats:
-    """What a passage's BM25 weights depend on besides the passage: how many passages there are,
-    their total length in tokens, and how many passages hold each token."""
-
-    documents: int
-    length: int
-    frequencies: Mapping[str, int]
-
-    @classmethod
-    def of(cls, tokens: Sequence[Sequence[str]]) -> CorpusStats:
-        frequencies = Counter(chain.from_iterable(set(doc) for doc in tokens))
-        return cls(len(tokens), sum(len(doc) for doc in tokens), frequencies)
-
-    def plus(self, other: CorpusStats) -> CorpusStats:
-        merged = Counter(self.frequencies)
-        merged.update(other.frequencies)
-        return CorpusStats(self.documents + other.documents, self.length + other.length, merged)
-
-    def idf(self, token: str) -> float:
-        found = self.frequencies.get(token, 0)
-        return math.log(1 + (self.documents - found + 0.5) / (found + 0.5))
-
-    @property
-    def mean_length(self) -> float:
-        return self.length / self.documents if self.documents else 1.0
+def idf(documents: Any, found: Any) -> Any:
+    """bm25s' "lucene" idf (scalars or arrays)."""
+    return np.log(1 + (documents - found + 0.5) / (found + 0.5))
 
 
-class _Weighted:
-    """BM25 (bm25s' "lucene" formula) over a few passages, with the weights they get as part
-    of a larger corpus described by `stats`. A sparse passages x tokens matrix of precomputed
-    weights; a query is one sparse product."""
-
-    def __init__(self, tokens: Sequence[Sequence[str]], stats: CorpusStats) -> None:
-        from scipy import sparse  # type: ignore[import-untyped]
-
-        self.vocabulary: dict[str, int] = {}
-        rows: list[int] = []
-        columns: list[int] = []
-        weights: list[float] = []
-        mean = stats.mean_length or 1.0
-        for row, doc in enumerate(tokens):
-            norm = K1 * ((1 - B) + B * len(doc) / mean)
-            for token, tf in Counter(doc).items():
-                columns.append(self.vocabulary.setdefault(token, len(self.vocabulary)))
-                rows.append(row)
-                weights.append(stats.idf(token) * tf / (norm + tf))
-        self.matrix = sparse.csr_matrix(
-            (np.array(weights, dtype=np.float32), (rows, columns)),
-            shape=(len(tokens), len(self.vocabulary)),
-        )
-
-    def scores(self, query: Sequence[str]) -> npt.NDArray[np.float32]:
-        counts = Counter(t for t in query if t in self.vocabulary)
-        vector = np.zeros(len(self.vocabulary), dtype=np.float32)
-        for token, n in counts.items():
-            vector[self.vocabulary[token]] = n  # bm25s counts a repeated query token each time
-        return np.asarray(self.matrix @ vector, dtype=np.float32)
+def tf_part(tf: Any, length: Any, mean_length: Any) -> Any:
+    return tf / (tf + K1 * ((1 - B) + B * length / mean_length))
 
 
-class LexicalIndex:
-    """BM25 over chunk texts, addressed by the same int64 chunk ids as the vector index."""
+def _top(scores: Floats, positions: Ints, k: int) -> tuple[Floats, Ints]:
+    """The best `k` by score (positive ones only), ties by position: a partition, then a sort of
+    the few that can make it."""
+    keep = scores > 0
+    scores, positions = scores[keep], positions[keep]
+    if k <= 0 or not len(scores):
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    if len(scores) > k:
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        near = np.flatnonzero(scores >= kth)
+        scores, positions = scores[near], positions[near]
+    best = np.lexsort((positions, -scores))[:k]
+    return scores[best].astype(np.float32), positions[best].astype(np.int64)
 
-    def __init__(
-        self,
-        ids: IdArray,
-        model: Any | None,
-        stats: CorpusStats | None = None,
-        weighted: _Weighted | None = None,
-    ) -> None:
-        self.ids = ids
-        self._model = model
-        """None when no passage has a single indexable word (bm25s cannot index that)."""
-        self._weighted = weighted
-        """Set instead of `_model` when built `alongside` another index's statistics."""
-        self.stats = stats or CorpusStats(0, 0, {})
-        """This index's own statistics (what another index is weighted alongside)."""
-        self._position = {int(i): n for n, i in enumerate(ids)}
+
+# --- the generation's postings --------------------------------------------------------------
+
+
+class Terms:
+    """A sorted vocabulary in one UTF-8 blob with offsets (memory-mappable, nothing to build on
+    load); a lookup is a bisection."""
+
+    def __init__(self, blob: npt.NDArray[np.uint8], offsets: Ints) -> None:
+        self.blob = blob
+        self.offsets = offsets
+        self._bytes = blob.data
+        """The blob sliced as bytes: a bisection step is a slice, not a numpy object."""
 
     @classmethod
-    def build(
-        cls, ids: IdArray, texts: Sequence[str], alongside: CorpusStats | None = None
-    ) -> LexicalIndex:
-        """BM25 over `texts`; with `alongside`, weighted as if they were part of the corpus
-        those statistics describe (plus themselves), so its scores compare with that corpus's
-        index."""
-        tokens = tokenize(texts) if len(texts) else []
-        stats = CorpusStats.of(tokens)
-        ids = np.asarray(ids, dtype=np.int64)
-        if alongside is not None:
-            return cls(ids, None, stats, _Weighted(tokens, alongside.plus(stats)))
-        model = None
-        if any(tokens):  # passages of only digits, stop words or symbols leave nothing to index
-            model = _bm25s().BM25(k1=K1, b=B, method="lucene")
-            model.index(tokens, show_progress=False)
-        return cls(ids, model, stats)
+    def of(cls, sorted_words: Sequence[bytes]) -> Terms:
+        offsets = np.zeros(len(sorted_words) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(w) for w in sorted_words])
+        blob = np.frombuffer(b"".join(sorted_words), dtype=np.uint8)
+        return cls(blob, offsets)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.offsets) - 1
 
-    def search(
-        self, query: str, k: int, selection: ChunkSelection | None = None
-    ) -> tuple[npt.NDArray[np.float32], IdArray]:
-        """Top-k chunk ids by BM25 (only positive scores), honouring the selection."""
-        (tokens,) = tokenize([query])
-        mask = None
-        if selection is not None and not selection.is_everything:
-            mask = np.ones(len(self.ids), dtype=np.float32)
-            if selection.allow is not None:
-                mask[~np.isin(self.ids, selection.allow)] = 0.0
-            if selection.deny is not None:
-                mask[np.isin(self.ids, selection.deny)] = 0.0
-        return self.search_tokens(tokens, k, mask)
+    def _word(self, i: int) -> bytes:
+        return self._bytes[self.offsets[i] : self.offsets[i + 1]].tobytes()
 
-    def search_tokens(
-        self, tokens: list[str], k: int, mask: npt.NDArray[np.float32] | None = None
-    ) -> tuple[npt.NDArray[np.float32], IdArray]:
-        """`search` for a tokenised query; `mask` (one weight per id, 0 or 1) leaves ids out."""
-        if not tokens or (self._model is None and self._weighted is None):
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        k = min(k, len(self.ids))
-        if self._weighted is not None:
-            return self._top(self._weighted.scores(tokens), k, mask)
-        assert self._model is not None
-        try:
-            positions, scores = self._model.retrieve(
-                # n_threads=0: in this thread; any other value starts a thread pool per query
-                [tokens],
-                k=k,
-                show_progress=False,
-                weight_mask=mask,
-                n_threads=0,
-            )
-        except ValueError:  # every query token is unknown to the corpus
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        keep = scores[0] > 0
-        return scores[0][keep].astype(np.float32), self.ids[positions[0][keep]]
-
-    def _top(
-        self, scores: npt.NDArray[np.float32], k: int, mask: npt.NDArray[np.float32] | None
-    ) -> tuple[npt.NDArray[np.float32], IdArray]:
-        if mask is not None:
-            scores = scores * mask
-        if k <= 0 or not len(scores):
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        best = best[np.argsort(-scores[best], kind="stable")]
-        best = best[scores[best] > 0]
-        return scores[best].astype(np.float32), self.ids[best]
+    def find(self, word: str) -> int:
+        """The term id of `word`, -1 where unknown."""
+        wanted = word.encode()
+        lo, hi = 0, len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._word(mid) < wanted:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self) and self._word(lo) == wanted else -1
 
 
-Bools = npt.NDArray[np.bool_]
-Ints = npt.NDArray[np.int64]
+@dataclass(eq=False)
+class GenerationLexical:
+    """BM25 postings over the read model's chunk positions (see the module docstring)."""
 
+    terms: Terms
+    term_start: Ints
+    """The postings of term `t` are `term_start[t]:term_start[t + 1]`."""
+    positions: npt.NDArray[np.int32]
+    weights: Floats
+    audience_of: npt.NDArray[np.int32]
+    """Per read-model position its audience (index into `audiences`), -1 where not indexed."""
+    audiences: list[Audience]
+    public_documents: int
+    public_length: int
+    public_df: npt.NDArray[np.int32]
+    """Per term how many public passages hold it (what the delta is weighted alongside)."""
 
-class AudienceLexical:
-    """BM25 per audience over passages addressed by position (into the read model's chunks, or
-    the live delta's); see the module docstring for why."""
+    def __post_init__(self) -> None:
+        self._buffers: list[Floats] = []
+        """Score buffers not in use, one float per position, all zero: a query takes one and
+        gives it back, so a worker holds as many as it ran lexical queries at once, not one
+        per thread it ever had."""
+        self.postings_touched = 0
+        """Postings a query added into its score buffer, summed (tests count work with it)."""
 
-    def __init__(
-        self, parts: list[tuple[int, Owner, LexicalIndex]], public_stats: CorpusStats
-    ) -> None:
-        self.parts = parts
-        """(visibility code, owner, BM25 over that audience's passages, labelled by position);
-        the public part's owner is never consulted."""
-        self.public_stats = public_stats
-        """The public statistics every part is weighted with (what a delta is weighted
-        alongside)."""
+    # --- building --------------------------------------------------------------------------
 
     @classmethod
     def build(
         cls,
+        size: int,
         positions: Ints,
         texts: Sequence[str],
         visibility: npt.NDArray[np.int8],
-        owner_of: Ints,
         owners: Sequence[Owner],
-        alongside: CorpusStats | None = None,
-    ) -> AudienceLexical:
-        """Passages at `positions` with their texts, visibility codes and owners (`owner_of`
-        indexes `owners`). Without `alongside` (a generation) the public part keeps its own
-        statistics; with it (the live delta), every part is weighted alongside those public
-        statistics too."""
-        private_group: dict[str, int] = {}
-        network_group: dict[tuple[str, tuple[str, ...]], int] = {}
-        audience: list[tuple[int, Owner]] = [(0, Owner())]
-        private_of = np.zeros(len(owners), dtype=np.int64)
-        network_of = np.zeros(len(owners), dtype=np.int64)
-        for i, owner in enumerate(owners):  # per owner, not per passage
-            networks = tuple(sorted(owner.networks))
-            if owner.tenant not in private_group:
-                private_group[owner.tenant] = len(audience)
-                audience.append((2, Owner(owner.tenant)))
-            if (owner.tenant, networks) not in network_group:
-                network_group[(owner.tenant, networks)] = len(audience)
-                audience.append((1, Owner(owner.tenant, networks)))
-            private_of[i] = private_group[owner.tenant]
-            network_of[i] = network_group[(owner.tenant, networks)]
-        owner_of = np.asarray(owner_of, dtype=np.int64)
-        vis = np.asarray(visibility)
-        group = np.where(
-            vis <= 0, 0, np.where(vis == 1, network_of[owner_of], private_of[owner_of])
+    ) -> GenerationLexical:
+        """Postings over `size` positions, of which `positions` have texts, visibility codes
+        and owners (same order)."""
+        code: dict[Audience, int] = {PUBLIC: 0}
+        part = np.array(
+            [
+                code.setdefault(audience_of(int(v), o), len(code))
+                for v, o in zip(np.asarray(visibility).tolist(), owners, strict=True)
+            ],
+            dtype=np.int64,
         )
-        parts = []
-        public = alongside or CorpusStats(0, 0, {})
-        for g in np.unique(group).tolist():  # 0, the public part, first
-            members = np.flatnonzero(group == g)
-            level, owner = audience[g]
-            chosen = [texts[i] for i in members.tolist()]
-            weigh_with = alongside if g == 0 else public
-            index = LexicalIndex.build(positions[members], chosen, alongside=weigh_with)
-            if g == 0:
-                public = public.plus(index.stats)
-            parts.append((level, owner, index))
-        return cls(parts, public)
+        tokens = tokenize(texts)
+        documents = len(tokens)
+        lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+        vocabulary: dict[str, int] = {}
+        term_of_token = np.array(
+            [vocabulary.setdefault(w, len(vocabulary)) for doc in tokens for w in doc],
+            dtype=np.int64,
+        )
+        del tokens
+        # One posting per distinct (term, passage), its count the term frequency.
+        doc_of_token = np.repeat(np.arange(documents, dtype=np.int64), lengths)
+        pairs, tf = np.unique(term_of_token * max(documents, 1) + doc_of_token, return_counts=True)
+        del term_of_token, doc_of_token
+        term, doc = pairs // max(documents, 1), pairs % max(documents, 1)
+        parts = len(code)
+        post_part = part[doc]
+        public = part == 0
+        public_documents, public_length = int(public.sum()), int(lengths[public].sum())
+        public_df = np.bincount(term[post_part == 0], minlength=len(vocabulary))
+        _, inverse, counts = np.unique(
+            term * parts + post_part, return_inverse=True, return_counts=True
+        )
+        own_df = counts[inverse]
+        own_documents = np.bincount(part, minlength=parts)
+        own_length = np.bincount(part, weights=lengths, minlength=parts)
+        non_public = post_part != 0
+        n = public_documents + np.where(non_public, own_documents[post_part], 0)
+        total = public_length + np.where(non_public, own_length[post_part], 0)
+        df = np.where(non_public, public_df[term] + own_df, own_df)
+        mean = np.where(total > 0, total / np.maximum(n, 1), 1.0)
+        weights = (idf(n, df) * tf_part(tf, lengths[doc], mean)).astype(np.float32)
+        # The vocabulary sorted by its UTF-8 bytes (code point order), postings by term then
+        # passage.
+        words = [w.encode() for w in vocabulary]
+        order = sorted(range(len(words)), key=words.__getitem__)
+        rank = np.zeros(len(words), dtype=np.int64)
+        rank[np.array(order, dtype=np.int64)] = np.arange(len(words))
+        by = np.lexsort((doc, rank[term])) if len(term) else np.zeros(0, np.int64)
+        term_start = np.zeros(len(words) + 1, dtype=np.int64)
+        term_start[1:] = np.cumsum(np.bincount(rank[term], minlength=len(words)))
+        audience = np.full(size, -1, dtype=np.int32)
+        audience[np.asarray(positions, dtype=np.int64)] = part
+        return cls(
+            terms=Terms.of([words[i] for i in order]),
+            term_start=term_start,
+            positions=np.asarray(positions, dtype=np.int64)[doc[by]].astype(np.int32),
+            weights=weights[by],
+            audience_of=audience,
+            audiences=sorted(code, key=code.__getitem__),
+            public_documents=public_documents,
+            public_length=public_length,
+            public_df=public_df[np.array(order, dtype=np.int64)].astype(np.int32),
+        )
 
-    def __len__(self) -> int:
-        return sum(len(index) for _, _, index in self.parts)
+    # --- persistence -----------------------------------------------------------------------
+
+    _ARRAYS = ("term_start", "positions", "weights", "audience_of", "public_df")
+
+    def save(self, generation_dir: Path) -> None:
+        folder = generation_dir / FOLDER
+        folder.mkdir()
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays |= {"term_blob": self.terms.blob, "term_offsets": self.terms.offsets}
+        for name, array in arrays.items():
+            path = folder / f"{name}.npy"
+            np.save(path, array)
+            fsync_path(path)
+        meta = {
+            "format": FORMAT,
+            "audiences": [[level, o.tenant, list(o.networks)] for level, o in self.audiences],
+            "public_documents": self.public_documents,
+            "public_length": self.public_length,
+        }
+        path = folder / "meta.json"
+        path.write_text(json.dumps(meta), encoding="utf-8")
+        fsync_path(path)
+        fsync_path(folder)
+
+    @classmethod
+    def exists(cls, generation_dir: Path) -> bool:
+        return (generation_dir / FOLDER / "meta.json").is_file()
+
+    @classmethod
+    def load(cls, generation_dir: Path) -> GenerationLexical:
+        folder = generation_dir / FOLDER
+
+        def array(name: str) -> Any:
+            # A plain ndarray over the mapping (np.memmap's Python-level slicing costs
+            # microseconds per posting list and per bisection step).
+            return np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))
+
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        return cls(
+            terms=Terms(array("term_blob"), array("term_offsets")),
+            audiences=[(level, Owner(t, tuple(n))) for level, t, n in meta["audiences"]],
+            public_documents=int(meta["public_documents"]),
+            public_length=int(meta["public_length"]),
+            **{name: array(name) for name in cls._ARRAYS},
+        )
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def public_frequency(self, token: str) -> int:
+        t = self.terms.find(token)
+        return int(self.public_df[t]) if t >= 0 else 0
 
     def search(
         self, query: str, k: int, viewer: Viewer, allowed: Bools | None = None
-    ) -> tuple[npt.NDArray[np.float32], Ints]:
+    ) -> tuple[Floats, Ints]:
         """The best `k` positions by BM25 among the passages the viewer may see (and, with
         `allowed`, a mask over positions, only allowed ones), best first."""
         (tokens,) = tokenize([query])
-        found_scores: list[npt.NDArray[np.float32]] = []
-        found: list[Ints] = []
-        for level, owner, index in self.parts:
-            if level > 0 and viewer.level(owner) < level:
+        try:
+            buffer = self._buffers.pop()  # atomic under the GIL, like the append below
+        except IndexError:
+            buffer = np.zeros(len(self.audience_of), dtype=np.float32)
+        at, scores = self._accumulate(tokens, buffer)
+        self._buffers.append(buffer)  # not after an error: it may hold scores
+        keep = np.ones(len(at), dtype=np.bool_)
+        visible = visible_audiences(self.audiences, viewer)
+        if visible is not None and not visible.all():
+            keep &= visible[self.audience_of[at]]
+        if allowed is not None:
+            keep &= allowed[at]
+        return _top(scores[keep], at[keep], k)
+
+    def _accumulate(self, tokens: list[str], buffer: Floats) -> tuple[Ints, Floats]:
+        """The positions the tokens' postings touch, each once, and their summed weights;
+        `buffer` is left all zero."""
+        touched: list[npt.NDArray[np.int32]] = []
+        for token, repeats in Counter(tokens).items():
+            t = self.terms.find(token)
+            if t < 0:
                 continue
-            mask = None
-            if allowed is not None:
-                mask = allowed[index.ids].astype(np.float32)
-                if not mask.any():
-                    continue
-            scores, positions = index.search_tokens(tokens, k, mask)
-            found_scores.append(scores)
-            found.append(positions)
-        if not found:
+            start, end = int(self.term_start[t]), int(self.term_start[t + 1])
+            hit = self.positions[start:end]
+            touched.append(hit[buffer[hit] == 0])  # weights are > 0: zero means not yet touched
+            buffer[hit] += self.weights[start:end] * np.float32(repeats)
+            self.postings_touched += end - start
+        if not touched:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        at: Ints = np.concatenate(touched).astype(np.int64)
+        scores = buffer[at]
+        buffer[at] = 0.0
+        return at, scores
+
+
+def for_readmodel(readmodel: Any, ids: Ints, texts: Sequence[str]) -> GenerationLexical:
+    """The generation's BM25 over the passages `ids` (chunk ids, with their `texts`) that its
+    read model holds; owners and visibility come from the read model."""
+    positions = readmodel.positions_of_ids(np.asarray(ids, dtype=np.int64))
+    kept = np.flatnonzero(positions >= 0)
+    positions = positions[kept]
+    rows = readmodel.chunk_actor[positions]
+    present, owner_of = np.unique(rows, return_inverse=True)
+    owner_rows = [readmodel.owner(int(r)) for r in present.tolist()]
+    return GenerationLexical.build(
+        len(readmodel.chunk_ids),
+        positions,
+        [texts[i] for i in kept.tolist()],
+        readmodel.chunk_visibility[positions],
+        [owner_rows[i] for i in owner_of.tolist()],
+    )
+
+
+# --- the live delta's postings ----------------------------------------------------------------
+
+
+class _Column:
+    """An append-only numpy column (amortised O(1) appends; a `view()` taken stays valid)."""
+
+    def __init__(self, dtype: type) -> None:
+        self._buffer: npt.NDArray[Any] = np.zeros(64, dtype=dtype)
+        self.n = 0
+
+    def append(self, value: Any) -> None:
+        if self.n == len(self._buffer):
+            bigger = np.zeros(2 * len(self._buffer), dtype=self._buffer.dtype)
+            bigger[: self.n] = self._buffer[: self.n]
+            self._buffer = bigger
+        self._buffer[self.n] = value
+        self.n += 1
+
+    def view(self) -> npt.NDArray[Any]:
+        return self._buffer
+
+
+class DeltaLexical:
+    """BM25 over the live delta's passages, addressed by delta position, in O(change): see the
+    module docstring. One writer at a time (the delta lock); readers need no lock, because a
+    passage's length and audience are written before its postings, and a posting's count before
+    its position."""
+
+    def __init__(self, generation: GenerationLexical | None) -> None:
+        self._generation = generation
+        self._postings: dict[str, tuple[list[int], list[int]]] = {}
+        """Token -> (delta positions, term counts), in append order."""
+        self._length = _Column(np.int64)
+        self._audience = _Column(np.int64)
+        self._alive = _Column(np.bool_)
+        self._terms_of: list[dict[str, int]] = []
+        self._code: dict[Audience, int] = {PUBLIC: 0}
+        self.audiences: list[Audience] = [PUBLIC]
+        self._documents: list[int] = [0]
+        self._total_length: list[int] = [0]
+        self._df: dict[str, dict[int, int]] = {}
+        """Token -> audience -> live passages holding it."""
+        self.updates = 0
+        """Counters and postings written by appends and removals (tests count work with it)."""
+
+    def __len__(self) -> int:
+        return self._length.n
+
+    def append(self, position: int, text: str, visibility: int, owner: Owner) -> None:
+        """Index the passage at delta `position` (the next one: positions are appended in
+        order)."""
+        assert position == len(self), "delta positions are appended in order"
+        (tokens,) = tokenize([text])
+        counts = Counter(tokens)
+        key = audience_of(visibility, owner)
+        part = self._code.get(key)
+        if part is None:
+            part = self._code[key] = len(self.audiences)
+            self.audiences.append(key)
+            self._documents.append(0)
+            self._total_length.append(0)
+        self._length.append(len(tokens))
+        self._audience.append(part)
+        self._alive.append(True)
+        self._terms_of.append(counts)
+        self._count(part, counts, len(tokens), +1)
+        for token, tf in counts.items():
+            found, frequencies = self._postings.setdefault(token, ([], []))
+            frequencies.append(tf)  # before the position: a reader takes as many as positions
+            found.append(position)
+        self.updates += len(counts)
+
+    def remove(self, position: int) -> None:
+        """A deleted or superseded passage: masked, and its counts leave the statistics."""
+        alive = self._alive.view()
+        if position >= len(self) or not alive[position]:
+            return
+        alive[position] = False
+        counts = self._terms_of[position]
+        self._count(
+            int(self._audience.view()[position]), counts, int(self._length.view()[position]), -1
+        )
+
+    def _count(self, part: int, counts: dict[str, int], length: int, sign: int) -> None:
+        self._documents[part] += sign
+        self._total_length[part] += sign * length
+        for token in counts:
+            by_part = self._df.setdefault(token, {})
+            by_part[part] = by_part.get(part, 0) + sign
+        self.updates += 1 + len(counts)
+
+    def search(self, query: str, k: int, viewer: Viewer) -> tuple[Floats, Ints]:
+        """The best `k` live delta positions by BM25 among the passages the viewer may see."""
+        (tokens,) = tokenize([query])
+        generation = self._generation
+        base_documents = generation.public_documents if generation else 0
+        base_length = generation.public_length if generation else 0
+        documents = np.array(self._documents, dtype=np.float64)
+        lengths = np.array(self._total_length, dtype=np.float64)
+        public_documents = base_documents + documents[0]
+        public_length = base_length + lengths[0]
+        # Every audience is weighted with the public passages plus its own (the public one with
+        # the public passages alone).
+        n = public_documents + documents
+        total = public_length + lengths
+        n[0], total[0] = public_documents, public_length
+        mean = np.where(total > 0, total / np.maximum(n, 1), 1.0)
+        found_at: list[Ints] = []
+        found_scores: list[npt.NDArray[np.float64]] = []
+        for token, repeats in Counter(tokens).items():
+            entry = self._postings.get(token)
+            if entry is None:
+                continue
+            count = len(entry[0])
+            at = np.array(entry[0][:count], dtype=np.int64)
+            tf = np.array(entry[1][:count], dtype=np.float64)
+            by_part = self._df.get(token, {})
+            df = np.array([by_part.get(p, 0) for p in range(len(self.audiences))], dtype=np.float64)
+            public_df = (generation.public_frequency(token) if generation else 0) + df[0]
+            df = public_df + df
+            df[0] = public_df
+            part = self._audience.view()[at]
+            length = self._length.view()[at]
+            weight = idf(n[part], df[part]) * tf_part(tf, length, mean[part])
+            found_at.append(at)
+            found_scores.append(weight.astype(np.float32) * np.float32(repeats))
+        if not found_at:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        scores = np.concatenate(found_scores)
-        positions = np.concatenate(found)
-        best = np.lexsort((positions, -scores))[:k]
-        return scores[best], positions[best]
+        at = np.concatenate(found_at)
+        keep = self._alive.view()[at]
+        visible = visible_audiences(self.audiences, viewer)
+        if visible is not None:
+            keep &= visible[self._audience.view()[at]]
+        positions, inverse = np.unique(at[keep], return_inverse=True)
+        scores = np.zeros(len(positions), dtype=np.float32)
+        np.add.at(scores, inverse, np.concatenate(found_scores)[keep])
+        return _top(scores, positions, k)

@@ -29,6 +29,7 @@ from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.generations import GenerationStore
 from service.index.readmodel import ReadModel
+from service.lexical import for_readmodel
 from service.locks import FileRebuildLock, RebuildLock
 from service.store import ProfileStore, StoredChunk
 
@@ -172,10 +173,13 @@ class Reindexer:
         log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)
         readmodel = ReadModel.build(snapshot, vectors, summaries, self.embedder.dim)
         log.info("read model: %d actors, %d chunks", len(readmodel), len(readmodel.chunk_ids))
+        lexical = for_readmodel(readmodel, ids, [c.text for c in snapshot])
+        log.info("bm25: %d postings of %d terms", len(lexical.positions), len(lexical.terms))
 
         manifest = self.generations.publish(
             index,
             readmodel,
+            lexical,
             model_id=model_id,
             actors=len(actors),
             watermark=watermark,

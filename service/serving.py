@@ -9,8 +9,9 @@
 - **Delta.** Chunks written after the generation's snapshot have ids above its watermark (ids only
   grow). Their vectors (embedded when written, kept in the store's cache) are appended to a
   `DeltaLog` in amortised O(change): a profile posted at 10:00 is a candidate at 10:00, and the
-  2,000th write costs what the 20th did. The generation rows of actors written since are marked
-  superseded, so only their newest profile counts.
+  2,000th write costs what the 20th did; so does their BM25 (`DeltaLexical`, append-only, see
+  service.lexical), which never lags the write. The generation rows of actors written since are
+  marked superseded, so only their newest profile counts.
 - **Deletes** seen by this process leave the delta and supersede the generation row at once; a
   delete by another process is caught by the one store read each response makes for its final
   page (service.matching), so no deleted actor is ever returned after its DELETE returned.
@@ -31,16 +32,11 @@ from service.embedding.base import Embedder
 from service.errors import Conflict, CorruptArtifact, NotFound
 from service.index.base import IdArray, Vectors
 from service.index.generations import GenerationStore, LoadedGeneration
-from service.lexical import AudienceLexical
+from service.lexical import DeltaLexical, GenerationLexical, for_readmodel
 from service.store import ProfileStore, StoredChunk
 
 log = logging.getLogger("clustermatch.serving")
 
-LEXICAL_SYNC_MAX = 256
-"""Up to this many delta chunks, the delta's BM25 is rebuilt by the write itself (a few ms);
-beyond, in the background within `LEXICAL_DELAY` seconds, so writes stay O(change). BM25 may lag
-that long behind a write; vectors never do."""
-LEXICAL_DELAY = 0.25
 LOAD_ATTEMPTS = 5
 """Generations tried in a row when each is pruned by a newer publish while it loads."""
 
@@ -78,7 +74,13 @@ class DeltaLog:
     """Chunks newer than one generation, appended as they are written (one writer at a time,
     under `ServedIndex`'s delta lock). Readers take a `Delta` view of its first `n` chunks."""
 
-    def __init__(self, dim: int, covered: int, generation: LoadedGeneration) -> None:
+    def __init__(
+        self,
+        dim: int,
+        covered: int,
+        generation: LoadedGeneration,
+        lexical: DeltaLexical | None = None,
+    ) -> None:
         self.dim = dim
         self.covered = covered
         """Highest store chunk id this log has looked at."""
@@ -99,8 +101,9 @@ class DeltaLog:
         self._row_of = generation.readmodel.rows
         self.superseded = np.zeros(len(generation.readmodel), dtype=np.bool_)
         """Generation rows whose actor was rewritten or deleted since (only ever set)."""
-        self.lexical: tuple[int, AudienceLexical] | None = None
-        """BM25 over the first `n` chunks (labelled by position), and that `n`."""
+        self.lexical = lexical
+        """BM25 over the chunks (labelled by position), appended to with them (None where
+        lexical search is switched off)."""
 
     def __len__(self) -> int:
         return self.ids.n
@@ -124,6 +127,15 @@ class DeltaLog:
         )
         self.need.extend(np.array([c.intent == "need" for c in chunks], dtype=np.bool_))
         self.actor_code.extend(np.array([self._code(c.actor_id) for c in chunks], dtype=np.int64))
+        if self.lexical is not None:
+            for offset, chunk in enumerate(chunks):
+                summary = self.actors.get(chunk.actor_id)
+                self.lexical.append(
+                    start + offset,
+                    chunk.text,
+                    VISIBILITY_LEVEL.get(chunk.visibility, 2),
+                    summary.owner if summary is not None else Owner(),
+                )
 
     def _code(self, actor_id: str) -> int:
         code = self._code_of.get(actor_id)
@@ -141,6 +153,8 @@ class DeltaLog:
         dead = self.dead.live()
         for position in self.positions.pop(actor_id, ()):
             dead[position] = True
+            if self.lexical is not None:
+                self.lexical.remove(position)
         row = self._row_of.get(actor_id)
         if row is not None:
             self.superseded[row] = True
@@ -202,10 +216,9 @@ class Delta:
         return self.log.superseded
 
     @property
-    def lexical(self) -> AudienceLexical | None:
-        if self.log is None or self.log.lexical is None:
-            return None
-        return self.log.lexical[1]
+    def lexical(self) -> DeltaLexical | None:
+        """The delta's BM25, read live: it may hold chunks past `n` (a caller drops them)."""
+        return self.log.lexical if self.log is not None else None
 
     def vectors_of(self, ids: IdArray) -> dict[int, npt.NDArray[np.float32]]:
         """The live delta vectors of `ids` (absent ids are left out). The delta's ids ascend
@@ -229,7 +242,7 @@ class Snapshot:
 
     generation: LoadedGeneration
     delta: Delta
-    lexical: AudienceLexical | None = None
+    lexical: GenerationLexical | None = None
     """BM25 over the generation's passages, labelled by read-model position (None where lexical
     search is switched off)."""
 
@@ -255,13 +268,10 @@ class ServedIndex:
         self._store = store
         self._embedder = embedder
         self._generation: LoadedGeneration | None = None
-        self._generation_lexical: AudienceLexical | None = None
+        self._generation_lexical: GenerationLexical | None = None
         self._log: DeltaLog | None = None
         self._reload_lock = threading.Lock()
         self._delta_lock = threading.Lock()
-        self._lexical_timer: threading.Timer | None = None
-        self.lexical_builds = 0
-        """How many times the delta's BM25 was built (tests count work with it)."""
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -303,7 +313,8 @@ class ServedIndex:
                 # The new generation holds everything up to its watermark: the delta restarts
                 # there and re-reads what is newer (cached vectors only: cheap).
                 self._generation, self._generation_lexical = loaded, lexical
-                self._log = DeltaLog(self._embedder.dim, watermark, loaded)
+                delta_lexical = DeltaLexical(lexical) if self._with_lexical else None
+                self._log = DeltaLog(self._embedder.dim, watermark, loaded, delta_lexical)
             if wanted is None:
                 log.info("no index generation built yet: serving every stored chunk from the delta")
             else:
@@ -334,10 +345,12 @@ class ServedIndex:
             return wanted, found
         raise Conflict(f"generations were replaced faster than one loads ({LOAD_ATTEMPTS} tries)")
 
-    def _lexical(self, generation: LoadedGeneration) -> AudienceLexical:
-        """BM25 over the passages the generation holds that are still in the store, one index per
-        audience (see service.lexical)."""
-        rm, watermark = generation.readmodel, generation.manifest.watermark
+    def _lexical(self, generation: LoadedGeneration) -> GenerationLexical:
+        """The generation's BM25 postings: its own files (built at publish), or, for a generation
+        published before them, built here from its passages still in the store."""
+        if generation.lexical is not None:
+            return generation.lexical
+        watermark = generation.manifest.watermark
         ids: list[int] = []
         texts: list[str] = []
         for batch in self._store.iter_chunks():
@@ -346,18 +359,8 @@ class ServedIndex:
                     break
                 ids.append(chunk.id)
                 texts.append(chunk.text)
-        positions = rm.positions_of_ids(np.array(ids, dtype=np.int64))
-        kept = np.flatnonzero(positions >= 0)
-        positions = positions[kept]
-        rows = rm.chunk_actor[positions]
-        present, owner_of = np.unique(rows, return_inverse=True)
-        return AudienceLexical.build(
-            positions,
-            [texts[i] for i in kept.tolist()],
-            rm.chunk_visibility[positions],
-            owner_of,
-            [rm.owner(int(r)) for r in present.tolist()],
-        )
+        log.info("generation has no BM25 files (published before them): built from the store")
+        return for_readmodel(generation.readmodel, np.array(ids, dtype=np.int64), texts)
 
     def forget(self, actor_id: str) -> None:
         """Drop a deleted actor from what this process serves, at once."""
@@ -403,56 +406,7 @@ class ServedIndex:
                 stacked = np.stack([cached[c.content_hash] for c in ready]).astype(np.float32)
                 log_.append(ready, stacked.reshape(-1, log_.dim), summaries)
             log_.covered = max(log_.covered, covered)
-            if ready and self._with_lexical:
-                self._lexical_changed(log_)
             return len(ready)
-
-    def _lexical_changed(self, log_: DeltaLog) -> None:
-        if len(log_) <= LEXICAL_SYNC_MAX:
-            self._build_delta_lexical(log_)
-        elif self._lexical_timer is None:
-            timer = threading.Timer(LEXICAL_DELAY, self._build_delta_lexical_later, (log_,))
-            timer.daemon = True
-            self._lexical_timer = timer
-            timer.start()
-
-    def _build_delta_lexical_later(self, log_: DeltaLog) -> None:
-        self._lexical_timer = None
-        try:
-            self._build_delta_lexical(log_)
-        except Exception:  # keep serving the older BM25; say why in the log
-            log.exception("delta BM25 rebuild failed; lexical search lags until the next write")
-
-    def _build_delta_lexical(self, log_: DeltaLog) -> None:
-        n = len(log_)
-        alive = np.flatnonzero(~log_.dead.view(n))
-        codes = log_.actor_code.view(n)[alive]
-        present, owner_of = np.unique(codes, return_inverse=True)
-        owners = [self._owner_in(log_, int(c)) for c in present.tolist()]
-        texts = [log_.chunks[p].text for p in alive.tolist()]
-        visibility = log_.visibility.view(n)[alive]
-        # Weighted alongside the generation's public passages, so delta and generation compare.
-        generation = self._generation_lexical
-        alongside = generation.public_stats if generation is not None else None
-        log_.lexical = (
-            n,
-            AudienceLexical.build(alive, texts, visibility, owner_of, owners, alongside),
-        )
-        self.lexical_builds += 1
-
-    @staticmethod
-    def _owner_in(log_: DeltaLog, code: int) -> Owner:
-        summary = log_.actors.get(log_.actor_ids[code])
-        return summary.owner if summary is not None else Owner()
-
-    def settle(self) -> None:
-        """Finish a pending background BM25 rebuild now (tests, and before a shutdown)."""
-        timer = self._lexical_timer
-        if timer is not None:
-            timer.cancel()
-            self._lexical_timer = None
-            if self._log is not None:
-                self._build_delta_lexical(self._log)
 
 
 def warm(generation: LoadedGeneration) -> None:

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.domain import Actor, ActorSummary, Match
-from service.index.base import ChunkSelection
-from service.lexical import LexicalIndex
+from service.domain import OPERATOR, Actor, ActorSummary, Match, Owner
+from service.lexical import DeltaLexical, GenerationLexical
 from service.matching import fuse
 from service.runtime import Runtime
 from tests.factories import actor_data, make_actor
 
 
-def test_lexical_index_keeps_technical_tokens_and_honours_selection() -> None:
-    index = LexicalIndex.build(
-        np.array([10, 11, 12]),
-        ["rotor blades F03D 1/06", "PEM electrolyser for H2 and CO2", "wind farm service"],
+def public(texts: list[str], size: int | None = None) -> GenerationLexical:
+    """Postings over public passages at positions 0, 1, ..."""
+    return GenerationLexical.build(
+        size or len(texts),
+        np.arange(len(texts)),
+        texts,
+        np.zeros(len(texts), np.int8),
+        [Owner()] * len(texts),
     )
-    assert index.search("F03D", 3)[1].tolist() == [10]
-    assert index.search("1/06", 3)[1].tolist() == [10]
-    assert index.search("co2 pem", 3)[1].tolist() == [11]
-    assert index.search("der die das", 3)[1].tolist() == [], "stop words alone find nothing"
-    assert index.search("wind", 3, ChunkSelection(deny=np.array([12])))[1].tolist() == []
+
+
+def test_lexical_index_keeps_technical_tokens_and_honours_the_mask() -> None:
+    index = public(
+        ["rotor blades F03D 1/06", "PEM electrolyser for H2 and CO2", "wind farm service"]
+    )
+    assert index.search("F03D", 3, OPERATOR)[1].tolist() == [0]
+    assert index.search("1/06", 3, OPERATOR)[1].tolist() == [0]
+    assert index.search("co2 pem", 3, OPERATOR)[1].tolist() == [1]
+    assert index.search("der die das", 3, OPERATOR)[1].tolist() == [], "stop words find nothing"
+    allowed = np.array([True, True, False])
+    assert index.search("wind", 3, OPERATOR, allowed)[1].tolist() == []
 
 
 def summary(actor_id: str) -> ActorSummary:
@@ -97,18 +107,22 @@ def test_the_delta_scores_its_passages_as_the_whole_corpus_would() -> None:
     scores, fused with the generation's, ranked a fresh passage below its near-copies. Weighted
     alongside the generation's statistics, a delta passage scores what one index over
     everything gives it."""
-    ids = np.arange(100, 100 + len(PASSAGES))
-    whole = LexicalIndex.build(ids, PASSAGES)
-    generation = LexicalIndex.build(ids[:4], PASSAGES[:4])
-    delta = LexicalIndex.build(ids[4:], PASSAGES[4:], alongside=generation.stats)
-    alone = LexicalIndex.build(ids[4:], PASSAGES[4:])
+    whole = public(PASSAGES)
+    delta = DeltaLexical(public(PASSAGES[:4]))
+    alone = DeltaLexical(None)
+    for position, text in enumerate(PASSAGES[4:]):
+        delta.append(position, text, 0, Owner())
+        alone.append(position, text, 0, Owner())
     for query in QUERIES:
-        expected = dict(zip(*reversed(whole.search(query, 10)), strict=True))
-        got = dict(zip(*reversed(delta.search(query, 10)), strict=True))
-        assert got.keys() == {i for i in expected if i >= 104}, query
-        assert all(abs(got[i] - expected[i]) < 1e-4 for i in got), (query, got, expected)
+        expected = dict(zip(*reversed(whole.search(query, 10, OPERATOR)), strict=True))
+        got = dict(zip(*reversed(delta.search(query, 10, OPERATOR)), strict=True))
+        assert {p + 4 for p in got} == {p for p in expected if p >= 4}, query
+        assert all(abs(got[p] - expected[p + 4]) < 1e-4 for p in got), (query, got, expected)
     differs = [
-        q for q in QUERIES if alone.search(q, 10)[0].tolist() != delta.search(q, 10)[0].tolist()
+        q
+        for q in QUERIES
+        if alone.search(q, 10, OPERATOR)[0].tolist() != delta.search(q, 10, OPERATOR)[0].tolist()
     ]
     assert differs, "without the generation's statistics the scores differ (the bug)"
-    assert delta.search("blades", 1, ChunkSelection(deny=np.array([104])))[1].tolist() == []
+    delta.remove(0)
+    assert delta.search("glass", 1, OPERATOR)[1].tolist() == [], "a removed passage is gone"

@@ -15,7 +15,6 @@ from service.embedding.fake import FakeEmbedder
 from service.errors import NotFound
 from service.matching import QueryChunk
 from service.runtime import Runtime
-from service.serving import LEXICAL_SYNC_MAX
 from service.store import ActorFilter
 from tests.factories import actor_data, make_actor
 
@@ -132,24 +131,25 @@ def test_a_write_costs_the_change_whatever_the_delta_holds(settings: Settings) -
     assert isinstance(embedder, FakeEmbedder)
 
     def write(i: int) -> tuple[int, int, int]:
-        rows, texts, builds = counting.rows_read, embedder.texts_embedded, index.lexical_builds
+        lexical = index.snapshot(refresh=False).delta.lexical
+        assert lexical is not None
+        rows, texts, updates = counting.rows_read, embedder.texts_embedded, lexical.updates
         runtime.ingestor.upsert([make_actor(f"w{i}", [f"passage {i} one", f"passage {i} two"])])
         return (
             counting.rows_read - rows,
             embedder.texts_embedded - texts,
-            index.lexical_builds - builds,
+            lexical.updates - updates,
         )
 
     early = write(0)
-    for i in range(1, 2 * LEXICAL_SYNC_MAX):
+    for i in range(1, 300):
         write(i)
-    late = write(2 * LEXICAL_SYNC_MAX)
-    assert index.delta_size() > LEXICAL_SYNC_MAX
-    assert early[:2] == late[:2] == (2, 2), "each write reads and embeds its own two chunks"
-    assert late[2] == 0, "a large delta's BM25 is rebuilt in the background, not by the write"
-    index.settle()
-    result = runtime.matcher.search(f"passage {2 * LEXICAL_SYNC_MAX} one", limit=1)
-    assert result.matches[0].actor.id == f"w{2 * LEXICAL_SYNC_MAX}"
+    late = write(300)
+    assert index.delta_size() > 600
+    assert early == late == (2, 2, late[2]), "each write reads, embeds and indexes its own chunks"
+    assert late[2] > 0
+    result = runtime.matcher.search("passage 300 one", limit=1)
+    assert result.matches[0].actor.id == "w300", "and BM25 has it at once"
     runtime.close()
 
 

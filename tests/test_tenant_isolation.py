@@ -138,7 +138,6 @@ def check(client: TestClient, runtime: Runtime, keys: KeyFile, world: World) -> 
     assert job.state == "succeeded", job.error
     for i in later:
         put(i)
-    runtime.index.settle()
     runtime.maps.compute(runtime.index.get().manifest)
     for tenant in TENANTS:  # every tenant's feedback carries a note only it may read
         given_ = client.post(

@@ -71,7 +71,6 @@ def runtime_with(owned: Sequence[tuple[Owner, Actor]], build: bool) -> Iterator[
             if build:
                 rt.reindexer.run()
                 rt.index.reload()
-            rt.index.settle()
             yield rt
         finally:
             rt.close()

@@ -3,14 +3,17 @@
 Layout under the index directory:
 
     generations/<generation-id>/index.faiss    the FAISS index (ids are store chunk ids)
-    generations/<generation-id>/manifest.json  model, dim, counts, watermark, checksum, versions
+    generations/<generation-id>/manifest.json  model, dim, counts, watermark, checksums, versions
+    generations/<generation-id>/readmodel/     the read model (service.index.readmodel)
+    generations/<generation-id>/lexical/       BM25 postings (service.lexical.GenerationLexical)
     CURRENT                                    the id of the generation being served
     maps/<generation-id>-<method>.json         derived from a generation (service.projection);
                                                removed with it
 
-A generation holds vectors and actor ids, never texts (those stay in the store). After an actor
-is erased, every older generation still holds its vectors: the next publish removes them all
-(`prune(erased_at=...)`), keeping only generations snapshotted after the latest erasure.
+A generation holds vectors, actor ids and, in its BM25 postings, the words of its passages
+(never whole texts: those stay in the store). After an actor is erased, every older generation
+still holds its vectors and words: the next publish removes them all (`prune(erased_at=...)`),
+keeping only generations snapshotted after the latest erasure.
 
 A generation is built in `generations/.tmp-<id>/`, fsynced, renamed into place, and only then named
 in CURRENT (written to a temporary file and `os.replace`d). A crash at any step leaves CURRENT
@@ -38,6 +41,8 @@ from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.readmodel import FOLDER as READMODEL_FOLDER
 from service.index.readmodel import ReadModel
+from service.lexical import FOLDER as LEXICAL_FOLDER
+from service.lexical import GenerationLexical
 
 if TYPE_CHECKING:
     from service.store import ProfileStore
@@ -73,6 +78,8 @@ class Manifest:
     """Parameters of an approximate index (HNSW: M, efConstruction, efSearch)."""
     readmodel_checksum: str = ""
     """sha256 over the read model's files (empty for generations published before it)."""
+    lexical_checksum: str = ""
+    """sha256 over the BM25 postings' files (empty for generations published before them)."""
     format: int = MANIFEST_FORMAT
 
     @classmethod
@@ -90,6 +97,9 @@ class LoadedGeneration:
     manifest: Manifest
     index: VectorIndex
     readmodel: ReadModel
+    lexical: GenerationLexical | None = None
+    """BM25 postings over the read model's positions; None for a generation published before
+    them (the serving process builds them from the store) and for the empty stand-in."""
 
     @classmethod
     def empty(cls, model_id: str, dim: int) -> LoadedGeneration:
@@ -123,9 +133,10 @@ def new_generation_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{secrets.token_hex(3)}"
 
 
-def readmodel_checksum(generation_dir: Path) -> str:
+def readmodel_checksum(generation_dir: Path, folder: str = READMODEL_FOLDER) -> str:
+    """sha256 over the files of one of the generation's folders (the read model by default)."""
     digest = hashlib.sha256()
-    for path in sorted((generation_dir / READMODEL_FOLDER).iterdir()):
+    for path in sorted((generation_dir / folder).iterdir()):
         digest.update(path.name.encode())
         digest.update(sha256_file(path).encode())
     return digest.hexdigest()
@@ -204,9 +215,15 @@ class GenerationStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def publish(self, index: VectorIndex, readmodel: ReadModel, **fields: Any) -> Manifest:
-        """Write `index` (and its read model) as a new generation and make it current. `fields`
-        fill the manifest."""
+    def publish(
+        self,
+        index: VectorIndex,
+        readmodel: ReadModel,
+        lexical: GenerationLexical | None = None,
+        **fields: Any,
+    ) -> Manifest:
+        """Write `index` (and its read model and BM25 postings) as a new generation and make it
+        current. `fields` fill the manifest."""
         self.clean_debris()
         generation = new_generation_id()
         self.generations_dir.mkdir(parents=True, exist_ok=True)
@@ -215,6 +232,8 @@ class GenerationStore:
         index_path = staging / INDEX_FILE
         index.save(index_path)
         readmodel.save(staging)
+        if lexical is not None:
+            lexical.save(staging)
         failpoint("publish-index-written")
         fsync_path(index_path)
         manifest = Manifest(
@@ -225,6 +244,9 @@ class GenerationStore:
             chunks=len(index),
             checksum=sha256_file(index_path),
             readmodel_checksum=readmodel_checksum(staging),
+            lexical_checksum=(
+                readmodel_checksum(staging, LEXICAL_FOLDER) if lexical is not None else ""
+            ),
             **fields,
         )
         manifest_path = staging / MANIFEST_FILE
@@ -351,4 +373,9 @@ class GenerationStore:
             readmodel = ReadModel.from_store(store, index, manifest.watermark)
         else:
             raise CorruptArtifact(f"generation {generation} has no read model; rebuild it")
-        return LoadedGeneration(manifest=manifest, index=index, readmodel=readmodel)
+        lexical = None
+        if GenerationLexical.exists(folder):
+            if readmodel_checksum(folder, LEXICAL_FOLDER) != manifest.lexical_checksum:
+                raise CorruptArtifact(f"BM25 files of generation {generation} fail their checksum")
+            lexical = GenerationLexical.load(folder)
+        return LoadedGeneration(manifest, index, readmodel, lexical)
