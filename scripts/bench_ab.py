@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Interleaved A/B over HTTP: the same requests, one client, alternating between servers that
+are already running (e.g. two checkouts serving one `bench_http.py --keep-data` folder).
+
+Each request is sent to every server in a shuffled order before the next one, so load from
+other jobs on a shared machine hits them alike; p50/p99 per server and the ratio to the first.
+
+    .venv/bin/python scripts/bench_ab.py search 200 http://127.0.0.1:8701 http://127.0.0.1:8702
+    .venv/bin/python scripts/bench_ab.py match-x500 150 URL_A URL_B
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from bench_index import demo_vectors
+from bench_report import percentile
+
+from service.cli import DEMO_FILE
+
+KINDS = ("search", "match", "match-x500")
+
+
+def requests_for(kind: str, n: int, seed: int) -> list[tuple[str, str, Any]]:
+    rng = random.Random(seed)
+    queries = demo_vectors("onnx-fp32").query_texts
+    with gzip.open(DEMO_FILE, "rt", encoding="utf-8") as handle:
+        ids = [json.loads(line)["id"] for line in handle]
+    out: list[tuple[str, str, Any]] = []
+    for _ in range(n):
+        if kind == "search":
+            out.append(("GET", f"/v1/search?q={quote(rng.choice(queries))}&limit=10", None))
+        elif kind == "match":
+            out.append(("POST", "/v1/match", {"actor_id": rng.choice(ids), "limit": 10}))
+        else:
+            excluded = rng.sample(ids, 500)
+            body = {"actor_id": rng.choice(ids), "limit": 50, "exclude_actors": excluded}
+            out.append(("POST", "/v1/match", body))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("requests", type=int)
+    parser.add_argument("urls", nargs="+")
+    parser.add_argument("--warm", type=int, default=10, help="unmeasured requests first (10)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    clients = {url: httpx.Client(base_url=url, timeout=60) for url in args.urls}
+    times: dict[str, list[float]] = {url: [] for url in args.urls}
+    for i, (method, path, body) in enumerate(
+        requests_for(args.kind, args.requests + args.warm, args.seed)
+    ):
+        order = list(args.urls)
+        rng.shuffle(order)
+        for url in order:
+            started = time.perf_counter()
+            answer = clients[url].request(method, path, json=body)
+            took = (time.perf_counter() - started) * 1000
+            if answer.status_code != 200:
+                raise SystemExit(f"{url}{path}: {answer.status_code} {answer.text[:300]}")
+            if i >= args.warm:
+                times[url].append(took)
+    first = percentile(times[args.urls[0]], 50)
+    for url, values in times.items():
+        p50 = percentile(values, 50)
+        print(
+            f"{args.kind} {url}: p50 {p50:.1f} ms, p99 {percentile(values, 99):.1f} ms, "
+            f"p50 ratio to the first {p50 / first:.2f}"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
