@@ -372,16 +372,19 @@ class ServedIndex:
         if self._log is None:
             self.reload()
         log_ = self._log
-        if log_ is None or self._store.max_chunk_id() <= log_.covered:
+        # A query first asks whether anything is new (one indexed max()); the write path knows.
+        if log_ is None or (not embed and self._store.max_chunk_id() <= log_.covered):
             return 0
         with self._delta_lock:
             log_ = self._log
             assert log_ is not None
-            fresh = [c for b in self._store.iter_chunks(after=log_.covered) for c in b]
+            model_id = self._embedder.model_id
+            # The chunks, their cached vectors and their actors in one read, not three.
+            found = self._store.fresh_chunks(log_.covered, model_id)
+            fresh = found.chunks
             if not fresh:
                 return 0
-            model_id = self._embedder.model_id
-            cached = self._store.cached_vectors([c.content_hash for c in fresh], model_id)
+            cached = dict(found.vectors)
             missing = {c.content_hash: c.text for c in fresh if c.content_hash not in cached}
             if missing and embed:
                 vectors = self._embedder.embed(list(missing.values()), role="passage")
@@ -398,8 +401,8 @@ class ServedIndex:
             else:
                 covered = fresh[-1].id
             if ready:
-                summaries = self._store.actor_summaries(list({c.actor_id for c in ready}))
-                ready = [c for c in ready if c.actor_id in summaries]  # deleted meanwhile
+                ready = [c for c in ready if c.actor_id in found.summaries]  # deleted meanwhile
+                summaries = {c.actor_id: found.summaries[c.actor_id] for c in ready}
                 stacked = np.stack([cached[c.content_hash] for c in ready]).astype(np.float32)
                 log_.append(ready, stacked.reshape(-1, log_.dim), summaries)
             log_.covered = max(log_.covered, covered)
