@@ -139,6 +139,13 @@ def sampled(pid: int, out: Path | None, rate: int = 100) -> Iterator[dict[str, A
             found.update(stage_shares(out))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (Linux /proc): less sensitive to other work on
+    the machine than wall time, so a shared machine's A/B compares it too."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_demo(env: dict[str, str]) -> None:
     log("loading the demo data and building its generation")
     subprocess.run(
@@ -166,7 +173,7 @@ def one_run(
         with httpx.Client(base_url=server.url, timeout=60) as client:
             latencies = []
             with sampled(pid, profile / f"{label}-puts.folded" if profile else None) as put_cpu:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
                 for i, row in enumerate(rows[: args.puts]):
                     body = renamed(row, f"put-{i}", args.fresh_text)
                     del body["id"]
@@ -176,19 +183,19 @@ def one_run(
                     response.raise_for_status()
                     if (i + 1) % 250 == 0:
                         log(f"{i + 1} PUTs, last p50 {statistics.median(latencies[-250:]):.1f} ms")
-                put_seconds = time.perf_counter() - t0
+                put_seconds, put_cpu_s = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
             lines = "\n".join(
                 json.dumps(renamed(row, f"bulk-{i}", args.fresh_text))
                 for i, row in enumerate(rows[args.puts :])
             )
             with sampled(pid, profile / f"{label}-bulk.folded" if profile else None) as bulk_cpu:
-                began = time.perf_counter()
+                began, cpu0 = time.perf_counter(), cpu_seconds(pid)
                 response = client.post(
                     "/v1/actors/bulk",
                     content=lines,
                     headers={"content-type": "application/x-ndjson"},
                 )
-                bulk_seconds = time.perf_counter() - began
+                bulk_seconds, bulk_cpu_s = time.perf_counter() - began, cpu_seconds(pid) - cpu0
             response.raise_for_status()
     finally:
         server.stop()
@@ -205,11 +212,13 @@ def one_run(
         "put_p99_ms": round(percentile(latencies, 99), 2),
         "put_p50_per_250_ms": [round(statistics.median(b), 1) for b in blocks],
         "put_p99_per_250_ms": [round(percentile(b, 99), 1) for b in blocks],
+        "put_server_cpu_ms_each": round(1000 * put_cpu_s / len(latencies), 2),
         "put_early_median_ms": round(early, 2),
         "put_late_median_ms": round(late, 2),
         "late_over_early": round(late / early, 2),
         "bulk_actors": args.bulk,
         "bulk_actors_per_s": round(args.bulk / bulk_seconds, 1),
+        "bulk_server_cpu_ms_each": round(1000 * bulk_cpu_s / args.bulk, 2),
         "bulk_response": {k: v for k, v in response.json().items() if not isinstance(v, list)},
         "load_average_after": os.getloadavg()[0],
     }
