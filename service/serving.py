@@ -257,6 +257,10 @@ class ServedIndex:
         self._generation: LoadedGeneration | None = None
         self._generation_lexical: AudienceLexical | None = None
         self._log: DeltaLog | None = None
+        self._served: tuple[LoadedGeneration, AudienceLexical | None, DeltaLog] | None = None
+        """The three above as ONE reference, which is what a snapshot reads: a swap assigns the
+        attributes one after the other, and a request between two assignments must not pair
+        the new generation with the old delta (their row counts differ)."""
         self._reload_lock = threading.Lock()
         self._delta_lock = threading.Lock()
         self._lexical_timer: threading.Timer | None = None
@@ -275,9 +279,10 @@ class ServedIndex:
             self.reload()  # while nothing is built, a file read: pick up the first build at once
         if refresh:
             self.refresh_delta(embed=False)
-        generation, log_ = self._generation, self._log
-        assert generation is not None and log_ is not None  # reload always leaves both
-        return Snapshot(generation, log_.view(), self._generation_lexical)
+        served = self._served
+        assert served is not None  # reload always leaves it
+        generation, lexical, log_ = served
+        return Snapshot(generation, log_.view(), lexical)
 
     def delta_size(self) -> int:
         return len(self._log) if self._log is not None else 0
@@ -302,8 +307,9 @@ class ServedIndex:
             with self._delta_lock:
                 # The new generation holds everything up to its watermark: the delta restarts
                 # there and re-reads what is newer (cached vectors only: cheap).
-                self._generation, self._generation_lexical = loaded, lexical
-                self._log = DeltaLog(self._embedder.dim, watermark, loaded)
+                log_ = DeltaLog(self._embedder.dim, watermark, loaded)
+                self._generation, self._generation_lexical, self._log = loaded, lexical, log_
+                self._served = (loaded, lexical, log_)
             if wanted is None:
                 log.info("no index generation built yet: serving every stored chunk from the delta")
             else:
