@@ -179,12 +179,17 @@ def start_server(
     log_path: Path,
     env: dict[str, str] | None = None,
     timeout: float = 600.0,
+    cwd: Path | None = None,
 ) -> Server:
-    """Start a server process and wait until `ready_path` answers 200."""
+    """Start a server process (in `cwd`, when given) and wait until `ready_path` answers 200."""
     url = f"http://{HOST}:{port}"
     handle = log_path.open("wb")
     process = subprocess.Popen(
-        list(command), stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        list(command),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     server = Server(name, url, process, log_path)
     started = time.perf_counter()

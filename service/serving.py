@@ -270,6 +270,10 @@ class ServedIndex:
         self._generation: LoadedGeneration | None = None
         self._generation_lexical: GenerationLexical | None = None
         self._log: DeltaLog | None = None
+        self._served: tuple[LoadedGeneration, GenerationLexical | None, DeltaLog] | None = None
+        """The three above as ONE reference, which is what a snapshot reads: a swap assigns the
+        attributes one after the other, and a request between two assignments must not pair
+        the new generation with the old delta (their row counts differ)."""
         self._reload_lock = threading.Lock()
         self._delta_lock = threading.Lock()
 
@@ -285,9 +289,10 @@ class ServedIndex:
             self.reload()  # while nothing is built, a file read: pick up the first build at once
         if refresh:
             self.refresh_delta(embed=False)
-        generation, log_ = self._generation, self._log
-        assert generation is not None and log_ is not None  # reload always leaves both
-        return Snapshot(generation, log_.view(), self._generation_lexical)
+        served = self._served
+        assert served is not None  # reload always leaves it
+        generation, lexical, log_ = served
+        return Snapshot(generation, log_.view(), lexical)
 
     def delta_size(self) -> int:
         return len(self._log) if self._log is not None else 0
@@ -312,9 +317,10 @@ class ServedIndex:
             with self._delta_lock:
                 # The new generation holds everything up to its watermark: the delta restarts
                 # there and re-reads what is newer (cached vectors only: cheap).
-                self._generation, self._generation_lexical = loaded, lexical
                 delta_lexical = DeltaLexical(lexical) if self._with_lexical else None
-                self._log = DeltaLog(self._embedder.dim, watermark, loaded, delta_lexical)
+                log_ = DeltaLog(self._embedder.dim, watermark, loaded, delta_lexical)
+                self._generation, self._generation_lexical, self._log = loaded, lexical, log_
+                self._served = (loaded, lexical, log_)
             if wanted is None:
                 log.info("no index generation built yet: serving every stored chunk from the delta")
             else:
@@ -375,16 +381,19 @@ class ServedIndex:
         if self._log is None:
             self.reload()
         log_ = self._log
-        if log_ is None or self._store.max_chunk_id() <= log_.covered:
+        # A query first asks whether anything is new (one indexed max()); the write path knows.
+        if log_ is None or (not embed and self._store.max_chunk_id() <= log_.covered):
             return 0
         with self._delta_lock:
             log_ = self._log
             assert log_ is not None
-            fresh = [c for b in self._store.iter_chunks(after=log_.covered) for c in b]
+            model_id = self._embedder.model_id
+            # The chunks, their cached vectors and their actors in one read, not three.
+            found = self._store.fresh_chunks(log_.covered, model_id)
+            fresh = found.chunks
             if not fresh:
                 return 0
-            model_id = self._embedder.model_id
-            cached = self._store.cached_vectors([c.content_hash for c in fresh], model_id)
+            cached = dict(found.vectors)
             missing = {c.content_hash: c.text for c in fresh if c.content_hash not in cached}
             if missing and embed:
                 vectors = self._embedder.embed(list(missing.values()), role="passage")
@@ -401,8 +410,8 @@ class ServedIndex:
             else:
                 covered = fresh[-1].id
             if ready:
-                summaries = self._store.actor_summaries(list({c.actor_id for c in ready}))
-                ready = [c for c in ready if c.actor_id in summaries]  # deleted meanwhile
+                ready = [c for c in ready if c.actor_id in found.summaries]  # deleted meanwhile
+                summaries = {c.actor_id: found.summaries[c.actor_id] for c in ready}
                 stacked = np.stack([cached[c.content_hash] for c in ready]).astype(np.float32)
                 log_.append(ready, stacked.reshape(-1, log_.dim), summaries)
             log_.covered = max(log_.covered, covered)

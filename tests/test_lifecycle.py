@@ -133,6 +133,35 @@ def test_searches_across_a_swap_never_fail(runtime: Runtime) -> None:
     assert len(generations) == 5 and errors == []
 
 
+def test_a_request_during_a_swap_never_pairs_the_new_generation_with_the_old_delta(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot taken in the middle of a swap (here: while the new delta log is built, after
+    the new generation is loaded) sees the old generation with its own delta, never a mix whose
+    row counts differ (a search then failed with a broadcast error)."""
+    import service.serving as serving
+
+    seed(runtime, 5)
+    runtime.reindexer.run()
+    old = runtime.index.reload()
+    runtime.ingestor.upsert([make_actor("extra", [f"{WIND} extra"])])
+    runtime.reindexer.run()
+    seen: list[Any] = []
+
+    class Watched(serving.DeltaLog):
+        def __init__(self, *args: Any) -> None:
+            seen.append(runtime.index.snapshot(refresh=False))  # a request arriving meanwhile
+            super().__init__(*args)
+
+    monkeypatch.setattr(serving, "DeltaLog", Watched)
+    new = runtime.index.reload()
+    (during,) = seen
+    assert during.generation is old, "the old generation, with its own delta"
+    assert len(during.delta.superseded) == len(old.readmodel) != len(new.readmodel)
+    after = runtime.index.snapshot(refresh=False)
+    assert after.generation is new and len(after.delta.superseded) == len(new.readmodel)
+
+
 def test_rollback(runtime: Runtime) -> None:
     seed(runtime, 3)
     first = runtime.reindexer.run().generation

@@ -116,6 +116,11 @@ class CountingStore:
             self.rows_read += len(batch)
             yield batch
 
+    def fresh_chunks(self, *args: Any, **kwargs: Any) -> Any:
+        found = self.inner.fresh_chunks(*args, **kwargs)
+        self.rows_read += len(found.chunks)
+        return found
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

@@ -130,6 +130,23 @@ def test_iter_chunks_in_id_order_after_a_watermark(store: SqlProfileStore) -> No
     assert ids == sorted(ids) and len(ids) == 14
     assert [c.id for b in store.iter_chunks(batch_size=4, after=ids[9]) for c in b] == ids[10:]
     assert store.max_chunk_id() == ids[-1]
+    exact = [c.id for b in store.iter_chunks(batch_size=7, after=ids[6]) for c in b]
+    assert exact == ids[7:], "a full last batch, then the closing read finds nothing"
+
+
+def test_fresh_chunks_bring_their_cached_vectors_and_actors(store: SqlProfileStore) -> None:
+    put(store, make_actor("old", ["before"]))
+    watermark = store.max_chunk_id()
+    put(store, make_actor("b", ["one", "two"], clusters=["wind"]))
+    put(store, make_actor("c", ["three"]))
+    store.put_vectors("m", {"h-b-d1": np.ones(4, np.float32)})
+    store.put_vectors("other-model", {"h-c-d0": np.ones(4, np.float32)})
+    found = store.fresh_chunks(watermark, "m")
+    assert [c.text for c in found.chunks] == ["one", "two", "three"]
+    assert [c.id for c in found.chunks] == sorted(c.id for c in found.chunks)
+    assert set(found.vectors) == {"h-b-d1"}, "misses and other models' vectors left out"
+    assert set(found.summaries) == {"b", "c"} and found.summaries["b"].clusters == ("wind",)
+    assert store.fresh_chunks(store.max_chunk_id(), "m").chunks == []
 
 
 def test_actor_ids_page_in_byte_order(store: SqlProfileStore) -> None:

@@ -111,6 +111,19 @@ class StoreCounts:
 
 
 @dataclass(frozen=True)
+class FreshChunks:
+    """What the live delta takes of the chunks above a watermark, read in one snapshot (one
+    transaction, not one per kind of row): the chunks, the cached vectors of their texts, and
+    their actors' summaries."""
+
+    chunks: list[StoredChunk]
+    """Every chunk with an id above the watermark, in id order."""
+    vectors: dict[str, npt.NDArray[np.float32]]
+    """Cached vectors of their texts for one model, by content hash (misses left out)."""
+    summaries: dict[str, ActorSummary]
+
+
+@dataclass(frozen=True)
 class ActorPage:
     actors: list[ActorSummary]
     next_cursor: str | None
@@ -197,6 +210,11 @@ class ProfileStore(Protocol):
     def iter_chunks(
         self, batch_size: int = 2_000, after: int = 0
     ) -> Iterator[list[StoredChunk]]: ...
+
+    def fresh_chunks(self, after: int, model_id: str) -> FreshChunks:
+        """The chunks with id > `after`, their cached `model_id` vectors and their actors'
+        summaries, in one read (the write path's delta append)."""
+        ...
 
     def select_chunks(self, actor_filter: ActorFilter) -> ChunkSelection: ...
 

@@ -41,6 +41,7 @@ from service.store.base import (
     ActorFilter,
     ActorPage,
     ChunkDraft,
+    FreshChunks,
     StoreCounts,
     StoredChunk,
 )
@@ -786,16 +787,28 @@ class SqlProfileStore:
         return out
 
     def iter_chunks(self, batch_size: int = 2_000, after: int = 0) -> Iterator[list[StoredChunk]]:
-        """Chunks with id > `after` in id order, in batches, each read in its own transaction."""
+        """Chunks with id > `after` in id order, in batches, each read in its own transaction.
+        A short batch is the last (no closing empty read)."""
         last = after
         while True:
             with self._read() as conn:
                 query = self._chunk_query().where(chunks.c.id > last).order_by(chunks.c.id)
                 batch = [self._chunk(r) for r in conn.execute(query.limit(batch_size))]
-            if not batch:
+            if batch:
+                yield batch
+            if len(batch) < batch_size:
                 return
             last = batch[-1].id
-            yield batch
+
+    def fresh_chunks(self, after: int, model_id: str) -> FreshChunks:
+        with self._read() as conn:
+            query = self._chunk_query().where(chunks.c.id > after).order_by(chunks.c.id)
+            found = [self._chunk(r) for r in conn.execute(query)]
+            if not found:
+                return FreshChunks([], {}, {})
+            vectors = self._cached(conn, [c.content_hash for c in found], model_id)
+            summaries = self._summaries(conn, list(dict.fromkeys(c.actor_id for c in found)))
+        return FreshChunks(found, vectors, summaries)
 
     def select_chunks(self, actor_filter: ActorFilter) -> ChunkSelection:
         if actor_filter.is_empty:
@@ -1028,16 +1041,22 @@ class SqlProfileStore:
     def cached_vectors(
         self, content_hashes: Sequence[str], model_id: str
     ) -> dict[str, npt.NDArray[np.float32]]:
-        out: dict[str, npt.NDArray[np.float32]] = {}
         with self._read() as conn:
-            for part in _chunked(list(dict.fromkeys(content_hashes))):
-                rows = conn.execute(
-                    sa.select(embeddings.c.content_hash, embeddings.c.vector).where(
-                        embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
-                    )
+            return self._cached(conn, content_hashes, model_id)
+
+    @staticmethod
+    def _cached(
+        conn: Connection, content_hashes: Sequence[str], model_id: str
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        out: dict[str, npt.NDArray[np.float32]] = {}
+        for part in _chunked(list(dict.fromkeys(content_hashes))):
+            rows = conn.execute(
+                sa.select(embeddings.c.content_hash, embeddings.c.vector).where(
+                    embeddings.c.model_id == model_id, embeddings.c.content_hash.in_(part)
                 )
-                for content_hash, blob in rows:
-                    out[content_hash] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+            )
+            for content_hash, blob in rows:
+                out[content_hash] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
         return out
 
     def put_vectors(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
