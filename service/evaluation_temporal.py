@@ -56,6 +56,7 @@ from service.evaluation import (
     reciprocal_rank,
 )
 from service.ingest import document_text
+from service.network import neighbours, network_scores, partner_graph
 
 TEMPORAL_DIR = CHECKOUT_DIR / "data" / "temporal"
 ACTORS_FILE = TEMPORAL_DIR / "actors-2007.jsonl.gz"
@@ -67,7 +68,7 @@ ACADEMIA = frozenset({"university", "research"})
 HEAD_SHARE = 0.01
 """The "most active" actors: this share of the catalogue, by number of documents."""
 # Random streams of this task, derived from the one seed (the held-out task uses 1-4).
-_QUERIES, _PAIRS = 11, 12
+_QUERIES, _PAIRS, _HALVES = 11, 12, 13
 
 
 # --- data and truth ---------------------------------------------------------------------------
@@ -292,6 +293,29 @@ class MeanVectorMethod:
         return np.asarray(self._vectors @ vector, dtype=np.float64)
 
 
+class NetworkMethod:
+    """Graph baselines on the 2007 partner graph (what the profiles' `partners` say), with the
+    service's own graph code (service.network): `common-neighbours` (the number of shared
+    partners) and `partner-pagerank` (the network score the service adds to its text score)."""
+
+    KINDS = ("common-neighbours", "partner-pagerank")
+
+    def __init__(self, corpus: Corpus, known: Mapping[str, Iterable[str]], kind: str) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown graph baseline {kind!r}")
+        self.name, self.corpus, self.kind = kind, corpus, kind
+        self._start, self._rows = partner_graph(corpus.ids, known)
+
+    def scores(self, query: str) -> Scores:
+        source = self.corpus.position[query]
+        if self.kind == "partner-pagerank":
+            return network_scores(self._start, self._rows, source)
+        counts = np.zeros(len(self.corpus.ids), dtype=np.float64)
+        for partner in neighbours(self._start, self._rows, source).tolist():
+            np.add.at(counts, neighbours(self._start, self._rows, partner), 1.0)
+        return counts
+
+
 # --- evaluation -------------------------------------------------------------------------------
 
 
@@ -364,3 +388,26 @@ def summarise(records: Records, split: TemporalSplit, seed: int) -> dict[str, An
 def paired_difference(a: Records, b: Records, seed: int) -> dict[str, Any]:
     """a - b per slice, over the same queries (pairs for the AUC)."""
     return paired_differences(a, b, seed, SLICES, METRICS, "auc_degree_matched")
+
+
+def halves(split: TemporalSplit, seed: int) -> tuple[set[str], set[str]]:
+    """The queries cut in two at random (for choosing a weight on one half, reading the other)."""
+    order = np.random.default_rng([seed, _HALVES]).permutation(len(split.queries))
+    first = {split.queries[int(i)] for i in order[: len(order) // 2]}
+    return first, set(split.queries) - first
+
+
+def half_means(records: Records, half: set[str], metric: str = "ndcg@10") -> float:
+    values = records.per_query["overall"][metric]
+    ids = records.query_ids["overall"]
+    return float(np.mean([v for q, v in zip(ids, values, strict=True) if q in half]))
+
+
+def half_figures(records: Records, split: TemporalSplit, seed: int) -> dict[str, float]:
+    """nDCG@K and recall@LIMIT on each half of the queries (A: where a setting is chosen)."""
+    a, b = halves(split, seed)
+    return {
+        f"{metric}_half_{name}": half_means(records, half, metric)
+        for metric in METRICS[:2]
+        for name, half in (("a", a), ("b", b))
+    }
