@@ -83,6 +83,14 @@ def partner_sets(profiles: Sequence[Profile]) -> dict[str, set[str]]:
     return out
 
 
+def indexed_actors(profiles: Sequence[Profile]) -> list[Actor]:
+    """The profiles as indexed, with `partners` (the network signal reads them) set to what the
+    index may know: the co-participants of their remaining projects, never those of a held-out
+    one (the demo data lists every partner)."""
+    past = partner_sets(profiles)
+    return [Actor.parse({**p, "partners": sorted(past[p["id"]])}) for p in profiles]
+
+
 def remove_documents(profiles: Iterable[Profile], document_ids: Collection[str]) -> list[Profile]:
     """Every profile without the given documents; profiles left with none are dropped."""
     out = []
@@ -694,9 +702,9 @@ def run(config: EvalConfig, embedder: Embedder | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     profiles = load_profiles(config.data_file)
     split = make_split(profiles, config.queries, config.seed)
-    actors = [Actor.parse(p) for p in split.profiles]
-    corpus = Corpus.of(actors)
     past = partner_sets(split.profiles)
+    actors = indexed_actors(split.profiles)
+    corpus = Corpus.of(actors)
     all_partners = partner_sets(profiles)
     pairs = sample_pairs(split, corpus, all_partners, config.seed, config.tolerance)
     with tempfile.TemporaryDirectory(prefix="clustermatch-eval-") as tmp:
