@@ -355,7 +355,8 @@ class Bm25Method(_ScoreRanked):
 class ClusterMatchMethod:
     """The service itself: rankings from `Matcher.match_actor`; scores for any actor computed
     exactly as the matcher's second stage does (query chunk vectors x all the actor's chunks,
-    reduced by the aggregate), so the pairwise test can score actors outside the top list."""
+    reduced by the aggregate), so the pairwise test can score actors outside the top list. The
+    pairwise test therefore reads the text score alone, without the partner network."""
 
     def __init__(self, runtime: Runtime, corpus: Corpus, aggregate: Aggregate) -> None:
         self.runtime, self.corpus, self.aggregate = runtime, corpus, aggregate
@@ -398,7 +399,9 @@ class ClusterMatchMethod:
         matches = matcher.match_actor(query, limit=limit, filters=filters, collapse=False).matches
         exact = self.scores(query)
         for m in matches:
-            gap = abs(m.score - exact[self.corpus.position[m.actor.id]])
+            # The text score: where the partner network moves `score`, `similarity` keeps it.
+            text = m.score if m.similarity is None else m.similarity
+            gap = abs(text - exact[self.corpus.position[m.actor.id]])
             self.max_score_gap = max(self.max_score_gap, float(gap))
         return [m.actor.id for m in matches]
 
