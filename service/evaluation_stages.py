@@ -377,9 +377,12 @@ def row(records: Records, split: TemporalSplit, seed: int, a: set[str], b: set[s
     summary = summarise(records, split, seed)
     return {
         "overall": summary["overall"],
+        "industry_academia": summary["industry_academia"],
         "top_k": summary["top_k"],
         "ndcg@10_half_a": half_means(records, a),
         "ndcg@10_half_b": half_means(records, b),
+        "recall@50_half_a": half_means(records, a, "recall@50"),
+        "recall@50_half_b": half_means(records, b, "recall@50"),
     }
 
 
@@ -404,13 +407,14 @@ def markdown_stages(results: dict[str, Any]) -> str:
     lines: list[str] = []
     head = (
         "| row | nDCG@10 | recall@50 | MRR@50 | AUC degree-matched | catalogue coverage "
-        "| top-1% share | nDCG@10 half A / B |"
+        "| top-1% share | nDCG@10 half A / B | recall@50 half A / B "
+        "| industry<->academia nDCG@10 / recall@50 |"
     )
     for model, figures in results["models"].items():
-        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 8 + "|"]
+        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 10 + "|"]
         rows = {**figures["rows"], **results["reference"]}
         for name, r in rows.items():
-            o, top = r["overall"], r["top_k"]
+            o, top, ia = r["overall"], r["top_k"], r["industry_academia"]
             cells = [
                 f"{o['ndcg@10']['mean']:.3f}",
                 f"{o['recall@50']['mean']:.3f}",
@@ -419,6 +423,8 @@ def markdown_stages(results: dict[str, Any]) -> str:
                 f"{top['catalogue_coverage']:.3f}",
                 f"{top['head_share']['mean']:.3f}",
                 f"{r['ndcg@10_half_a']:.3f} / {r['ndcg@10_half_b']:.3f}",
+                f"{r['recall@50_half_a']:.3f} / {r['recall@50_half_b']:.3f}",
+                f"{ia['ndcg@10']['mean']:.3f} / {ia['recall@50']['mean']:.3f}",
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "first stage: share of first-time partners among the candidates", ""]
