@@ -15,7 +15,16 @@ from service.domain import Actor
 from service.embedding.fake import FakeEmbedder
 from service.evaluation import Corpus, MostConnectedMethod
 from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
-from service.evaluation_stages import ActivityPrior, Combined, KindPairPrior, stage_rows, zscore
+from service.evaluation_stages import (
+    ActivityPrior,
+    Combined,
+    KindPairPrior,
+    choose_on_half,
+    markdown_stages,
+    row,
+    stage_rows,
+    zscore,
+)
 from service.evaluation_temporal import (
     FutureProject,
     MeanVectorMethod,
@@ -344,6 +353,13 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     }
     assert all(s["recall"]["source"] == 1.0 for s in stages.values())
     assert set(info["activity_bias"]["mean-vector"]) == {"1", "2", "3-4", "5+"}
+    a, b = halves(split, 7)
+    rows = {name: row(r, split, 7, a, b) for name, r in records.items()}
+    assert rows["mean-vector + 1.0 network"]["recall@50_half_b"] >= 0
+    figures = {**info, "rows": rows, "chosen_on_half_a": choose_on_half(records, a, b)}
+    table = markdown_stages({"models": {"fake": figures}, "reference": {}})
+    assert "| mean-vector + 0.5 network + 1.0 kind pairs |" in table
+    assert "- mean-vector + w network: w = " in table
 
 
 def test_zscore_and_combined_scores() -> None:
