@@ -46,23 +46,25 @@ def partner_graph(
     """CSR (start, rows) of the undirected partner graph over `actor_ids` (the rows, in order):
     an edge where either actor lists the other; no self-loops, no duplicates, neighbours sorted."""
     row_of = {a: i for i, a in enumerate(actor_ids)}
-    pairs: set[tuple[int, int]] = set()
+    sources: list[int] = []
+    targets: list[int] = []
     for actor, listed in partners.items():
         a = row_of.get(actor)
         if a is None:
             continue
-        for partner in listed:
-            b = row_of.get(partner)
-            if b is not None and b != a:
-                pairs.add((a, b))
-                pairs.add((b, a))
-    ordered = sorted(pairs)
-    start = np.zeros(len(actor_ids) + 1, dtype=np.int64)
-    if ordered:
-        sources = np.array([s for s, _ in ordered], dtype=np.int64)
-        np.add.at(start, sources + 1, 1)
-    start = np.cumsum(start)
-    return start, np.array([t for _, t in ordered], dtype=np.int64)
+        rows = [b for b in (row_of.get(p) for p in listed) if b is not None and b != a]
+        sources += [a] * len(rows)
+        targets += rows
+    n = len(actor_ids)
+    one_way = np.array(sources, dtype=np.int64), np.array(targets, dtype=np.int64)
+    # Both directions, each edge once, ordered by (source, target): one key per edge.
+    keys = np.unique(np.concatenate([one_way[0] * n + one_way[1], one_way[1] * n + one_way[0]]))
+    if not len(keys):
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    start = np.zeros(n + 1, dtype=np.int64)
+    start[1:] = np.cumsum(np.bincount(keys // n, minlength=n))
+    out_rows: Ints = keys % n
+    return start, out_rows
 
 
 def neighbours(start: Ints, rows: Ints, row: int) -> Ints:
