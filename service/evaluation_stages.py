@@ -406,12 +406,13 @@ def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dic
 def markdown_stages(results: dict[str, Any]) -> str:
     lines: list[str] = []
     head = (
-        "| row | nDCG@10 | recall@50 | MRR@50 | AUC degree-matched | catalogue coverage "
+        "| row | nDCG@10 | recall@50 | MRR@50 | AUC degree-matched | AUC kind-matched "
+        "| catalogue coverage "
         "| top-1% share | nDCG@10 half A / B | recall@50 half A / B "
         "| industry<->academia nDCG@10 / recall@50 |"
     )
     for model, figures in results["models"].items():
-        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 10 + "|"]
+        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 11 + "|"]
         rows = {**figures["rows"], **results["reference"]}
         for name, r in rows.items():
             o, top, ia = r["overall"], r["top_k"], r["industry_academia"]
@@ -420,6 +421,7 @@ def markdown_stages(results: dict[str, Any]) -> str:
                 f"{o['recall@50']['mean']:.3f}",
                 f"{o['mrr@50']['mean']:.3f}",
                 f"{o['auc_degree_matched']['mean']:.3f}",
+                f"{o['auc_kind_matched']['mean']:.3f}",
                 f"{top['catalogue_coverage']:.3f}",
                 f"{top['head_share']['mean']:.3f}",
                 f"{r['ndcg@10_half_a']:.3f} / {r['ndcg@10_half_b']:.3f}",

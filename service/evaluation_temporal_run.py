@@ -118,6 +118,7 @@ def split_figures(split: TemporalSplit, future_count: int, used: int) -> dict[st
         if split.queries
         else None,
         "pairs": len(split.pairs),
+        "kind_matched_pairs": len(split.kind_pairs),
     }
 
 
@@ -292,20 +293,21 @@ def markdown_temporal(results: Mapping[str, Any]) -> str:
         f"**overall** ({split['queries']} queries, {split['first_time_pairs']} first-time "
         f"pairs, {split['actors']} actors; 95% bootstrap intervals over queries)",
         "",
-        f"| method | {' | '.join(METRICS)} | AUC degree-matched | AUC uniform "
-        "| catalogue coverage | top-1% share of top 10 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| method | {' | '.join(METRICS)} | AUC degree-matched | AUC kind-matched "
+        "| AUC uniform | catalogue coverage | top-1% share of top 10 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    pairwise = ("auc_degree_matched", "auc_kind_matched", "auc_uniform")
     for name, figures in methods.items():
         row = figures["overall"]
-        cells = [ci_cell(row[m]) for m in (*METRICS, "auc_degree_matched", "auc_uniform")]
+        cells = [ci_cell(row[m]) if m in row else "–" for m in (*METRICS, *pairwise)]
         top = figures["top_k"]
         cells += [f"{top['catalogue_coverage']:.3f}", ci_cell(top["head_share"], ci=False)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     per_slice = split["queries_per_slice"]
     header = " | ".join(f"{s} ({per_slice.get(s, 0)})" for s in SLICES)
-    for metric in (*METRICS, "auc_degree_matched"):
+    for metric in (*METRICS, "auc_degree_matched", "auc_kind_matched"):
         lines += [f"**{metric} by slice** (queries)", "", f"| method | {header} |"]
         lines.append("| --- |" + " --- |" * len(SLICES))
         for name, figures in methods.items():

@@ -418,3 +418,17 @@ def test_kind_pairs_are_counted_on_the_fitting_queries_only() -> None:
     assert scores["b"] == pytest.approx(np.log((1 + 1) / (1 + 2)))  # university: 1 of 1
     assert scores["c"] == pytest.approx(np.log(1 / 3)), "research: 0 of 1"
     assert prior.scores("b")[0] == pytest.approx(np.log(1 / 3)), "a pair never seen: the floor"
+
+
+def test_kind_matched_pairs_share_the_partners_kind_and_leave_the_pairs_alone() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert split.kind_pairs, "some partner has a stranger of its kind"
+    for pair in split.kind_pairs:
+        assert split.actors[pair.matched].kind == split.actors[pair.partner].kind
+        assert pair.matched not in split.known[pair.query] | split.relevant[pair.query]
+    # a stream of its own: the activity-matched pairs do not depend on it
+    again = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert again.pairs == split.pairs and again.kind_pairs == split.kind_pairs
+    records = evaluate(FixedRanker(["g", "d", "c", "b", "a", "e"]), split)
+    summary = summarise(records, split, 3)
+    assert summary["overall"]["auc_kind_matched"]["n"] == len(split.kind_pairs)
