@@ -263,8 +263,11 @@ class Bridges:
                 key = (a.id, b.id)
                 if e.text == e.query_text:
                     continue  # one text on both sides: one project, not a bridge to build
-                if a.id != b.id and (key not in out or match.score > out[key].score):
-                    out[key] = BridgePair(a, b, match.score, pa, pb, e.key_terms)
+                # A bridge is about texts: the text score, not the one the partner network moved
+                # (which is per query and would not compare across queries).
+                score = match.score if match.similarity is None else match.similarity
+                if a.id != b.id and (key not in out or score > out[key].score):
+                    out[key] = BridgePair(a, b, score, pa, pb, e.key_terms)
         return out
 
     def _named(self, pairs: list[BridgePair]) -> list[BridgePair]:

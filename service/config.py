@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     """Actor matching: weight of an activity prior (log of the number of documents) beside the
     text score, both standardised over the candidates. Off by default: on the temporal
     evaluation it raises nDCG@10 and narrows the spread of suggestions (docs/evaluation.md)."""
+    network_weight: float | None = Field(default=None, ge=0.0, le=5.0)
+    """Actor matching: weight of the partner-network signal (personalised PageRank over the
+    profiles' known partners, service.network) beside the text score; 0 switches it off;
+    unset: the model profile's own."""
     delta_rebuild_chunks: int = Field(default=20_000, ge=100)
     """A serving process asks for a rebuild once its live delta holds this many chunks."""
     map_method: Literal["tsne", "pca"] = "tsne"
@@ -155,6 +159,10 @@ class ModelProfile:
     """Actor matching: the weight of the profile-vector cosine this model ranks best with,
     chosen on the temporal evaluation (docs/evaluation.md); CLUSTERMATCH_PROFILE_WEIGHT
     overrides it."""
+    network_weight: float = 0.0
+    """Actor matching: the weight of the partner-network signal this model ranks best with,
+    chosen on half A of the temporal evaluation (docs/evaluation.md);
+    CLUSTERMATCH_NETWORK_WEIGHT overrides it."""
     cover_above: float | None = None
     """Procurement needs: a passage this similar to an aspect of a need covers it (calibrated per
     model with scripts/calibrate_needs.py; see service.needs)."""

@@ -373,3 +373,7 @@ class Match:
     also: tuple[ActorSummary, ...] = ()
     """Further actors whose best evidence is this very passage (the partners of one project
     share its text): one suggestion, not N near-copies."""
+    similarity: float | None = None
+    """The text score alone where `score` also holds non-text signals (None: `score` is it)."""
+    shared_partners: tuple[str, ...] = ()
+    """Ids of known partners of both the query actor and this one (the network signal)."""

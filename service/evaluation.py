@@ -83,6 +83,14 @@ def partner_sets(profiles: Sequence[Profile]) -> dict[str, set[str]]:
     return out
 
 
+def indexed_actors(profiles: Sequence[Profile]) -> list[Actor]:
+    """The profiles as indexed, with `partners` (the network signal reads them) set to what the
+    index may know: the co-participants of their remaining projects, never those of a held-out
+    one (the demo data lists every partner)."""
+    past = partner_sets(profiles)
+    return [Actor.parse({**p, "partners": sorted(past[p["id"]])}) for p in profiles]
+
+
 def remove_documents(profiles: Iterable[Profile], document_ids: Collection[str]) -> list[Profile]:
     """Every profile without the given documents; profiles left with none are dropped."""
     out = []
@@ -347,7 +355,8 @@ class Bm25Method(_ScoreRanked):
 class ClusterMatchMethod:
     """The service itself: rankings from `Matcher.match_actor`; scores for any actor computed
     exactly as the matcher's second stage does (query chunk vectors x all the actor's chunks,
-    reduced by the aggregate), so the pairwise test can score actors outside the top list."""
+    reduced by the aggregate), so the pairwise test can score actors outside the top list. The
+    pairwise test therefore reads the text score alone, without the partner network."""
 
     def __init__(self, runtime: Runtime, corpus: Corpus, aggregate: Aggregate) -> None:
         self.runtime, self.corpus, self.aggregate = runtime, corpus, aggregate
@@ -390,7 +399,9 @@ class ClusterMatchMethod:
         matches = matcher.match_actor(query, limit=limit, filters=filters, collapse=False).matches
         exact = self.scores(query)
         for m in matches:
-            gap = abs(m.score - exact[self.corpus.position[m.actor.id]])
+            # The text score: where the partner network moves `score`, `similarity` keeps it.
+            text = m.score if m.similarity is None else m.similarity
+            gap = abs(text - exact[self.corpus.position[m.actor.id]])
             self.max_score_gap = max(self.max_score_gap, float(gap))
         return [m.actor.id for m in matches]
 
@@ -694,9 +705,9 @@ def run(config: EvalConfig, embedder: Embedder | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     profiles = load_profiles(config.data_file)
     split = make_split(profiles, config.queries, config.seed)
-    actors = [Actor.parse(p) for p in split.profiles]
-    corpus = Corpus.of(actors)
     past = partner_sets(split.profiles)
+    actors = indexed_actors(split.profiles)
+    corpus = Corpus.of(actors)
     all_partners = partner_sets(profiles)
     pairs = sample_pairs(split, corpus, all_partners, config.seed, config.tolerance)
     with tempfile.TemporaryDirectory(prefix="clustermatch-eval-") as tmp:

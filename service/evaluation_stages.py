@@ -35,11 +35,14 @@ from service.evaluation import Corpus, Scores
 from service.evaluation_server import HttpRanker
 from service.evaluation_temporal import (
     MeanVectorMethod,
+    NetworkMethod,
     Records,
     Scorer,
     ScoreRanker,
     TemporalSplit,
     evaluate,
+    half_means,
+    halves,
     summarise,
 )
 from service.matching import MIN_CANDIDATE_ACTORS, _about, pick_query_chunks
@@ -50,7 +53,6 @@ from service.store import ActorFilter
 
 PRIOR_WEIGHTS = (0.25, 0.5, 1.0)
 CANDIDATE_LIMITS = (10, 50)
-_HALVES = 13  # random stream of the half split (see service.evaluation_temporal)
 
 
 class InProcessEndpoint:
@@ -158,6 +160,39 @@ class Combined:
         return total
 
 
+class KindPairPrior:
+    """log of the smoothed share of first-time partners among eligible (query kind, candidate
+    kind) pairs, counted on the `fit` queries only: "which kinds of organisations start working
+    together". Exploratory: it is fitted on the truth of half A, and the degree-controlled AUC
+    does not control for kind (its negatives are matched on activity only)."""
+
+    name = "kind pairs (fit on half A)"
+
+    def __init__(self, corpus: Corpus, split: TemporalSplit, fit: set[str]) -> None:
+        self.corpus, self.split = corpus, split
+        hits: dict[tuple[str, str], int] = {}
+        pairs: dict[tuple[str, str], int] = {}
+        for q in sorted(fit):
+            kind = split.actors[q].kind
+            for a in corpus.ids:
+                if a == q or a in split.known[q]:
+                    continue
+                key = (kind, split.actors[a].kind)
+                pairs[key] = pairs.get(key, 0) + 1
+                hits[key] = hits.get(key, 0) + (a in split.relevant[q])
+        self._log_odds = {k: float(np.log((hits[k] + 1) / (pairs[k] + 2))) for k in pairs}
+        self._floor = float(np.log(1 / (1 + 2)))
+
+    def scores(self, query: str) -> Scores:
+        kind = self.split.actors[query].kind
+        return np.array(
+            [
+                self._log_odds.get((kind, self.split.actors[a].kind), self._floor)
+                for a in self.corpus.ids
+            ]
+        )
+
+
 def first_stage(
     runtime: Runtime, split: TemporalSplit, query: str, limit: int
 ) -> dict[str, set[str]]:
@@ -231,25 +266,13 @@ def activity_bias(
     return out
 
 
-def halves(split: TemporalSplit, seed: int) -> tuple[set[str], set[str]]:
-    """The queries cut in two at random (for choosing a weight on one half, reading the other)."""
-    order = np.random.default_rng([seed, _HALVES]).permutation(len(split.queries))
-    first = {split.queries[int(i)] for i in order[: len(order) // 2]}
-    return first, set(split.queries) - first
-
-
-def half_means(records: Records, half: set[str], metric: str = "ndcg@10") -> float:
-    values = records.per_query["overall"][metric]
-    ids = records.query_ids["overall"]
-    return float(np.mean([v for q, v in zip(ids, values, strict=True) if q in half]))
-
-
 def stage_rows(
     runtime: Runtime,
     corpus: Corpus,
     actors: Sequence[Actor],
     split: TemporalSplit,
     model: str,
+    seed: int,
     progress: bool = False,
 ) -> tuple[dict[str, Records], dict[str, Any]]:
     """Every stage and combination of one model, as temporal-task records."""
@@ -272,6 +295,25 @@ def stage_rows(
                 [(mean_vector, 1), (coverage, 1), (prior, w)],
             ),
         ]
+    graph = NetworkMethod(corpus, split.known, "partner-pagerank")
+    for w in PRIOR_WEIGHTS:
+        scorers += [
+            Combined(f"mean-vector + {w} network", corpus, [(mean_vector, 1), (graph, w)]),
+            Combined(f"coverage (all eligible) + {w} network", corpus, [(coverage, 1), (graph, w)]),
+        ]
+    kinds = KindPairPrior(corpus, split, halves(split, seed)[0])
+    scorers += [
+        Combined(
+            "mean-vector + 0.5 network + 0.25 prior",
+            corpus,
+            [(mean_vector, 1), (graph, 0.5), (prior, 0.25)],
+        ),
+        Combined(
+            "mean-vector + 0.5 network + 1.0 kind pairs",
+            corpus,
+            [(mean_vector, 1), (graph, 0.5), (kinds, 1.0)],
+        ),
+    ]
     records: dict[str, Records] = {}
     service = HttpRanker(InProcessEndpoint(runtime), "service (as served, in process)")
     records[service.name] = evaluate(service, split, progress=progress)
@@ -300,7 +342,14 @@ def run_stages(
     corpus = Corpus.of(actors)
     a, b = halves(split, seed)
     out: dict[str, Any] = {"models": {}, "halves": [len(a), len(b)]}
-    reference = {"activity prior (log documents)": ActivityPrior(corpus, split)}
+    reference: dict[str, Scorer] = {
+        "activity prior (log documents)": ActivityPrior(corpus, split),
+        "network alone (partner-pagerank)": NetworkMethod(corpus, split.known, "partner-pagerank"),
+        "common-neighbours": NetworkMethod(corpus, split.known, "common-neighbours"),
+        "kind pairs (fit on half A)": KindPairPrior(corpus, split, a),
+    }
+    # The service knows each actor's 2007 partners (as in the HTTP run): the network signal.
+    actors = [a.model_copy(update={"partners": tuple(sorted(split.known[a.id]))}) for a in actors]
     for model in models:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="clustermatch-stages-") as tmp:
@@ -308,7 +357,7 @@ def run_stages(
             try:
                 runtime.ingestor.upsert(list(actors))
                 runtime.reindexer.run()
-                records, info = stage_rows(runtime, corpus, actors, split, model, progress)
+                records, info = stage_rows(runtime, corpus, actors, split, model, seed, progress)
             finally:
                 runtime.close()
         out["models"][model] = {
@@ -328,16 +377,21 @@ def row(records: Records, split: TemporalSplit, seed: int, a: set[str], b: set[s
     summary = summarise(records, split, seed)
     return {
         "overall": summary["overall"],
+        "industry_academia": summary["industry_academia"],
         "top_k": summary["top_k"],
         "ndcg@10_half_a": half_means(records, a),
         "ndcg@10_half_b": half_means(records, b),
+        "recall@50_half_a": half_means(records, a, "recall@50"),
+        "recall@50_half_b": half_means(records, b, "recall@50"),
     }
 
 
 def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dict[str, Any]:
     """For each family of prior-weighted rows: the weight best on half A, read on half B."""
     out = {}
-    for family in ("mean-vector + {w} prior", "coverage (all eligible) + {w} prior"):
+    families: tuple[str, ...] = ("mean-vector + {w} prior", "coverage (all eligible) + {w} prior")
+    families += ("mean-vector + {w} network", "coverage (all eligible) + {w} network")
+    for family in families:
         names = {w: family.format(w=w) for w in (0.0, *PRIOR_WEIGHTS)}
         names[0.0] = "mean-vector" if family.startswith("mean") else "coverage (all eligible)"
         best = max(names, key=lambda w: half_means(records[names[w]], a))
@@ -352,22 +406,27 @@ def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dic
 def markdown_stages(results: dict[str, Any]) -> str:
     lines: list[str] = []
     head = (
-        "| row | nDCG@10 | recall@50 | MRR@50 | AUC degree-matched | catalogue coverage "
-        "| top-1% share | nDCG@10 half A / B |"
+        "| row | nDCG@10 | recall@50 | MRR@50 | AUC degree-matched | AUC kind-matched "
+        "| catalogue coverage "
+        "| top-1% share | nDCG@10 half A / B | recall@50 half A / B "
+        "| industry<->academia nDCG@10 / recall@50 |"
     )
     for model, figures in results["models"].items():
-        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 8 + "|"]
+        lines += [f"**{model}** ({figures['chunks']} chunks)", "", head, "| --- " * 11 + "|"]
         rows = {**figures["rows"], **results["reference"]}
         for name, r in rows.items():
-            o, top = r["overall"], r["top_k"]
+            o, top, ia = r["overall"], r["top_k"], r["industry_academia"]
             cells = [
                 f"{o['ndcg@10']['mean']:.3f}",
                 f"{o['recall@50']['mean']:.3f}",
                 f"{o['mrr@50']['mean']:.3f}",
                 f"{o['auc_degree_matched']['mean']:.3f}",
+                f"{o['auc_kind_matched']['mean']:.3f}",
                 f"{top['catalogue_coverage']:.3f}",
                 f"{top['head_share']['mean']:.3f}",
                 f"{r['ndcg@10_half_a']:.3f} / {r['ndcg@10_half_b']:.3f}",
+                f"{r['recall@50_half_a']:.3f} / {r['recall@50_half_b']:.3f}",
+                f"{ia['ndcg@10']['mean']:.3f} / {ia['recall@50']['mean']:.3f}",
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "first stage: share of first-time partners among the candidates", ""]

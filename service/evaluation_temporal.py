@@ -56,6 +56,7 @@ from service.evaluation import (
     reciprocal_rank,
 )
 from service.ingest import document_text
+from service.network import neighbours, network_scores, partner_graph
 
 TEMPORAL_DIR = CHECKOUT_DIR / "data" / "temporal"
 ACTORS_FILE = TEMPORAL_DIR / "actors-2007.jsonl.gz"
@@ -67,7 +68,7 @@ ACADEMIA = frozenset({"university", "research"})
 HEAD_SHARE = 0.01
 """The "most active" actors: this share of the catalogue, by number of documents."""
 # Random streams of this task, derived from the one seed (the held-out task uses 1-4).
-_QUERIES, _PAIRS = 11, 12
+_QUERIES, _PAIRS, _HALVES, _KIND_PAIRS = 11, 12, 13, 14
 
 
 # --- data and truth ---------------------------------------------------------------------------
@@ -141,6 +142,10 @@ class TemporalSplit:
     """Query -> its first-time partners."""
     pairs: list[Pair]
     max_partners: int
+    kind_pairs: list[Pair] = field(default_factory=list)
+    """Each (query, first-time partner) against a stranger as active AND of the partner's kind
+    (`matched`; `uniform` repeats the pair's uniform draw): the AUC that a prior on kinds cannot
+    win by kind alone. Drawn from a stream of its own, so `pairs` stay as they were."""
 
     def eligible(self, query: str) -> int:
         return len(self.actors) - 1 - len(self.known[query])
@@ -168,7 +173,8 @@ def make_temporal_split(
     relevant = {q: candidates[q] for q in chosen}
     met_ever = co_participants(future, members, None)
     pair_rng = np.random.default_rng([seed, _PAIRS])
-    pairs = []
+    pairs, kind_pairs = [], []
+    kind_rng = np.random.default_rng([seed, _KIND_PAIRS])
     for q in chosen:
         strangers = [
             a for a in members if a != q and a not in known[q] and a not in met_ever.get(q, set())
@@ -179,7 +185,12 @@ def make_temporal_split(
                 continue
             uniform = strangers[int(pair_rng.integers(len(strangers)))]
             pairs.append(Pair(q, partner, matched, uniform))
-    return TemporalSplit(members, known, chosen, relevant, pairs, max_partners)
+            kind = members[partner].kind
+            alike = [a for a in strangers if members[a].kind == kind]
+            same_kind = activity_matched(members[partner], alike, members, kind_rng, tolerance)
+            if same_kind is not None:
+                kind_pairs.append(Pair(q, partner, same_kind, uniform))
+    return TemporalSplit(members, known, chosen, relevant, pairs, max_partners, kind_pairs)
 
 
 def activity_matched(
@@ -292,6 +303,29 @@ class MeanVectorMethod:
         return np.asarray(self._vectors @ vector, dtype=np.float64)
 
 
+class NetworkMethod:
+    """Graph baselines on the 2007 partner graph (what the profiles' `partners` say), with the
+    service's own graph code (service.network): `common-neighbours` (the number of shared
+    partners) and `partner-pagerank` (the network score the service adds to its text score)."""
+
+    KINDS = ("common-neighbours", "partner-pagerank")
+
+    def __init__(self, corpus: Corpus, known: Mapping[str, Iterable[str]], kind: str) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown graph baseline {kind!r}")
+        self.name, self.corpus, self.kind = kind, corpus, kind
+        self._start, self._rows = partner_graph(corpus.ids, known)
+
+    def scores(self, query: str) -> Scores:
+        source = self.corpus.position[query]
+        if self.kind == "partner-pagerank":
+            return network_scores(self._start, self._rows, source)
+        counts = np.zeros(len(self.corpus.ids), dtype=np.float64)
+        for partner in neighbours(self._start, self._rows, source).tolist():
+            np.add.at(counts, neighbours(self._start, self._rows, partner), 1.0)
+        return counts
+
+
 # --- evaluation -------------------------------------------------------------------------------
 
 
@@ -301,6 +335,8 @@ class Records(SliceRecords):
     METRIC_NAMES: ClassVar[tuple[str, ...]] = METRICS
     tops: dict[str, list[str]] = field(default_factory=dict)
     """Query -> its top K (overall list)."""
+    kind_matched: dict[str, list[float]] = field(default_factory=dict)
+    kind_pair_queries: dict[str, list[str]] = field(default_factory=dict)
 
 
 def win(keys: Mapping[str, float], positive: str, negative: str) -> float:
@@ -317,6 +353,9 @@ def evaluate(ranker: Ranker, split: TemporalSplit, progress: bool = False) -> Re
     pairs_of: dict[str, list[Pair]] = defaultdict(list)
     for pair in split.pairs:
         pairs_of[pair.query].append(pair)
+    kind_pairs_of: dict[str, list[Pair]] = defaultdict(list)
+    for pair in split.kind_pairs:
+        kind_pairs_of[pair.query].append(pair)
     for q in tqdm(split.queries, desc=ranker.name, unit="query", disable=not progress):
         ranked = ranker.rank(q, split.known[q], limit)
         if q in ranked.top or split.known[q] & set(ranked.top):
@@ -338,12 +377,21 @@ def evaluate(ranker: Ranker, split: TemporalSplit, progress: bool = False) -> Re
                     records.pair_queries[name].append(q)
                     records.matched[name].append(win(ranked.keys, pair.partner, pair.matched))
                     records.uniform[name].append(win(ranked.keys, pair.partner, pair.uniform))
+            for pair in kind_pairs_of[q]:
+                if pair.partner in wanted:
+                    records.kind_pair_queries.setdefault(name, []).append(q)
+                    won = win(ranked.keys, pair.partner, pair.matched)
+                    records.kind_matched.setdefault(name, []).append(won)
     records.seconds = time.perf_counter() - started
     return records
 
 
 def summarise(records: Records, split: TemporalSplit, seed: int) -> dict[str, Any]:
     out = records.by_slice(seed, "auc_degree_matched", "auc_uniform")
+    for name in SLICES:
+        out[name]["auc_kind_matched"] = mean_ci(
+            records.kind_matched.get(name, []), seed, records.kind_pair_queries.get(name, [])
+        )
     head = head_actors(split)
     shown = [a for top in records.tops.values() for a in top]
     out["top_k"] = {
@@ -364,3 +412,26 @@ def summarise(records: Records, split: TemporalSplit, seed: int) -> dict[str, An
 def paired_difference(a: Records, b: Records, seed: int) -> dict[str, Any]:
     """a - b per slice, over the same queries (pairs for the AUC)."""
     return paired_differences(a, b, seed, SLICES, METRICS, "auc_degree_matched")
+
+
+def halves(split: TemporalSplit, seed: int) -> tuple[set[str], set[str]]:
+    """The queries cut in two at random (for choosing a weight on one half, reading the other)."""
+    order = np.random.default_rng([seed, _HALVES]).permutation(len(split.queries))
+    first = {split.queries[int(i)] for i in order[: len(order) // 2]}
+    return first, set(split.queries) - first
+
+
+def half_means(records: Records, half: set[str], metric: str = "ndcg@10") -> float:
+    values = records.per_query["overall"][metric]
+    ids = records.query_ids["overall"]
+    return float(np.mean([v for q, v in zip(ids, values, strict=True) if q in half]))
+
+
+def half_figures(records: Records, split: TemporalSplit, seed: int) -> dict[str, float]:
+    """nDCG@K and recall@LIMIT on each half of the queries (A: where a setting is chosen)."""
+    a, b = halves(split, seed)
+    return {
+        f"{metric}_half_{name}": half_means(records, half, metric)
+        for metric in METRICS[:2]
+        for name, half in (("a", a), ("b", b))
+    }

@@ -36,11 +36,13 @@ from service.evaluation_temporal import (
     PROJECTS_FILE,
     SLICES,
     MeanVectorMethod,
+    NetworkMethod,
     Records,
     ScoreRanker,
     TemporalSplit,
     co_participants,
     evaluate,
+    half_figures,
     load_future,
     make_temporal_split,
     paired_difference,
@@ -48,7 +50,16 @@ from service.evaluation_temporal import (
 )
 
 MODELS = ("all-minilm-l6-v2", "multilingual-e5-small")
-BASELINES = ("mean-vector", "tf-idf", "bm25", "most-connected", "random")
+BASELINES = (
+    "mean-vector",
+    "tf-idf",
+    "bm25",
+    "common-neighbours",
+    "partner-pagerank",
+    "most-connected",
+    "random",
+)
+"""Text baselines, then graph baselines (the 2007 partner graph), then popularity and chance."""
 
 EmbedderFactory = Callable[[str], Embedder]
 
@@ -65,6 +76,8 @@ class TemporalConfig:
     projects_file: Path = PROJECTS_FILE
     server_module: str = "service.cli"
     """`python -m <module> serve` starts the server (tests use a fake-embedder CLI)."""
+    partners: bool = True
+    """Load each profile's 2007 partners into its `partners` (what the network signal reads)."""
     complete_orders: bool = True
     """Page through the service's whole order for the pairwise AUC (else: only the top 50)."""
     progress: bool = False
@@ -105,6 +118,7 @@ def split_figures(split: TemporalSplit, future_count: int, used: int) -> dict[st
         if split.queries
         else None,
         "pairs": len(split.pairs),
+        "kind_matched_pairs": len(split.kind_pairs),
     }
 
 
@@ -158,7 +172,13 @@ def run_temporal(
     corpus = Corpus.of(actors)
     records: dict[str, Records] = {}
     servers: dict[str, Any] = {}
-    served = [p for p in profiles if p["id"] in accepted]
+    # What the service knows of each actor in 2007 includes its 2007 partners (the profile's
+    # `partners`), never anything of 2014.
+    served = [
+        {**p, "partners": sorted(split.known[p["id"]]) if config.partners else []}
+        for p in profiles
+        if p["id"] in accepted
+    ]
     for model in config.models:
         name = f"service:{model}"
         records[name], servers[model] = _serve_and_rank(model, served, split, config)
@@ -181,6 +201,10 @@ def run_temporal(
         else:
             continue
         records[scorer.name] = evaluate(ScoreRanker(scorer, corpus), split)
+    for baseline in config.baselines:
+        if baseline in NetworkMethod.KINDS:
+            graph = NetworkMethod(corpus, split.known, baseline)
+            records[graph.name] = evaluate(ScoreRanker(graph, corpus), split)
     differences = {}
     for model in config.models:
         service, mean = f"service:{model}", f"mean-vector:{model}"
@@ -204,6 +228,7 @@ def run_temporal(
         "split": {
             **split_figures(split, len(future), used),
             "skipped_profiles": skipped,
+            "partner_links_loaded": sum(len(p["partners"]) for p in served),
             "queries_per_slice": {s: len(next(iter(records.values())).query_ids[s]) for s in SLICES}
             if records
             else {},
@@ -214,6 +239,7 @@ def run_temporal(
         "methods": {
             name: {
                 **summarise(records[name], split, config.seed),
+                "halves": half_figures(records[name], split, config.seed),
                 "seconds": round(records[name].seconds, 1),
             }
             for name in sorted(records, key=_row_order)
@@ -267,26 +293,39 @@ def markdown_temporal(results: Mapping[str, Any]) -> str:
         f"**overall** ({split['queries']} queries, {split['first_time_pairs']} first-time "
         f"pairs, {split['actors']} actors; 95% bootstrap intervals over queries)",
         "",
-        f"| method | {' | '.join(METRICS)} | AUC degree-matched | AUC uniform "
-        "| catalogue coverage | top-1% share of top 10 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| method | {' | '.join(METRICS)} | AUC degree-matched | AUC kind-matched "
+        "| AUC uniform | catalogue coverage | top-1% share of top 10 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    pairwise = ("auc_degree_matched", "auc_kind_matched", "auc_uniform")
     for name, figures in methods.items():
         row = figures["overall"]
-        cells = [ci_cell(row[m]) for m in (*METRICS, "auc_degree_matched", "auc_uniform")]
+        cells = [ci_cell(row[m]) if m in row else "–" for m in (*METRICS, *pairwise)]
         top = figures["top_k"]
         cells += [f"{top['catalogue_coverage']:.3f}", ci_cell(top["head_share"], ci=False)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     per_slice = split["queries_per_slice"]
     header = " | ".join(f"{s} ({per_slice.get(s, 0)})" for s in SLICES)
-    for metric in (*METRICS, "auc_degree_matched"):
+    for metric in (*METRICS, "auc_degree_matched", "auc_kind_matched"):
         lines += [f"**{metric} by slice** (queries)", "", f"| method | {header} |"]
         lines.append("| --- |" + " --- |" * len(SLICES))
         for name, figures in methods.items():
             cells = [ci_cell(figures[s][metric], ci=False) for s in SLICES]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += [
+        "**the two halves of the queries** (A: where settings are chosen; B: held out)",
+        "",
+        f"| method | {METRICS[0]} A | {METRICS[0]} B | {METRICS[1]} A | {METRICS[1]} B |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, figures in methods.items():
+        h = figures.get("halves", {})
+        if h:
+            cells = [f"{h[f'{m}_half_{x}']:.3f}" for m in METRICS[:2] for x in ("a", "b")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
     keys = (*METRICS, "auc_degree_matched")
     headers = (*METRICS, "AUC degree-matched")
     for label, slices in results.get("differences", {}).items():

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -94,6 +94,7 @@ class Matcher:
         profile_weight: float = 0.0,
         weak_below: float | None = None,
         activity_prior: float = 0.0,
+        network_weight: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -107,6 +108,7 @@ class Matcher:
         self.profile_weight = profile_weight
         self.weak_below = weak_below
         self.activity_prior = activity_prior
+        self.network_weight = network_weight
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -312,11 +314,12 @@ class Matcher:
                 profile_weight=self.profile_weight if lexical is None else 0.0,
                 activity_prior=self.activity_prior if lexical is None else 0.0,
                 free_text=lexical is not None,
+                **_network_request(snapshot, query_actor, self.network_weight),
             ),
         )
         rows, delta_actors = ranker.chunk_hits(k=max(64, wanted * 2))
         if lexical is None:  # actor matching: every eligible actor competes by its profile
-            rows = np.concatenate([rows, ranker.profile_hits()])
+            rows = np.concatenate([rows, ranker.profile_hits(), ranker.network_hits()])
         lexical_best: dict[str, float] = {}
         if lexical is not None and self.fusion != "vector":
             hits = ranker.lexical_hits(lexical, wanted * 4)
@@ -426,6 +429,10 @@ class Matcher:
                     Match(
                         actor=summary,
                         score=round(candidate.score, 6),
+                        similarity=None
+                        if candidate.similarity is None
+                        else round(candidate.similarity, 6),
+                        shared_partners=candidate.shared_partners,
                         evidence=tuple(
                             _evidence(candidate, i, chunks[cid], queries)
                             for i, cid in zip(columns, ids, strict=True)
@@ -457,6 +464,13 @@ def _summary(snapshot: Snapshot, candidate: Candidate, name: str) -> ActorSummar
         return replace(snapshot.generation.readmodel.summary(candidate.row), name=name)
     summary = snapshot.delta.actor(candidate.actor_id)
     return None if summary is None else replace(summary, name=name or summary.name)
+
+
+def _network_request(snapshot: Snapshot, query_actor: str | None, weight: float) -> dict[str, Any]:
+    """The network signal's part of a ranking request: only for a query actor of the
+    generation (its partner graph is the generation's)."""
+    row = snapshot.generation_row(query_actor) if query_actor and weight else None
+    return {"network_weight": weight, "query_row": row} if row is not None else {}
 
 
 def _best(candidate: Candidate) -> float:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from service import network
 from service.config import Aggregate
 from service.domain import Viewer
 from service.index import profiles
@@ -57,6 +58,10 @@ class Candidate:
     """Document ordinal of each chunk within the actor (evidence takes one per document)."""
     row: int = -1
     """Read-model row, or -1 for an actor of the live delta."""
+    similarity: float | None = None
+    """The text score alone, where `score` also holds non-text signals (else None: the same)."""
+    shared_partners: tuple[str, ...] = ()
+    """Known partners of both the query actor and this one (the network signal's evidence)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ class Request:
     profile_weight: float = 0.0
     activity_prior: float = 0.0
     """Weight of the activity prior (0: off)."""
+    network_weight: float = 0.0
+    """Weight of the partner-network signal (0: off; service.network)."""
+    query_row: int = -1
+    """The query actor's read-model row (actor matching from the generation), else -1."""
     free_text: bool = False
     """Free-text search: only passages the viewer may see count (else actor matching's rule)."""
 
@@ -112,6 +121,7 @@ class Ranker:
         self.everything = bool(self.rows_ok.all()) and not f.exclude_needs and self.levels is None
         self._chunks_ok: npt.NDArray[np.bool_] | None = None
         self._delta_ok = self._delta_mask()
+        self._network: npt.NDArray[np.float64] | None = None
 
     @property
     def chunks_ok(self) -> npt.NDArray[np.bool_]:
@@ -237,28 +247,72 @@ class Ranker:
         """Every query chunk against every (eligible) chunk of each candidate."""
         out = self._score_rows(np.unique(rows)) if len(rows) else []
         out += [c for a in dict.fromkeys(delta_actors) if (c := self._score_delta(a))]
-        if self.request.activity_prior and len(out) > 1:
-            out = self._with_activity(out)
+        if self.request.activity_prior or self._network_on():
+            out = self._with_signals(out)
         return out
 
-    def _with_activity(self, candidates: list[Candidate]) -> list[Candidate]:
-        """z(text score) + w x z(log(1 + documents)) over the candidates: the documented,
-        switchable activity prior (docs/evaluation.md: it lifts nDCG and costs spread)."""
-        documents = np.array(
-            [
-                float(self.rm.documents[c.row]) if c.row >= 0 else float(len(set(c.document)))
-                for c in candidates
-            ]
-        )
+    def _with_signals(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The text score adjusted by the switchable non-text signals, in its own units
+        (`service.network.rank_scores`): the activity prior, log(1 + documents), and the
+        partner-network score. `similarity` keeps the text score; shared partners are evidence."""
+        request, rm = self.request, self.rm
         text = np.array([c.score for c in candidates])
-        activity = np.log1p(documents)
+        signals = []
+        if request.activity_prior:
+            documents = np.array(
+                [
+                    float(rm.documents[c.row]) if c.row >= 0 else float(len(set(c.document)))
+                    for c in candidates
+                ]
+            )
+            signals.append((request.activity_prior, np.log1p(documents)))
+        shared: list[tuple[str, ...]] = [() for _ in candidates]
+        if self._network_on():
+            everyone = self.network_scores()
+            floor = float(np.log(network.PPR_FLOOR))
+            rows = [c.row for c in candidates]
+            values = np.array([everyone[r] if r >= 0 else floor for r in rows])
+            # Known partners are no news: the walk reaches them first, so they get no
+            # adjustment (the mean of the others) rather than a lift.
+            known = np.isin(
+                rows, network.neighbours(rm.partner_start, rm.partner_rows, request.query_row)
+            )
+            if known.any() and not known.all():
+                values[known] = values[~known].mean()
+            signals.append((request.network_weight, values))
+            start, partners, names = rm.partner_start, rm.partner_rows, rm.actor_ids
+            shared = [
+                tuple(
+                    names[int(p)]
+                    for p in network.shared_partners(start, partners, self.request.query_row, r)
+                )
+                for r in rows
+            ]
+        scores = network.rank_scores(text, signals) if len(candidates) > 1 else text
+        return [
+            replace(c, score=float(v), similarity=c.score, shared_partners=s)
+            for c, v, s in zip(candidates, scores.tolist(), shared, strict=True)
+        ]
 
-        def z(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            spread = float(values.std()) or 1.0
-            return (values - float(values.mean())) / spread
+    def _network_on(self) -> bool:
+        return bool(self.request.network_weight) and 0 <= self.request.query_row < len(self.rm)
 
-        combined = z(text) + self.request.activity_prior * z(activity)
-        return [replace(c, score=float(v)) for c, v in zip(candidates, combined, strict=True)]
+    def network_scores(self) -> npt.NDArray[np.float64]:
+        """Every row's network score from the query actor (computed once per request)."""
+        if self._network is None:
+            rm = self.rm
+            self._network = network.network_scores(
+                rm.partner_start, rm.partner_rows, self.request.query_row
+            )
+        return self._network
+
+    def network_hits(self) -> Ints:
+        """Eligible rows the query's partner network reaches, by network score, best first."""
+        if not self._network_on() or not self.rows_ok.any():
+            return np.zeros(0, dtype=np.int64)
+        scores = self.network_scores()
+        reached = self.rows_ok & (scores > np.log(network.PPR_FLOOR) + 1e-9)
+        return _top(np.where(reached, scores, -np.inf).astype(np.float32), self.request.wanted)
 
     def _score_rows(self, rows: Ints) -> list[Candidate]:
         rm, q, request = self.rm, self.request.queries, self.request

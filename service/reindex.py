@@ -171,7 +171,8 @@ class Reindexer:
 
         recall = self._verify(index, ids, vectors)
         log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)
-        readmodel = ReadModel.build(snapshot, vectors, summaries, self.embedder.dim)
+        partners = self.store.partners_of_actors(sorted(summaries))
+        readmodel = ReadModel.build(snapshot, vectors, summaries, self.embedder.dim, partners)
         log.info("read model: %d actors, %d chunks", len(readmodel), len(readmodel.chunk_ids))
         lexical = for_readmodel(readmodel, ids, [c.text for c in snapshot])
         log.info("bm25: %d postings of %d terms", len(lexical.positions), len(lexical.terms))

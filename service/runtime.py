@@ -184,6 +184,7 @@ class Runtime:
             profile_weight=self._profile_weight(),
             weak_below=self.profile.weak_below if self._own_model() else None,
             activity_prior=self.settings.activity_prior,
+            network_weight=self._network_weight(),
         )
 
     @cached_property
@@ -225,6 +226,12 @@ class Runtime:
             return self.settings.profile_weight
         # The profile's weight was chosen for its model; a test's fake embedder gets none.
         return self.profile.profile_weight if self._own_model() else 0.0
+
+    def _network_weight(self) -> float:
+        if self.settings.network_weight is not None:
+            return self.settings.network_weight
+        # Chosen for this model's text scores; a test's fake embedder gets none.
+        return self.profile.network_weight if self._own_model() else 0.0
 
     def _own_model(self) -> bool:
         """The profile's calibrations hold for its own model only (not for a test's fake)."""

@@ -468,3 +468,24 @@ def test_match_modes_and_diversify_over_http(client: TestClient) -> None:
     assert len(varied.json()["results"]) == 4
     routed = client.get("/v1/actors/wind-0/matches", params={"diversify": "true", "limit": 3})
     assert len(routed.json()["matches"]) == 3
+
+
+def test_a_match_shows_the_text_score_and_the_shared_partners(client: TestClient) -> None:
+    for actor_id, text, partners in (
+        ("query", WIND, ["hub"]),
+        ("hub", "sourdough bakery", ["query", "linked"]),
+        ("linked", f"{WIND} one", []),
+        ("alone", f"{WIND} one", []),
+    ):
+        body = profile([text]) | {"partners": partners}
+        assert client.put(f"/v1/actors/{actor_id}", json=body).status_code == 201
+    rebuild(client)
+    plain = client.post("/v1/match", json={"actor_id": "query", "collapse": False}).json()
+    assert all(m["similarity"] is None and m["shared_partners"] == [] for m in plain["matches"])
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.runtime.matcher.network_weight = 1.0
+    body = {"actor_id": "query", "collapse": False}
+    matches = {m["actor"]["id"]: m for m in client.post("/v1/match", json=body).json()["matches"]}
+    assert matches["linked"]["shared_partners"] == ["hub"]
+    assert matches["linked"]["similarity"] == matches["alone"]["similarity"]
+    assert matches["linked"]["score"] > matches["alone"]["score"]

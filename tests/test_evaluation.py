@@ -23,6 +23,7 @@ from service.evaluation import (
     Query,
     degree_balance,
     degree_matched,
+    indexed_actors,
     make_split,
     markdown_table,
     mean_ci,
@@ -169,6 +170,19 @@ def test_split_holds_out_projects_everywhere_and_keeps_queries_answerable() -> N
             assert relevant <= set(indexed)
             holders = {p["id"] for p in PROFILES if q.project_id in _docs(p)}
             assert relevant == (holders - {q.actor_id}) & set(indexed)
+
+
+def test_indexed_profiles_know_no_partner_of_a_held_out_project() -> None:
+    listing_everyone = [
+        {**p, "partners": sorted(partner_sets(PROFILES)[p["id"]])} for p in PROFILES
+    ]
+    for seed in range(20):
+        split = make_split(listing_everyone, 5, seed)
+        actors = {a.id: a for a in indexed_actors(split.profiles)}
+        for q in split.queries:
+            held_out_only = split.relevant[q.actor_id] - partner_sets(split.profiles)[q.actor_id]
+            assert not held_out_only & set(actors[q.actor_id].partners)
+            assert set(actors[q.actor_id].partners) == partner_sets(split.profiles)[q.actor_id]
 
 
 def test_query_selection_is_seeded_and_needs_two_projects() -> None:

@@ -15,11 +15,21 @@ from service.domain import Actor
 from service.embedding.fake import FakeEmbedder
 from service.evaluation import Corpus, MostConnectedMethod
 from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
-from service.evaluation_stages import ActivityPrior, Combined, stage_rows, zscore
+from service.evaluation_stages import (
+    ActivityPrior,
+    Combined,
+    KindPairPrior,
+    choose_on_half,
+    markdown_stages,
+    row,
+    stage_rows,
+    zscore,
+)
 from service.evaluation_temporal import (
     FutureProject,
     MeanVectorMethod,
     Member,
+    NetworkMethod,
     Ranked,
     Records,
     ScoreRanker,
@@ -27,6 +37,8 @@ from service.evaluation_temporal import (
     activity_matched,
     evaluate,
     first_time_partners,
+    half_figures,
+    halves,
     head_actors,
     load_future,
     make_temporal_split,
@@ -35,7 +47,12 @@ from service.evaluation_temporal import (
     summarise,
     win,
 )
-from service.evaluation_temporal_run import TemporalConfig, markdown_temporal, run_temporal
+from service.evaluation_temporal_run import (
+    BASELINES,
+    TemporalConfig,
+    markdown_temporal,
+    run_temporal,
+)
 from service.runtime import Runtime
 from tests.test_evaluation import profile
 
@@ -282,16 +299,17 @@ def test_a_whole_run_through_a_real_server(tmp_path: Path) -> None:
     )
     results = run_temporal(config, embedders=lambda model: FakeEmbedder())
     assert results["split"]["queries"] == 5
+    # the profiles carry their 2007 partners (a-b, a-c, d-e: each listed on both sides)
+    assert results["split"]["partner_links_loaded"] == 6
     server = results["servers"]["all-minilm-l6-v2"]
     assert server["index"]["actors"] == 6 and server["incomplete_orders"] == 0
+    baselines = {b for b in BASELINES if b != "mean-vector"}
     assert set(results["methods"]) == {
         "service:all-minilm-l6-v2",
         "mean-vector:all-minilm-l6-v2",
-        "tf-idf",
-        "bm25",
-        "most-connected",
-        "random",
+        *baselines,
     }
+    assert {"common-neighbours", "partner-pagerank"} <= baselines
     assert list(results["methods"])[:2] == [
         "service:all-minilm-l6-v2",
         "mean-vector:all-minilm-l6-v2",
@@ -324,7 +342,7 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     runtime.ingestor.upsert(ACTORS)
     runtime.reindexer.run()
     split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
-    records, info = stage_rows(runtime, Corpus.of(ACTORS), ACTORS, split, "fake")
+    records, info = stage_rows(runtime, Corpus.of(ACTORS), ACTORS, split, "fake", 7)
     # six actors: the first stage keeps every one, so the service is coverage over all of them
     served = records["service (as served, in process)"]
     assert served.per_query == records["coverage (all eligible)"].per_query
@@ -335,6 +353,13 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     }
     assert all(s["recall"]["source"] == 1.0 for s in stages.values())
     assert set(info["activity_bias"]["mean-vector"]) == {"1", "2", "3-4", "5+"}
+    a, b = halves(split, 7)
+    rows = {name: row(r, split, 7, a, b) for name, r in records.items()}
+    assert rows["mean-vector + 1.0 network"]["recall@50_half_b"] >= 0
+    figures = {**info, "rows": rows, "chosen_on_half_a": choose_on_half(records, a, b)}
+    table = markdown_stages({"models": {"fake": figures}, "reference": {}})
+    assert "| mean-vector + 0.5 network + 1.0 kind pairs |" in table
+    assert "- mean-vector + w network: w = " in table
 
 
 def test_zscore_and_combined_scores() -> None:
@@ -347,3 +372,63 @@ def test_zscore_and_combined_scores() -> None:
     both = Combined("prior twice", corpus, [(prior, 1.0), (prior, 1.0)])
     position = corpus.position["b"]
     assert both.scores("b") == pytest.approx(2 * zscore(prior.scores("b"), position))
+
+
+# --- network: graph baselines, halves, kind pairs ---------------------------------------------
+
+
+def test_graph_baselines_read_the_2007_partner_graph() -> None:
+    corpus = Corpus.of(ACTORS)
+    known = {a: frozenset(s) for a, s in KNOWN.items()}
+    common = NetworkMethod(corpus, known, "common-neighbours")
+    shared = dict(zip(corpus.ids, common.scores("b").tolist(), strict=True))
+    assert shared == {"a": 0.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0, "g": 0.0}  # b, c share a
+    walk = dict(
+        zip(corpus.ids, NetworkMethod(corpus, known, "partner-pagerank").scores("b"), strict=True)
+    )
+    assert walk["a"] > walk["c"] > walk["d"] == walk["g"], "a partner, a partner's partner, none"
+    with pytest.raises(ValueError, match="unknown graph baseline"):
+        NetworkMethod(corpus, known, "jaccard")
+
+
+def test_halves_split_the_queries_and_give_figures_per_half() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    a, b = halves(split, 3)
+    assert a | b == set(split.queries) and not a & b and abs(len(a) - len(b)) <= 1
+    assert halves(split, 3) == (a, b), "seeded"
+    records = evaluate(FixedRanker(["g", "d", "c", "b", "a", "e"]), split)
+    figures = half_figures(records, split, 3)
+    assert set(figures) == {f"{m}_half_{h}" for m in ("ndcg@10", "recall@50") for h in "ab"}
+    values = records.per_query["overall"]["ndcg@10"]
+    by_query = dict(zip(records.query_ids["overall"], values, strict=True))
+    assert figures["ndcg@10_half_a"] == pytest.approx(np.mean([by_query[q] for q in a]))
+
+
+def test_kind_pairs_are_counted_on_the_fitting_queries_only() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    corpus = Corpus.of(ACTORS)
+    # fitted on d alone (a company): its first-time partners a (company), b (university)
+    prior = KindPairPrior(corpus, split, {"d"})
+    scores = dict(zip(corpus.ids, prior.scores("a").tolist(), strict=True))
+    # company -> company: d's eligible companies are a and g, one of them a hit: log(2/4)
+    eligible_companies = [
+        x for x in corpus.ids if x not in {"d", "e"} and split.actors[x].kind == "company"
+    ]
+    assert scores["g"] == pytest.approx(np.log((1 + 1) / (len(eligible_companies) + 2)))
+    assert scores["b"] == pytest.approx(np.log((1 + 1) / (1 + 2)))  # university: 1 of 1
+    assert scores["c"] == pytest.approx(np.log(1 / 3)), "research: 0 of 1"
+    assert prior.scores("b")[0] == pytest.approx(np.log(1 / 3)), "a pair never seen: the floor"
+
+
+def test_kind_matched_pairs_share_the_partners_kind_and_leave_the_pairs_alone() -> None:
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert split.kind_pairs, "some partner has a stranger of its kind"
+    for pair in split.kind_pairs:
+        assert split.actors[pair.matched].kind == split.actors[pair.partner].kind
+        assert pair.matched not in split.known[pair.query] | split.relevant[pair.query]
+    # a stream of its own: the activity-matched pairs do not depend on it
+    again = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    assert again.pairs == split.pairs and again.kind_pairs == split.kind_pairs
+    records = evaluate(FixedRanker(["g", "d", "c", "b", "a", "e"]), split)
+    summary = summarise(records, split, 3)
+    assert summary["overall"]["auc_kind_matched"]["n"] == len(split.kind_pairs)

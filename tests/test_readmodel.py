@@ -13,7 +13,9 @@ from service.config import Settings
 from service.domain import OPERATOR, Actor, ActorSummary, Owner
 from service.embedding.fake import FakeEmbedder
 from service.errors import NotFound
+from service.index.readmodel import ReadModel
 from service.matching import QueryChunk
+from service.network import neighbours
 from service.runtime import Runtime
 from service.store import ActorFilter
 from tests.factories import actor_data, make_actor
@@ -102,6 +104,25 @@ def test_read_model_summary_and_owner_round_trip(runtime: Runtime) -> None:
         ("wind",),
     )
     assert got.owner == Owner("agency-a", ("north",))
+
+
+def test_the_partner_graph_is_published_with_the_generation(runtime: Runtime) -> None:
+    listed = make_actor("x", ["wind"]).model_dump() | {"partners": ["y", "not-stored"]}
+    runtime.ingestor.upsert(
+        [Actor.parse(listed), make_actor("y", ["sun"]), make_actor("z", ["sea"])]
+    )
+    runtime.reindexer.run()
+    rm = runtime.index.get().readmodel
+    partners = {
+        a: [rm.actor_ids[int(p)] for p in neighbours(rm.partner_start, rm.partner_rows, r)]
+        for a, r in rm.rows.items()
+    }
+    assert partners == {"x": ["y"], "y": ["x"], "z": []}, "undirected; only stored actors"
+    generations = runtime.generations
+    current = generations.current_id()
+    assert current is not None
+    loaded = ReadModel.load(generations.generations_dir / current)
+    assert loaded.partner_rows.tolist() == rm.partner_rows.tolist()
 
 
 class CountingStore:

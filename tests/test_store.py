@@ -178,6 +178,8 @@ def test_feedback_and_partners(store: SqlProfileStore) -> None:
     partnered = Actor.parse(make_actor("p", ["y"]).model_dump() | {"partners": ["a", "z"]})
     put(store, partnered)
     assert store.partners_of("p") == ("a", "z")
+    # in bulk, for the read model's partner graph: actors without partners are left out
+    assert store.partners_of_actors(["p", "b", "nobody"]) == {"p": ("a", "z")}
 
 
 def test_embedding_cache_tolerates_concurrent_writers(store: SqlProfileStore) -> None:

@@ -189,7 +189,21 @@ class EvidenceOut(BaseModel):
 
 class MatchOut(BaseModel):
     actor: ActorSummaryOut
-    score: float = Field(description="cosine-based; comparable within one response only")
+    score: float = Field(
+        description="the rank score, in cosine units; comparable within one response only. "
+        "Where actor matching also weighs non-text signals (the partner network, an activity "
+        "prior) it is the text score moved by them, and `similarity` holds the text score alone"
+    )
+    similarity: float | None = Field(
+        default=None,
+        description="the text score alone (cosine-based), where `score` also holds non-text "
+        "signals; absent otherwise (then `score` is the text score)",
+    )
+    shared_partners: list[str] = Field(
+        default_factory=list,
+        description="ids of known partners of both the query actor and this one (at most 5): "
+        "people who could introduce the two",
+    )
     evidence: list[EvidenceOut]
     same_passage: list[ActorSummaryOut] = Field(
         default_factory=list,
@@ -294,6 +308,8 @@ def match_out(match: Match, explain: bool) -> MatchOut:
     return MatchOut(
         actor=summary_out(match.actor),
         score=match.score,
+        similarity=match.similarity,
+        shared_partners=list(match.shared_partners),
         same_passage=[summary_out(a) for a in match.also],
         evidence=[
             EvidenceOut(

@@ -10,7 +10,9 @@ arrays here make those steps vectorised mask and segment operations:
   `clusters` as CSR lists of vocabulary codes), the owner (`tenant`, `networks`), the number of
   documents, and profile vectors (the mean of the actor's chunk vectors, normalised): one over
   every chunk, one over its public chunks, one over its public and network chunks, so actor
-  matching can compare profiles over only the passages that may count for the caller.
+  matching can compare profiles over only the passages that may count for the caller;
+- the partner graph: each row's known partners among the rows, undirected, as CSR
+  (`partner_start`, `partner_rows`; see service.network).
 
 Files: `readmodel/*.npy` (memory-mapped on load, so every worker process shares the pages) and
 `readmodel/strings.json` (actor ids and the vocabularies). A generation is immutable, and so is
@@ -33,6 +35,7 @@ from service.domain import ActorSummary, Owner, Viewer, Visibility
 from service.fsutil import fsync_path
 from service.index import profiles
 from service.index.base import VectorIndex
+from service.network import partner_graph
 
 if TYPE_CHECKING:
     from service.index.faiss_index import FaissIndex
@@ -119,6 +122,10 @@ class ReadModel:
     """The profile vector over public chunks only (zeros where an actor has none)."""
     profile_shared: npt.NDArray[np.float32]
     """Over public and network chunks."""
+    partner_start: Ints
+    partner_rows: Ints
+    """The partner graph (service.network): row `a`'s partners are
+    `partner_rows[partner_start[a]:partner_start[a+1]]`."""
     vocabularies: Mapping[str, Vocabulary]
     profile_index: FaissIndex | None = None
     """An HNSW graph over `profile` for generations of many actors (service.index.profiles)."""
@@ -132,9 +139,11 @@ class ReadModel:
         vectors: npt.NDArray[np.float32],
         summaries: Mapping[str, ActorSummary],
         dim: int,
+        partners: Mapping[str, Iterable[str]] | None = None,
     ) -> ReadModel:
-        """From the generation's chunks (any order), their vectors (same order) and the
-        summaries of their actors; chunks of actors missing from `summaries` are left out."""
+        """From the generation's chunks (any order), their vectors (same order), the
+        summaries of their actors and their known partners; chunks of actors missing from
+        `summaries` are left out."""
         actor_ids = sorted({c.actor_id for c in chunks if c.actor_id in summaries})
         row_of = {a: i for i, a in enumerate(actor_ids)}
         keep = [i for i, c in enumerate(chunks) if c.actor_id in row_of]
@@ -199,6 +208,8 @@ class ReadModel:
             profile=profile,
             profile_public=profile_vectors(vecs, start, dim, visibility <= 0),
             profile_shared=profile_vectors(vecs, start, dim, visibility <= 1),
+            partner_start=(graph := partner_graph(actor_ids, partners or {}))[0],
+            partner_rows=graph[1],
             vocabularies=vocab,
             profile_index=profiles.build(profile),
         )
@@ -215,7 +226,8 @@ class ReadModel:
         ]
         vectors = index.reconstruct(np.array([c.id for c in chunks], dtype=np.int64))
         summaries = store.actor_summaries(sorted({c.actor_id for c in chunks}))
-        return cls.build(chunks, vectors, summaries, index.dim)
+        partners = store.partners_of_actors(sorted(summaries))
+        return cls.build(chunks, vectors, summaries, index.dim, partners)
 
     # --- persistence -----------------------------------------------------------------------
 
@@ -241,6 +253,8 @@ class ReadModel:
         "profile",
         "profile_public",
         "profile_shared",
+        "partner_start",
+        "partner_rows",
     )
 
     def save(self, generation_dir: Path) -> None:

@@ -230,6 +230,10 @@ class ProfileStore(Protocol):
 
     def partners_of(self, actor_id: str) -> tuple[str, ...]: ...
 
+    def partners_of_actors(self, actor_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Each listed actor's known partners (actors without any are left out)."""
+        ...
+
     def put_feedback(self, item: Feedback) -> Feedback:
         """Make `item` the tenant's current label for that suggestion; returns it time-stamped."""
         ...

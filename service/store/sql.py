@@ -976,6 +976,10 @@ class SqlProfileStore:
             found = self._codes(conn, actor_partners, actor_partners.c.partner_id, [actor_id])
         return found.get(actor_id, ())
 
+    def partners_of_actors(self, actor_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        with self._read() as conn:
+            return self._codes(conn, actor_partners, actor_partners.c.partner_id, actor_ids)
+
     # --- audit log -------------------------------------------------------------------------
 
     def record_audit(self, events: Sequence[AuditEvent]) -> None:

@@ -297,6 +297,9 @@ function reasonOf(match, context) {
     parts.push(match.actor.kind === about.kind ? `also ${noun}` : noun);
     reason += `; ${parts.join(", ")}`;
   }
+  // Partners both already work with: who could introduce them (the partner-network signal).
+  const common = match.shared_partners || [];
+  if (common.length) reason += `; ${common.length} partner${common.length > 1 ? "s" : ""} in common (${common.join(", ")}): ask for an introduction`;
   return reason + ".";
 }
 

@@ -1,0 +1,112 @@
+"""The partner-network signal on tiny hand-made graphs: the graph, the walk, shared partners,
+the rank score in text units, and the matcher's switchable hook (fake embedder)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.domain import Actor
+from service.network import (
+    PPR_FLOOR,
+    neighbours,
+    network_scores,
+    partner_graph,
+    personalised_pagerank,
+    rank_scores,
+    shared_partners,
+    standardised,
+)
+from service.runtime import Runtime
+from tests.factories import actor_data, make_actor
+
+IDS = ["a", "b", "c", "d", "e"]
+# a-b, a-c, c-d; "x" is not in the catalogue; e lists itself (ignored) and has no partners.
+LISTS = {"a": ["b", "c"], "c": ["d", "a"], "x": ["a"], "e": ["e"]}
+
+
+def dense_ppr(start: np.ndarray, rows: np.ndarray, source: int, restart: float, steps: int):  # type: ignore[no-untyped-def]
+    n = len(start) - 1
+    adjacency = np.zeros((n, n))
+    for i in range(n):
+        adjacency[i, rows[start[i] : start[i + 1]]] = 1
+    walk = adjacency / np.maximum(adjacency.sum(axis=1, keepdims=True), 1)
+    position, out = np.eye(n)[source], restart * np.eye(n)[source]
+    for _ in range(steps):
+        position = (1 - restart) * position @ walk
+        out = out + restart * position
+    return out
+
+
+def test_the_graph_is_undirected_without_loops_or_outsiders() -> None:
+    start, rows = partner_graph(IDS, LISTS)
+    assert [neighbours(start, rows, i).tolist() for i in range(5)] == [[1, 2], [0], [0, 3], [2], []]
+    # listing a partnership on one side is enough; on both sides it is still one edge
+    assert partner_graph(["a", "b"], {"b": ["a"]})[1].tolist() == [1, 0]
+    assert partner_graph(["a", "b"], {})[0].tolist() == [0, 0, 0]
+
+
+def test_the_frontier_walk_equals_the_dense_reference() -> None:
+    start, rows = partner_graph(IDS, LISTS)
+    for source in range(5):
+        for steps in (0, 1, 4, 30):
+            got = personalised_pagerank(start, rows, source, 0.15, steps)
+            assert np.allclose(got, dense_ppr(start, rows, source, 0.15, steps))
+    # four steps from b: a (1 hop), c (2), d (3); e is never reached
+    walk = personalised_pagerank(start, rows, 1)
+    assert walk[0] > walk[2] > walk[3] > 0 and walk[4] == 0
+    scores = network_scores(start, rows, 1)
+    assert scores[4] == np.log(PPR_FLOOR) and scores[3] > scores[4]
+    assert not personalised_pagerank(start, rows, -1).any(), "no source: no mass"
+
+
+def test_shared_partners_are_the_common_neighbours() -> None:
+    start, rows = partner_graph(IDS, LISTS)
+    assert shared_partners(start, rows, 1, 2).tolist() == [0]  # b and c both work with a
+    assert shared_partners(start, rows, 1, 3).tolist() == []
+    assert shared_partners(start, rows, -1, 3).tolist() == []
+
+
+def test_the_rank_score_orders_like_the_z_sum_and_stays_in_text_units() -> None:
+    rng = np.random.default_rng(3)
+    text, signal = rng.random(20), rng.random(20)
+    adjusted = rank_scores(text, [(0.5, signal)])
+    z_sum = standardised(text) + 0.5 * standardised(signal)
+    assert (np.argsort(adjusted) == np.argsort(z_sum)).all()
+    assert np.allclose(adjusted - text, text.std() * 0.5 * standardised(signal))
+    assert np.array_equal(rank_scores(text, [(0.0, signal)]), text), "weight 0: the text score"
+    assert np.array_equal(rank_scores(text, [(1.0, np.ones(20))]), text), "no spread: no move"
+
+
+def linked(actor_id: str, texts: list[str], partners: list[str]) -> Actor:
+    return Actor.parse({**actor_data(actor_id, texts), "partners": partners})
+
+
+def test_the_network_signal_is_switchable_and_shows_its_evidence(runtime: Runtime) -> None:
+    wind = "offshore wind turbine blade composite materials"
+    runtime.ingestor.upsert(
+        [
+            linked("query", [wind], ["hub"]),
+            linked("hub", ["bakery logistics"], ["query", "z-linked"]),
+            make_actor("a-stranger", [f"{wind} one"]),
+            make_actor("z-linked", [f"{wind} one"]),  # same text as a-stranger, later by id
+        ]
+    )
+    runtime.reindexer.run()
+    runtime.matcher.aggregate = "max"
+    off = runtime.matcher.match_actor("query", limit=3, collapse=False)
+    assert [m.actor.id for m in off.matches][:2] == ["a-stranger", "z-linked"], "a tie goes by id"
+    assert all(m.similarity is None and m.shared_partners == () for m in off.matches)
+    runtime.matcher.network_weight = 1.0
+    on = runtime.matcher.match_actor("query", limit=3, collapse=False)
+    by_id = {m.actor.id: m for m in on.matches}
+    assert on.matches[0].actor.id == "z-linked", "a partner of a partner goes up"
+    assert by_id["z-linked"].shared_partners == ("hub",)
+    assert by_id["a-stranger"].shared_partners == ()
+    # the text score travels beside the rank score, and the scores shown stay in order
+    assert by_id["z-linked"].similarity == by_id["a-stranger"].similarity
+    assert [m.score for m in on.matches] == sorted((m.score for m in on.matches), reverse=True)
+    # a known partner gets no lift from the walk that reaches it first
+    hub = by_id["hub"]
+    assert hub.score < by_id["a-stranger"].score
+    # free-text search never uses it
+    assert all(m.similarity is None for m in runtime.matcher.search(wind).matches)
