@@ -110,3 +110,25 @@ def test_the_network_signal_is_switchable_and_shows_its_evidence(runtime: Runtim
     assert hub.score < by_id["a-stranger"].score
     # free-text search never uses it
     assert all(m.similarity is None for m in runtime.matcher.search(wind).matches)
+
+
+def test_the_walk_follows_at_most_its_edge_budget_per_step_and_is_exact_below_it() -> None:
+    """Cost is bounded however dense the hubs (edges counted, not seconds); a graph whose
+    frontier stays within the budget gets the uncapped walk's exact scores."""
+    rng = np.random.default_rng(3)
+    ids = [f"a{i}" for i in range(300)]
+    partners = {ids[0]: set(ids[1:])}  # a hub with everyone
+    for i in range(1, 300):
+        partners.setdefault(ids[i], set()).update(
+            ids[j] for j in rng.choice(300, 4).tolist() if j != i
+        )
+    start, rows = partner_graph(ids, partners)
+    followed: list[int] = []
+    capped = personalised_pagerank(start, rows, 5, max_edges=50, followed=followed)
+    widest = int(np.diff(start).max())  # a single node heavier than the budget is still followed
+    assert followed and all(f <= max(50, widest) for f in followed)
+    uncapped_followed: list[int] = []
+    uncapped = personalised_pagerank(start, rows, 5, max_edges=10**9, followed=uncapped_followed)
+    assert sum(uncapped_followed) > sum(followed), "the budget cut the walk"
+    assert 0.15 <= capped[5] <= uncapped[5] and (capped > 0).sum() <= (uncapped > 0).sum()
+    assert np.array_equal(uncapped, personalised_pagerank(start, rows, 5, max_edges=len(rows)))
