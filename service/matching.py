@@ -351,7 +351,7 @@ class Matcher:
             candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
         candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
         matches = self._page(
-            snapshot,
+            ranker,
             candidates,
             queries,
             limit * 3 if diversify else limit,
@@ -372,7 +372,7 @@ class Matcher:
 
     def _page(
         self,
-        snapshot: Snapshot,
+        ranker: Ranker,
         candidates: Sequence[Candidate],
         queries: Sequence[QueryChunk],
         size: int,
@@ -414,7 +414,7 @@ class Matcher:
             for candidate, columns, proof in zip(batch, picks, proofs, strict=True):
                 if not proof or any(i not in chunks for i in proof):
                     continue  # deleted, or replaced by a write this snapshot has not seen
-                summary = _summary(snapshot, candidate, names.get(candidate.actor_id, ""))
+                summary = _summary(ranker.snapshot, candidate, names.get(candidate.actor_id, ""))
                 if summary is None:
                     continue
                 ids = proof[: len(columns)]
@@ -432,7 +432,7 @@ class Matcher:
                         similarity=None
                         if candidate.similarity is None
                         else round(candidate.similarity, 6),
-                        shared_partners=candidate.shared_partners,
+                        shared_partners=ranker.shared_partners(candidate.row),
                         evidence=tuple(
                             _evidence(candidate, i, chunks[cid], queries)
                             for i, cid in zip(columns, ids, strict=True)

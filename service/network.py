@@ -132,12 +132,25 @@ def network_scores(start: Ints, rows: Ints, source: int) -> Floats:
     return scores
 
 
-def shared_partners(start: Ints, rows: Ints, a: int, b: int, limit: int = SHARED_SHOWN) -> Ints:
-    """Rows that are partners of both `a` and `b` (at most `limit`, by row)."""
-    if a < 0 or b < 0:
+def partner_mask(start: Ints, rows: Ints, a: int) -> npt.NDArray[np.bool_]:
+    """Which rows are partners of `a` (none for a < 0): built once per request, so that the
+    partners it shares with each suggestion are one gather, not a set intersection."""
+    mask = np.zeros(len(start) - 1, dtype=np.bool_)
+    if a >= 0:
+        mask[neighbours(start, rows, a)] = True
+    return mask
+
+
+def shared_partners(
+    start: Ints, rows: Ints, partners_of_a: npt.NDArray[np.bool_], b: int, limit: int = SHARED_SHOWN
+) -> Ints:
+    """Rows that are partners of both `a` (given as its `partner_mask`) and `b`, at most `limit`,
+    by row."""
+    if b < 0:
         return np.zeros(0, dtype=np.int64)
-    both: Ints = np.intersect1d(neighbours(start, rows, a), neighbours(start, rows, b))
-    return both[:limit]
+    theirs = neighbours(start, rows, b)
+    both: Ints = theirs[partners_of_a[theirs]][:limit]
+    return both
 
 
 def standardised(values: Floats) -> Floats:

@@ -60,8 +60,6 @@ class Candidate:
     """Read-model row, or -1 for an actor of the live delta."""
     similarity: float | None = None
     """The text score alone, where `score` also holds non-text signals (else None: the same)."""
-    shared_partners: tuple[str, ...] = ()
-    """Known partners of both the query actor and this one (the network signal's evidence)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +120,7 @@ class Ranker:
         self._chunks_ok: npt.NDArray[np.bool_] | None = None
         self._delta_ok = self._delta_mask()
         self._network: npt.NDArray[np.float64] | None = None
+        self._query_partners: npt.NDArray[np.bool_] | None = None
 
     @property
     def chunks_ok(self) -> npt.NDArray[np.bool_]:
@@ -266,7 +265,6 @@ class Ranker:
                 ]
             )
             signals.append((request.activity_prior, np.log1p(documents)))
-        shared: list[tuple[str, ...]] = [() for _ in candidates]
         if self._network_on():
             everyone = self.network_scores()
             floor = float(np.log(network.PPR_FLOOR))
@@ -280,19 +278,29 @@ class Ranker:
             if known.any() and not known.all():
                 values[known] = values[~known].mean()
             signals.append((request.network_weight, values))
-            start, partners, names = rm.partner_start, rm.partner_rows, rm.actor_ids
-            shared = [
-                tuple(
-                    names[int(p)]
-                    for p in network.shared_partners(start, partners, self.request.query_row, r)
-                )
-                for r in rows
-            ]
         scores = network.rank_scores(text, signals) if len(candidates) > 1 else text
         return [
-            replace(c, score=float(v), similarity=c.score, shared_partners=s)
-            for c, v, s in zip(candidates, scores.tolist(), shared, strict=True)
+            replace(c, score=float(v), similarity=c.score)
+            for c, v in zip(candidates, scores.tolist(), strict=True)
         ]
+
+    def shared_partners(self, row: int) -> tuple[str, ...]:
+        """The partners the query actor and the candidate at `row` share (evidence of the
+        network signal), by row, at most `network.SHARED_SHOWN`. Asked only for the matches of
+        the page: one gather over the candidate's partners against a mask of the query's, where
+        computing it for every scored candidate cost a set intersection each (hub neighbour
+        lists of thousands: 200 ms per match at 100,000 chunks, BENCHMARKS.md)."""
+        if not self._network_on() or row < 0:
+            return ()
+        rm = self.rm
+        if self._query_partners is None:
+            self._query_partners = network.partner_mask(
+                rm.partner_start, rm.partner_rows, self.request.query_row
+            )
+        common = network.shared_partners(
+            rm.partner_start, rm.partner_rows, self._query_partners, row
+        )
+        return tuple(rm.actor_ids[int(p)] for p in common.tolist())
 
     def _network_on(self) -> bool:
         return bool(self.request.network_weight) and 0 <= self.request.query_row < len(self.rm)

@@ -11,6 +11,7 @@ from service.network import (
     neighbours,
     network_scores,
     partner_graph,
+    partner_mask,
     personalised_pagerank,
     rank_scores,
     shared_partners,
@@ -61,9 +62,11 @@ def test_the_frontier_walk_equals_the_dense_reference() -> None:
 
 def test_shared_partners_are_the_common_neighbours() -> None:
     start, rows = partner_graph(IDS, LISTS)
-    assert shared_partners(start, rows, 1, 2).tolist() == [0]  # b and c both work with a
-    assert shared_partners(start, rows, 1, 3).tolist() == []
-    assert shared_partners(start, rows, -1, 3).tolist() == []
+    of_b = partner_mask(start, rows, 1)
+    assert shared_partners(start, rows, of_b, 2).tolist() == [0]  # b and c both work with a
+    assert shared_partners(start, rows, of_b, 3).tolist() == []
+    assert shared_partners(start, rows, partner_mask(start, rows, -1), 3).tolist() == []
+    assert shared_partners(start, rows, of_b, -1).tolist() == []
 
 
 def test_the_rank_score_orders_like_the_z_sum_and_stays_in_text_units() -> None:
