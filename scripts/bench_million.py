@@ -167,13 +167,13 @@ def stack_shares(raw: Path, entry: str = "search") -> dict[str, Any]:
         if frames:
             stacks.append((frames.split(";"), int(count)))
     total = sum(n for _, n in stacks)
-    searching = [
-        (f, n) for f, n in stacks if any(frame_matches(x, "matching.py", "search") for x in f)
+    inside_entry = [
+        (f, n) for f, n in stacks if any(frame_matches(x, "matching.py", entry) for x in f)
     ]
-    inside = sum(n for _, n in searching)
+    inside = sum(n for _, n in inside_entry)
     shares = {
         label: round(
-            sum(n for f, n in searching if any(frame_matches(x, path, name) for x in f))
+            sum(n for f, n in inside_entry if any(frame_matches(x, path, name) for x in f))
             / max(1, inside),
             3,
         )
