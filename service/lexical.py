@@ -72,15 +72,30 @@ PUBLIC: Audience = (0, Owner())
 _TOKEN = re.compile(TOKEN_PATTERN)
 
 
+STOP_WORD_LANGUAGES = ("en", "de", "it", "sv", "ro")
+
+
 @cache
 def stop_words() -> frozenset[str]:
-    from spacy.lang.de.stop_words import STOP_WORDS as DE
-    from spacy.lang.en.stop_words import STOP_WORDS as EN
-    from spacy.lang.it.stop_words import STOP_WORDS as IT
-    from spacy.lang.ro.stop_words import STOP_WORDS as RO
-    from spacy.lang.sv.stop_words import STOP_WORDS as SV
+    """spaCy's stop-word lists of the five project languages. They are plain data modules
+    (`STOP_WORDS = set(...)`, no imports), read here without importing the spaCy package:
+    `import spacy.lang.en.stop_words` imports spaCy, thinc and torch (1.7 s and their heap), which
+    a worker's first search paid (BENCHMARKS.md, one million chunks)."""
+    import importlib.util
+    from pathlib import Path
 
-    return frozenset(EN | DE | IT | SV | RO)
+    spec = importlib.util.find_spec("spacy")  # locates the package without importing it
+    assert spec is not None and spec.submodule_search_locations, "spaCy is not installed"
+    root = Path(next(iter(spec.submodule_search_locations)))
+    words: set[str] = set()
+    for language in STOP_WORD_LANGUAGES:
+        namespace: dict[str, object] = {}
+        path = root / "lang" / language / "stop_words.py"
+        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+        found = namespace["STOP_WORDS"]
+        assert isinstance(found, set)
+        words |= found
+    return frozenset(words)
 
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:

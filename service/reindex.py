@@ -164,8 +164,12 @@ class Reindexer:
         log.info(
             "build: %d vectors of dim %d (%s %s)", len(index), index.dim, index.kind, index.params
         )
-        if approximate and recall_at_10(index, ids, vectors) < MIN_RECALL_AT_10:
-            log.warning("build: HNSW recall@10 below %.2f; falling back to exact", MIN_RECALL_AT_10)
+        if approximate and (measured := recall_at_10(index, ids, vectors)) < MIN_RECALL_AT_10:
+            log.warning(
+                "build: HNSW recall@10 %.3f below %.2f; falling back to exact",
+                measured,
+                MIN_RECALL_AT_10,
+            )
             index = FaissIndex(self.embedder.dim)
             index.add(ids, vectors)
 

@@ -233,3 +233,26 @@ def test_a_generation_serves_its_postings_from_files_and_checks_them(runtime: Ru
         assert [(m.actor.id, m.score) for m in again] == [(m.actor.id, m.score) for m in found]
     finally:
         old.close()
+
+
+def test_stop_words_are_spacys_lists_read_without_importing_spacy() -> None:
+    """A worker's first search must not import spaCy (and with it thinc and torch)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from service.lexical import stop_words; words = stop_words(); "
+        "print(len(words), 'spacy' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    count, spacy_loaded, torch_loaded = done.stdout.split()
+    assert (spacy_loaded, torch_loaded) == ("False", "False")
+    from spacy.lang.de.stop_words import STOP_WORDS as DE
+    from spacy.lang.en.stop_words import STOP_WORDS as EN
+    from spacy.lang.it.stop_words import STOP_WORDS as IT
+    from spacy.lang.ro.stop_words import STOP_WORDS as RO
+    from spacy.lang.sv.stop_words import STOP_WORDS as SV
+
+    from service.lexical import stop_words
+
+    assert stop_words() == frozenset(EN | DE | IT | SV | RO) and int(count) == len(stop_words())
