@@ -547,7 +547,7 @@ def render_http(result: dict[str, Any] | None) -> tuple[list[str], dict[str, Any
     ]
     for server, levels in result["summary"].items():
         for level, row in levels.items():
-            kind, clients = level.split("-")
+            kind, clients = level.rsplit("-", 1)  # "search-16", "match-x500-1"
             lines.append(
                 f"| {server} | {kind}, {clients} client{'s' if clients != '1' else ''} | "
                 f"{row['requests']} | "

@@ -5,9 +5,8 @@ per-call overhead. Here one caller at a time leads: it embeds every query queued
 batch and hands each caller its row, then the queries that arrived during that model call, and
 so on until the queue is empty. Batches form by themselves under load, and a lone query pays
 nothing extra: it does not wait for company (`max_wait` 0, the default; a positive `max_wait`
-makes the leader linger that long first, which was measured to cost a lone query its full value
-and to buy nothing at 16 clients, BENCHMARKS.md). Passages (bulk work, already batched) and
-multi-text calls go straight through.
+makes the leader linger that long first, which a lone query pays in full). Passages (bulk work,
+already batched) and multi-text calls go straight through.
 """
 
 from __future__ import annotations
