@@ -377,3 +377,5 @@ class Match:
     """The text score alone where `score` also holds non-text signals (None: `score` is it)."""
     shared_partners: tuple[str, ...] = ()
     """Ids of known partners of both the query actor and this one (the network signal)."""
+    shared_partner_names: tuple[str, ...] = ()
+    """Their names, in the same order (what a cluster manager asks for an introduction)."""

@@ -441,7 +441,21 @@ class Matcher:
                 )
                 if len(out) == size:
                     break
-        return out
+        return self._with_partner_names(out)
+
+    def _with_partner_names(self, matches: list[Match]) -> list[Match]:
+        """Names of the shared partners (the network's evidence), one read for the page, made
+        only when a match has any."""
+        wanted = [p for m in matches for p in m.shared_partners]
+        if not wanted:
+            return matches
+        names = self.store.names_of(wanted)
+        return [
+            replace(m, shared_partner_names=tuple(names.get(p, p) for p in m.shared_partners))
+            if m.shared_partners
+            else m
+            for m in matches
+        ]
 
     def _check_query_actor(self, actor_id: str) -> None:
         """The query actor's passages are gone: deleted (404), or rewritten since the snapshot

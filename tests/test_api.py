@@ -477,7 +477,7 @@ def test_a_match_shows_the_text_score_and_the_shared_partners(client: TestClient
         ("linked", f"{WIND} one", []),
         ("alone", f"{WIND} one", []),
     ):
-        body = profile([text]) | {"partners": partners}
+        body = profile([text], name=f"Name of {actor_id}") | {"partners": partners}
         assert client.put(f"/v1/actors/{actor_id}", json=body).status_code == 201
     rebuild(client)
     plain = client.post("/v1/match", json={"actor_id": "query", "collapse": False}).json()
@@ -487,5 +487,6 @@ def test_a_match_shows_the_text_score_and_the_shared_partners(client: TestClient
     body = {"actor_id": "query", "collapse": False}
     matches = {m["actor"]["id"]: m for m in client.post("/v1/match", json=body).json()["matches"]}
     assert matches["linked"]["shared_partners"] == ["hub"]
+    assert matches["linked"]["shared_partner_names"] == ["Name of hub"]
     assert matches["linked"]["similarity"] == matches["alone"]["similarity"]
     assert matches["linked"]["score"] > matches["alone"]["score"]

@@ -204,6 +204,9 @@ class MatchOut(BaseModel):
         description="ids of known partners of both the query actor and this one (at most 5): "
         "people who could introduce the two",
     )
+    shared_partner_names: list[str] = Field(
+        default_factory=list, description="the names of `shared_partners`, in the same order"
+    )
     evidence: list[EvidenceOut]
     same_passage: list[ActorSummaryOut] = Field(
         default_factory=list,
@@ -310,6 +313,7 @@ def match_out(match: Match, explain: bool) -> MatchOut:
         score=match.score,
         similarity=match.similarity,
         shared_partners=list(match.shared_partners),
+        shared_partner_names=list(match.shared_partner_names),
         same_passage=[summary_out(a) for a in match.also],
         evidence=[
             EvidenceOut(

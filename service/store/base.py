@@ -186,6 +186,10 @@ class ProfileStore(Protocol):
         """(id, name) of every actor, for name lookup."""
         ...
 
+    def names_of(self, actor_ids: Sequence[str]) -> dict[str, str]:
+        """id -> name of the actors of `actor_ids` that exist (one statement per 900 ids)."""
+        ...
+
     def list_actors(
         self,
         limit: int,

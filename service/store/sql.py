@@ -661,6 +661,14 @@ class SqlProfileStore:
         with self._read() as conn:
             return [(r.id, r.name) for r in conn.execute(sa.select(actors.c.id, actors.c.name))]
 
+    def names_of(self, actor_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self._read() as conn:
+            for part in _chunked(list(dict.fromkeys(actor_ids))):
+                query = sa.select(actors.c.id, actors.c.name).where(actors.c.id.in_(part))
+                out.update((r.id, r.name) for r in conn.execute(query))
+        return out
+
     def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
         sectors = self._codes(conn, actor_sectors, actor_sectors.c.code, ids)
         clusters = self._codes(conn, actor_clusters, actor_clusters.c.cluster_id, ids)

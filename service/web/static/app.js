@@ -299,7 +299,8 @@ function reasonOf(match, context) {
   }
   // Partners both already work with: who could introduce them (the partner-network signal).
   const common = match.shared_partners || [];
-  if (common.length) reason += `; ${common.length} partner${common.length > 1 ? "s" : ""} in common (${common.join(", ")}): ask for an introduction`;
+  const names = common.map((id, i) => (match.shared_partner_names || [])[i] || id);
+  if (common.length) reason += `; ${common.length} partner${common.length > 1 ? "s" : ""} in common (${names.join(", ")}): ask for an introduction`;
   return reason + ".";
 }
 
