@@ -7,6 +7,7 @@ One helper for every such test, so that a server which does not come up in time 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -18,7 +19,9 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import unused_port
+from tests.factories import actor_data
 
+WIND = "offshore wind turbine blades made of glass fibre composites"
 STARTUP_SECONDS = 120.0
 """Long enough for a model load on a loaded two-core machine."""
 
@@ -30,6 +33,16 @@ def run_cli(env: Mapping[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def seed_wind_store(env: Mapping[str, str], profiles: Path) -> None:
+    """The small store the multi-process tests serve: four near-copies of one wind-blade
+    passage and a bakery, ingested and indexed by the CLI (other processes than the servers)."""
+    rows = [actor_data(f"w{i}", [f"{WIND}, variant {i}"]) for i in range(4)]
+    rows.append(actor_data("bakery", ["sourdough bread and pastry"]))
+    profiles.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    run_cli(env, "ingest", str(profiles))
+    run_cli(env, "reindex")
 
 
 @dataclass

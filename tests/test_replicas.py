@@ -24,9 +24,7 @@ from service.runtime import Runtime
 from service.store.pg import AdvisoryRebuildLock
 from tests.conftest import unused_port
 from tests.factories import actor_data, make_actor
-from tests.servers import run_cli, running
-
-WIND = "offshore wind turbine blades made of glass fibre composites"
+from tests.servers import WIND, run_cli, running, seed_wind_store
 
 
 def runtime_on(url: str, data_dir: Path) -> Runtime:
@@ -88,12 +86,7 @@ def replicas(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, str, dict
         "CLUSTERMATCH_WATCH_SECONDS": "0.5",
         "CLUSTERMATCH_MICRO_BATCH_MS": "0",
     }
-    profiles = tmp_path / "profiles.jsonl"
-    rows = [actor_data(f"w{i}", [f"{WIND}, variant {i}"]) for i in range(4)]
-    rows.append(actor_data("bakery", ["sourdough bread and pastry"]))
-    profiles.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    run_cli(env, "ingest", str(profiles))
-    run_cli(env, "reindex")
+    seed_wind_store(env, tmp_path / "profiles.jsonl")
     with running(env, "--workers", "1") as a, running(env, "--workers", "1") as b:
         yield a.url, b.url, env
 

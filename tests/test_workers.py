@@ -4,7 +4,6 @@ query on every worker at once; a delete is never returned after it returned."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -15,10 +14,9 @@ import httpx
 import pytest
 
 from tests.factories import actor_data
-from tests.servers import run_cli, running
+from tests.servers import WIND, run_cli, running, seed_wind_store
 
 pytestmark = pytest.mark.slow
-WIND = "offshore wind turbine blades made of glass fibre composites"
 
 
 @pytest.fixture
@@ -36,12 +34,7 @@ def serving(tmp_path: Path, extra: dict[str, str]) -> Iterator[tuple[str, dict[s
         "CLUSTERMATCH_MICRO_BATCH_MS": "0",
         **extra,
     }
-    profiles = tmp_path / "profiles.jsonl"
-    rows = [actor_data(f"w{i}", [f"{WIND}, variant {i}"]) for i in range(4)]
-    rows.append(actor_data("bakery", ["sourdough bread and pastry"]))
-    profiles.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    run_cli(env, "ingest", str(profiles))
-    run_cli(env, "reindex")
+    seed_wind_store(env, tmp_path / "profiles.jsonl")
     with running(env, "--workers", "2") as server:
         yield server.url, env
 
