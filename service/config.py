@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
     faiss_threads: int = Field(default=1, ge=1, le=64)
-    """OpenMP threads per FAISS search in the server. One: requests run in parallel anyway, and a
-    single query split over two busy cores was measured slower (BENCHMARKS.md)."""
+    """Threads per FAISS search (OpenMP) and per numpy product (BLAS) in the server. One:
+    requests run in parallel anyway, a single query split over two busy cores was measured
+    slower (BENCHMARKS.md), and idle OpenMP and OpenBLAS threads spin at every call."""
     micro_batch_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     """How long a query waits for others to share its model call. 0: no waiting; queries that
     arrive while a model call runs still share the next one (service.embedding.batching)."""

@@ -114,3 +114,49 @@ def test_hnsw_with_a_small_allow_list_still_fills_k() -> None:
     _, ids = index.search(clustered_vectors(2, seed=5), 3, ChunkSelection(allow=allowed))
     assert set(ids.ravel()) <= {7, 1234, 4999} and (ids >= 0).all()
     assert index.params == {"M": 32, "efConstruction": 200, "efSearch": 128}
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_search_runs_with_the_configured_openmp_threads_in_any_thread(kind: Kind) -> None:
+    """OpenMP's thread count belongs to the calling thread: a server's request threads never saw
+    a count set at start-up, kept one OpenMP thread per core and paid for their spinning. A
+    search now runs with `search_threads()` in whichever thread calls it, and leaves that
+    thread's own count (which a later build uses) as it was."""
+    import threading
+
+    import faiss
+
+    from service.index import faiss_index
+
+    rng = np.random.default_rng(5)
+    index = FaissIndex(8, kind=kind)
+    index.add(np.arange(50, dtype=np.int64), l2_normalise(rng.normal(size=(50, 8))))
+    seen: dict[str, int] = {}
+    inner = index._index
+    search, reconstruct = inner.search, inner.reconstruct_batch
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+        def search(self, *args: object, **kwargs: object) -> object:
+            seen["search"] = faiss.omp_get_max_threads()
+            return search(*args, **kwargs)
+
+        def reconstruct_batch(self, *args: object) -> object:
+            seen["reconstruct"] = faiss.omp_get_max_threads()
+            return reconstruct(*args)
+
+    index._index = Spy()
+
+    def request_thread() -> None:
+        faiss.omp_set_num_threads(3)  # what a new thread may start with: not the setting
+        index.search(l2_normalise(rng.normal(size=(1, 8))), 5)
+        index.reconstruct(np.arange(3, dtype=np.int64))
+        seen["after"] = faiss.omp_get_max_threads()
+
+    faiss_index.set_search_threads(1)
+    worker = threading.Thread(target=request_thread)
+    worker.start()
+    worker.join()
+    assert seen == {"search": 1, "reconstruct": 1, "after": 3}

@@ -296,6 +296,12 @@ UNAVAILABLE = {
 
 
 def set_search_threads(threads: int) -> None:
-    import faiss
+    """FAISS's OpenMP threads per search (set per call: service.index.faiss_index) and BLAS's
+    threads (one process-wide pool): a request's products are small, and an idle OpenBLAS
+    thread busy-waits after each of them."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    faiss.omp_set_num_threads(threads)
+    from service.index import faiss_index
+
+    faiss_index.set_search_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")

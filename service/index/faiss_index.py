@@ -10,10 +10,18 @@ A saved index is loaded memory-mapped (`IO_FLAG_MMAP_IFC`): the vectors and the 
 in the page cache, shared by every worker process on the host, instead of one private copy per
 worker (at 1M chunks 1.7 GB each; docs/scaling.md). Generations are immutable, so a loaded index
 refuses `add` and `remove` (FAISS would abort the process on a mapped vector).
+
+Searches run with `search_threads()` OpenMP threads (1 unless set): a server answers requests in
+parallel already, and OpenMP's thread count is a *per-thread* setting, so setting it once at
+start-up never reached the request threads that search (they kept one OpenMP thread per core,
+which spun at every barrier: 10 ms of CPU per search at 100k chunks, a third of the search).
+Builds (`add`) keep OpenMP's default, all cores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +37,7 @@ from service.index.base import ChunkSelection, IdArray, Scores, Vectors
 faiss: Any = _faiss
 
 Kind = Literal["flat", "hnsw"]
+_search_threads = 1
 EXACT_SUBSET_MAX = 20_000
 """Allow-lists up to this size (or 5% of an HNSW index) are searched exactly over their vectors."""
 
@@ -38,6 +47,32 @@ class HnswParams:
     m: int = 32
     ef_construction: int = 200
     ef_search: int = 128
+
+
+def set_search_threads(threads: int) -> None:
+    """OpenMP threads of every later search and reconstruct, in whichever thread it runs."""
+    global _search_threads
+    if threads < 1:
+        raise ValueError("search threads must be >= 1")
+    _search_threads = threads
+
+
+def search_threads() -> int:
+    return _search_threads
+
+
+@contextmanager
+def _searching() -> Iterator[None]:
+    """The calling thread's OpenMP thread count at `search_threads()` for one call, restored
+    after it (the same thread may build an index later, which wants every core)."""
+    before = int(faiss.omp_get_max_threads())
+    if before != _search_threads:
+        faiss.omp_set_num_threads(_search_threads)
+    try:
+        yield
+    finally:
+        if before != _search_threads:
+            faiss.omp_set_num_threads(before)
 
 
 def _selector(selection: ChunkSelection | None) -> Any:
@@ -145,7 +180,8 @@ class FaissIndex:
         else:
             selector = _selector(selection)
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
-        scores, ids = self._index.search(queries, k, params=params)
+        with _searching():
+            scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32), ids.astype(np.int64)
 
@@ -165,7 +201,8 @@ class FaissIndex:
     def reconstruct(self, ids: IdArray) -> Vectors:
         if len(ids) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+        with _searching():
+            out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
         return np.asarray(out, dtype=np.float32)
 
     def save(self, path: Path) -> None:
