@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     at 100,000 chunks; int8 is a little faster and costs MiniLM nDCG@10 0.060 -> 0.058
     (BENCHMARKS.md, docs/evaluation.md). The ONNX export is built once, on first use, under
     models/cache/."""
+    query_backend: Literal["same", "onnx-int8"] = "onnx-int8"
+    """How free-text queries are embedded: `onnx-int8`, the int8 copy of the same weights for
+    queries only (a query costs about half the CPU; passages, the index and actor matching keep
+    `backend`'s vectors), or `same` as the passages. Parity-gated on retrieval, falls back to
+    `same`; service.embedding.queries. The free-text evaluation lost nothing with it (nDCG@10
+    0.075 against 0.074, docs/evaluation.md)."""
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
     faiss_threads: int = Field(default=1, ge=1, le=64)

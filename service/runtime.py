@@ -64,9 +64,10 @@ class Runtime:
             threads=self.settings.threads,
             batch_size=self.settings.batch_size,
             backend=self.settings.backend,
+            query_backend=self.settings.query_backend,
         )
-        if self.settings.micro_batch_ms <= 0:
-            return embedder
+        # Always wrapped: with `micro_batch_ms` 0 nothing waits, and queries that arrive while
+        # a model call runs share the next one (the setting's documented behaviour).
         return MicroBatchingEmbedder(embedder, max_wait=self.settings.micro_batch_ms / 1000)
 
     @cached_property

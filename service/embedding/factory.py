@@ -6,6 +6,9 @@
   parity check against fp32 ONNX on demo texts (every cosine >= 0.98, top-10 neighbour overlap
   >= 0.90); the verdict is cached beside the exported model. If it fails, the service falls back
   to `onnx-fp32` and says so in its log.
+
+`query_backend="onnx-int8"` keeps the passages on `backend` and embeds only queries with int8
+weights (service.embedding.queries), parity-gated on retrieval the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import gzip
 import json
 import logging
 import random
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("clustermatch.embedding")
 
 Backend = Literal["torch", "onnx-fp32", "onnx-int8"]
+QueryBackend = Literal["same", "onnx-int8"]
 PARITY_FILE = "int8-parity.json"
 DEMO_FILE = CHECKOUT_DIR / "data" / "demo" / "actors.jsonl.gz"
 
@@ -36,6 +41,46 @@ def load_embedder(
     batch_size: int = 32,
     backend: Backend = "torch",
     cache_dir: Path | None = None,
+    query_backend: QueryBackend = "same",
+) -> Embedder:
+    passages = _load(profile, threads, batch_size, backend, cache_dir)
+    if query_backend == "same" or backend == "onnx-int8":
+        return passages
+    from service.embedding.queries import Int8QueryEmbedder
+
+    return Int8QueryEmbedder(
+        passages, partial(_int8_queries, profile, threads, batch_size, cache_dir, passages)
+    )
+
+
+def _int8_queries(
+    profile: ModelProfile,
+    threads: int,
+    batch_size: int,
+    cache_dir: Path | None,
+    passages: Embedder,
+) -> Embedder | None:
+    """The int8 query encoder for `passages`, if it passes the retrieval parity gate."""
+    from service.embedding.onnx import DEFAULT_CACHE_DIR, OnnxEmbedder
+    from service.embedding.queries import int8_queries_pass
+
+    int8 = OnnxEmbedder(
+        profile, threads, batch_size, quantize=True, cache_dir=cache_dir or DEFAULT_CACHE_DIR
+    )
+    int8.warm_up()
+    assert int8.model_file is not None
+    if int8_queries_pass(passages, int8, int8.model_file.parent):
+        return int8
+    log.warning("int8 queries fail the retrieval parity check for %s: fp32 queries", profile.id)
+    return None
+
+
+def _load(
+    profile: ModelProfile,
+    threads: int,
+    batch_size: int,
+    backend: Backend,
+    cache_dir: Path | None,
 ) -> Embedder:
     from service.embedding.sentence_transformers import SentenceTransformerEmbedder
 
