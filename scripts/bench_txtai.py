@@ -63,7 +63,9 @@ from bench_report import BENCH_DIR, log, percentile, spread, write_result
 
 VENV = BENCH_DIR / "txtai-venv"
 TORCH_PIN = "torch==2.13.0"
-TXTAI_PACKAGES = ("txtai[api]", "sentence-transformers", "faiss-cpu")
+TXTAI_PACKAGES = ("txtai[api]", "sentence-transformers", "faiss-cpu", "httptools", "uvloop")
+"""httptools and uvloop: the HTTP parser and loop clustermatch serves with, so the HTTP figures
+compare the engines, not two HTTP stacks."""
 FORBIDDEN = ("nvidia-", "cuda", "triton")
 
 WORKER = r"""
