@@ -11,7 +11,10 @@ ingest, chunking, embedding and index), and each query is looked at stage by sta
     the index's chunk vectors, i.e. the service's second stage without the first-stage cut;
 (c) **the mean-vector score** (the baseline of the main table);
 (d) **combinations**: z-scored sums of mean-vector and coverage, and an activity prior
-    (z-scored log(1 + number of documents)) added with a weight.
+    (z-scored log(1 + number of documents)) added with a weight;
+(e) **the partner network** (the service's walk) added to the text, and a kind-pair prior;
+(f) **text x network**: the service's text score + network at the model's weights, with a
+    profile vector propagated over the partner graph added (service.evaluation_propagation).
 
 Every row is evaluated with the temporal protocol (service.evaluation_temporal); the service row
 pages through `match_actor` like the HTTP evaluation does, so it should equal the HTTP figures.
@@ -32,6 +35,7 @@ from tqdm import tqdm
 from service.config import Settings
 from service.domain import OPERATOR, Actor
 from service.evaluation import Corpus, Scores
+from service.evaluation_propagation import PROPAGATION_FAMILIES, propagation_scorers
 from service.evaluation_server import HttpRanker
 from service.evaluation_temporal import (
     MeanVectorMethod,
@@ -46,12 +50,17 @@ from service.evaluation_temporal import (
     summarise,
 )
 from service.matching import MIN_CANDIDATE_ACTORS, _about, pick_query_chunks
+from service.network import partner_graph
 from service.ranking import TOP_K_PAIRS, Request
 from service.ranking import Ranker as CandidateRanker
 from service.runtime import Runtime
 from service.store import ActorFilter
 
 PRIOR_WEIGHTS = (0.25, 0.5, 1.0)
+SERVICE_TEXT = "service text + network"
+"""The stage rows closest to the service's default ranking: the model's own text score
+(coverage, or the profile-vector cosine where the model's `profile_weight` is 1) plus the
+network at the model's `network_weight`; the text x network rows add to it."""
 CANDIDATE_LIMITS = (10, 50)
 
 
@@ -314,6 +323,7 @@ def stage_rows(
             [(mean_vector, 1), (graph, 0.5), (kinds, 1.0)],
         ),
     ]
+    scorers += text_network_rows(runtime, corpus, split, mean_vector, coverage, graph)
     records: dict[str, Records] = {}
     service = HttpRanker(InProcessEndpoint(runtime), "service (as served, in process)")
     records[service.name] = evaluate(service, split, progress=progress)
@@ -330,6 +340,32 @@ def stage_rows(
         "incomplete_orders": sum(service.ordered[q] < split.eligible(q) for q in split.queries),
     }
     return records, info
+
+
+def text_network_rows(
+    runtime: Runtime,
+    corpus: Corpus,
+    split: TemporalSplit,
+    mean_vector: Scorer,
+    coverage: Scorer,
+    graph: NetworkMethod,
+) -> list[Scorer]:
+    """The service's text score + network at its default weights, and the same with each
+    propagated text x network signal (service.evaluation_propagation) added with a weight."""
+    matcher = runtime.matcher
+    text = mean_vector if matcher.profile_weight >= 0.5 else coverage
+    base: list[tuple[Scorer, float]] = [(text, 1), (graph, matcher.network_weight)]
+    rm = runtime.index.get().readmodel
+    row_of = {a: i for i, a in enumerate(rm.actor_ids)}
+    profile = np.asarray(rm.profile[[row_of[a] for a in corpus.ids]], dtype=np.float64)
+    start, rows = partner_graph(corpus.ids, split.known)
+    out: list[Scorer] = [Combined(f"{SERVICE_TEXT} (default weights)", corpus, base)]
+    for family, signal in propagation_scorers(corpus, profile, start, rows).items():
+        out += [
+            Combined(f"{SERVICE_TEXT} + {w} {family}", corpus, [*base, (signal, w)])
+            for w in PRIOR_WEIGHTS
+        ]
+    return out
 
 
 def run_stages(
@@ -387,20 +423,45 @@ def row(records: Records, split: TemporalSplit, seed: int, a: set[str], b: set[s
 
 
 def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dict[str, Any]:
-    """For each family of prior-weighted rows: the weight best on half A, read on half B."""
-    out = {}
-    families: tuple[str, ...] = ("mean-vector + {w} prior", "coverage (all eligible) + {w} prior")
-    families += ("mean-vector + {w} network", "coverage (all eligible) + {w} network")
-    for family in families:
-        names = {w: family.format(w=w) for w in (0.0, *PRIOR_WEIGHTS)}
-        names[0.0] = "mean-vector" if family.startswith("mean") else "coverage (all eligible)"
+    """For each family of weighted rows: the weight best on half A (by nDCG@10; 0 is the row
+    without the signal), read on half B; and for the text x network rows, the best of all their
+    families and weights on half A."""
+    out: dict[str, dict[str, Any]] = {}
+    families: dict[str, str] = {
+        "mean-vector + {w} prior": "mean-vector",
+        "coverage (all eligible) + {w} prior": "coverage (all eligible)",
+        "mean-vector + {w} network": "mean-vector",
+        "coverage (all eligible) + {w} network": "coverage (all eligible)",
+    }
+    base = f"{SERVICE_TEXT} (default weights)"
+    families |= {f"{SERVICE_TEXT} + {{w}} {family}": base for family in PROPAGATION_FAMILIES}
+    for family, without in families.items():
+        names = {w: family.format(w=w) for w in PRIOR_WEIGHTS} | {0.0: without}
+        names = {w: name for w, name in sorted(names.items()) if name in records}
+        if len(names) < 2:
+            continue
         best = max(names, key=lambda w: half_means(records[names[w]], a))
-        out[family.format(w="w")] = {
-            "weight": best,
-            "ndcg@10_half_a": half_means(records[names[best]], a),
-            "ndcg@10_half_b": half_means(records[names[best]], b),
+        out[family.format(w="w")] = _read(records[names[best]], a, b) | {"weight": best}
+    propagated = [
+        f"{SERVICE_TEXT} + {w} {family}" for family in PROPAGATION_FAMILIES for w in PRIOR_WEIGHTS
+    ]
+    candidates = [base] + [name for name in propagated if name in records]
+    if len(candidates) > 1:
+        best_name = max(candidates, key=lambda name: half_means(records[name], a))
+        out[f"{SERVICE_TEXT} + any text x network row"] = _read(records[best_name], a, b) | {
+            "row": best_name,
+            "default_half_b": _read(records[base], a, b),
         }
     return out
+
+
+def _read(records: Records, a: set[str], b: set[str]) -> dict[str, Any]:
+    return {
+        "ndcg@10_half_a": half_means(records, a),
+        "ndcg@10_half_b": half_means(records, b),
+        "recall@50_half_a": half_means(records, a, "recall@50"),
+        "recall@50_half_b": half_means(records, b, "recall@50"),
+    }
 
 
 def markdown_stages(results: dict[str, Any]) -> str:
@@ -449,11 +510,20 @@ def markdown_stages(results: dict[str, Any]) -> str:
         for name, values in bias.items():
             cells = ["–" if values[b] is None else f"{values[b]:+.2f}" for b in labels]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", "weight chosen on half A, read on half B (nDCG@10):", ""]
+        lines += ["", "weight chosen on half A by nDCG@10, read on half B:", ""]
         for family, choice in figures["chosen_on_half_a"].items():
-            lines.append(
-                f"- {family}: w = {choice['weight']}, A {choice['ndcg@10_half_a']:.3f}, "
-                f"B {choice['ndcg@10_half_b']:.3f}"
+            what = f"row {choice['row']!r}" if "row" in choice else f"w = {choice['weight']}"
+            line = (
+                f"- {family}: {what}, nDCG@10 A {choice['ndcg@10_half_a']:.3f} "
+                f"B {choice['ndcg@10_half_b']:.3f}, recall@50 A {choice['recall@50_half_a']:.3f} "
+                f"B {choice['recall@50_half_b']:.3f}"
             )
+            if "default_half_b" in choice:
+                d = choice["default_half_b"]
+                line += (
+                    f" (the default weights on B: {d['ndcg@10_half_b']:.3f} / "
+                    f"{d['recall@50_half_b']:.3f})"
+                )
+            lines.append(line)
         lines.append("")
     return "\n".join(lines)

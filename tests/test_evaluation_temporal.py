@@ -360,6 +360,11 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     table = markdown_stages({"models": {"fake": figures}, "reference": {}})
     assert "| mean-vector + 0.5 network + 1.0 kind pairs |" in table
     assert "- mean-vector + w network: w = " in table
+    # the text x network rows: the service's text + network, and each propagated signal added
+    base = records["service text + network (default weights)"]
+    assert base.per_query["overall"]["ndcg@10"]
+    assert "| service text + network + 0.5 nearest partner |" in table
+    assert "- service text + network + any text x network row: row '" in table
 
 
 def test_zscore_and_combined_scores() -> None:
