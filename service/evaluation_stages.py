@@ -14,7 +14,9 @@ ingest, chunking, embedding and index), and each query is looked at stage by sta
     (z-scored log(1 + number of documents)) added with a weight;
 (e) **the partner network** (the service's walk) added to the text, and a kind-pair prior;
 (f) **text x network**: the service's text score + network at the model's weights, with a
-    profile vector propagated over the partner graph added (service.evaluation_propagation).
+    profile vector propagated over the partner graph added (service.evaluation_propagation);
+    and, for the industry<->academia slice, the network standardised within each candidate kind
+    and the slice cut by the query's side.
 
 Every row is evaluated with the temporal protocol (service.evaluation_temporal); the service row
 pages through `match_actor` like the HTTP evaluation does, so it should equal the HTTP figures.
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from service.config import Settings
 from service.domain import OPERATOR, Actor
 from service.evaluation import Corpus, Scores
+from service.evaluation_kinds import WithinKind, industry_academia_sides
 from service.evaluation_propagation import PROPAGATION_FAMILIES, propagation_scorers
 from service.evaluation_server import HttpRanker
 from service.evaluation_temporal import (
@@ -62,6 +65,7 @@ SERVICE_TEXT = "service text + network"
 (coverage, or the profile-vector cosine where the model's `profile_weight` is 1) plus the
 network at the model's `network_weight`; the text x network rows add to it."""
 CANDIDATE_LIMITS = (10, 50)
+WITHIN_KIND_WEIGHTS = (1.0, 2.0)
 
 
 class InProcessEndpoint:
@@ -333,8 +337,17 @@ def stage_rows(
     stages = [
         r for limit in CANDIDATE_LIMITS for r in candidate_recall(runtime, split, others, limit)
     ]
+    text_name = mean_vector.name if runtime.matcher.profile_weight >= 0.5 else coverage.name
+    sides = [
+        text_name,
+        "mean-vector",
+        f"{SERVICE_TEXT} (default weights)",
+        *(f"service text + {w} network within kind" for w in WITHIN_KIND_WEIGHTS),
+        service.name,
+    ]
     info = {
         "chunks": exact.chunks,
+        "industry_academia_sides": industry_academia_sides(records, split, sides),
         "activity_bias": activity_bias([aggregates["max"], coverage, mean_vector], corpus, split),
         "first_stage": stages,
         "incomplete_orders": sum(service.ordered[q] < split.eligible(q) for q in split.queries),
@@ -365,6 +378,11 @@ def text_network_rows(
             Combined(f"{SERVICE_TEXT} + {w} {family}", corpus, [*base, (signal, w)])
             for w in PRIOR_WEIGHTS
         ]
+    within = WithinKind(graph, corpus, split)
+    out += [
+        Combined(f"service text + {w} network within kind", corpus, [(text, 1), (within, w)])
+        for w in WITHIN_KIND_WEIGHTS
+    ]
     return out
 
 
@@ -509,6 +527,14 @@ def markdown_stages(results: dict[str, Any]) -> str:
         lines.append("| --- " * (1 + len(labels)) + "|")
         for name, values in bias.items():
             cells = ["–" if values[b] is None else f"{values[b]:+.2f}" for b in labels]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "industry<->academia by the query's side (nDCG@10 / recall@50)", ""]
+        lines += ["| row | company queries | academic queries |", "| --- | --- | --- |"]
+        for name, sides in figures.get("industry_academia_sides", {}).items():
+            cells = [
+                f"{v['ndcg@10']:.3f} / {v['recall@50']:.3f} ({v['queries']})"
+                for v in sides.values()
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "weight chosen on half A by nDCG@10, read on half B:", ""]
         for family, choice in figures["chosen_on_half_a"].items():
