@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from service.config import Settings
 from service.domain import OPERATOR, Actor
-from service.evaluation import Corpus, Scores
+from service.evaluation import Corpus, Scores, mean_ci
 from service.evaluation_kinds import WithinKind, industry_academia_sides
 from service.evaluation_propagation import PROPAGATION_FAMILIES, propagation_scorers
 from service.evaluation_server import HttpRanker
@@ -417,7 +417,7 @@ def run_stages(
         out["models"][model] = {
             **info,
             "rows": {name: row(r, split, seed, a, b) for name, r in records.items()},
-            "chosen_on_half_a": choose_on_half(records, a, b),
+            "chosen_on_half_a": choose_on_half(records, a, b, seed),
             "seconds": round(time.perf_counter() - started, 1),
         }
     out["reference"] = {
@@ -440,7 +440,9 @@ def row(records: Records, split: TemporalSplit, seed: int, a: set[str], b: set[s
     }
 
 
-def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dict[str, Any]:
+def choose_on_half(
+    records: dict[str, Records], a: set[str], b: set[str], seed: int
+) -> dict[str, Any]:
     """For each family of weighted rows: the weight best on half A (by nDCG@10; 0 is the row
     without the signal), read on half B; and for the text x network rows, the best of all their
     families and weights on half A."""
@@ -469,8 +471,23 @@ def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dic
         out[f"{SERVICE_TEXT} + any text x network row"] = _read(records[best_name], a, b) | {
             "row": best_name,
             "default_half_b": _read(records[base], a, b),
+            "minus_default_half_b": {
+                metric: paired_on_half(records[best_name], records[base], b, seed, metric)
+                for metric in ("ndcg@10", "recall@50")
+            },
         }
     return out
+
+
+def paired_on_half(
+    x: Records, y: Records, half: set[str], seed: int, metric: str
+) -> dict[str, Any]:
+    """x - y per query of `half` (overall slice), mean with a bootstrap 95% interval."""
+    values = [
+        dict(zip(r.query_ids["overall"], r.per_query["overall"][metric], strict=True))
+        for r in (x, y)
+    ]
+    return mean_ci([values[0][q] - values[1][q] for q in sorted(half)], seed)
 
 
 def _read(records: Records, a: set[str], b: set[str]) -> dict[str, Any]:
@@ -545,10 +562,15 @@ def markdown_stages(results: dict[str, Any]) -> str:
                 f"B {choice['recall@50_half_b']:.3f}"
             )
             if "default_half_b" in choice:
-                d = choice["default_half_b"]
+                d, diff = choice["default_half_b"], choice["minus_default_half_b"]
+                paired = "; ".join(
+                    f"{m} {v['mean']:+.4f} ({v['ci95'][0]:+.4f} to {v['ci95'][1]:+.4f})"
+                    for m, v in diff.items()
+                )
                 line += (
                     f" (the default weights on B: {d['ndcg@10_half_b']:.3f} / "
-                    f"{d['recall@50_half_b']:.3f})"
+                    f"{d['recall@50_half_b']:.3f}; minus the default on B's queries, 95% "
+                    f"bootstrap: {paired})"
                 )
             lines.append(line)
         lines.append("")

@@ -357,7 +357,7 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     a, b = halves(split, 7)
     rows = {name: row(r, split, 7, a, b) for name, r in records.items()}
     assert rows["mean-vector + 1.0 network"]["recall@50_half_b"] >= 0
-    figures = {**info, "rows": rows, "chosen_on_half_a": choose_on_half(records, a, b)}
+    figures = {**info, "rows": rows, "chosen_on_half_a": choose_on_half(records, a, b, 7)}
     table = markdown_stages({"models": {"fake": figures}, "reference": {}})
     assert "| mean-vector + 0.5 network + 1.0 kind pairs |" in table
     assert "- mean-vector + w network: w = " in table
@@ -366,6 +366,7 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     assert base.per_query["overall"]["ndcg@10"]
     assert "| service text + network + 0.5 nearest partner |" in table
     assert "- service text + network + any text x network row: row '" in table
+    assert "minus the default on B's queries, 95% bootstrap: ndcg@10 " in table
     sides = info["industry_academia_sides"]["service text + network (default weights)"]
     assert set(sides) == {"company queries", "academic queries"}
     assert "| row | company queries | academic queries |" in table
