@@ -7,7 +7,9 @@ query is evaluated stage by stage: the service as served (two stages: FAISS cand
 coverage aggregate); the first stage's candidate recall; each aggregate (max, coverage, top-3
 mean) scored exactly over EVERY eligible actor; the mean-document-vector score; z-scored
 combinations of mean-vector and coverage; an activity prior (log number of documents) added with
-a weight. A weight is also chosen on one random half of the queries and read on the other.
+a weight; the partner network, and text x network signals (profile vectors propagated over the
+partner graph) added to the service's text + network. A weight is also chosen on one random half
+of the queries and read on the other.
 
 Example:
   nice -n 10 .venv/bin/python scripts/eval_stages.py --markdown

@@ -11,7 +11,12 @@ ingest, chunking, embedding and index), and each query is looked at stage by sta
     the index's chunk vectors, i.e. the service's second stage without the first-stage cut;
 (c) **the mean-vector score** (the baseline of the main table);
 (d) **combinations**: z-scored sums of mean-vector and coverage, and an activity prior
-    (z-scored log(1 + number of documents)) added with a weight.
+    (z-scored log(1 + number of documents)) added with a weight;
+(e) **the partner network** (the service's walk) added to the text, and a kind-pair prior;
+(f) **text x network**: the service's text score + network at the model's weights, with a
+    profile vector propagated over the partner graph added (service.evaluation_propagation);
+    and, for the industry<->academia slice, the network standardised within each candidate kind
+    and the slice cut by the query's side.
 
 Every row is evaluated with the temporal protocol (service.evaluation_temporal); the service row
 pages through `match_actor` like the HTTP evaluation does, so it should equal the HTTP figures.
@@ -31,7 +36,9 @@ from tqdm import tqdm
 
 from service.config import Settings
 from service.domain import OPERATOR, Actor
-from service.evaluation import Corpus, Scores
+from service.evaluation import Corpus, Scores, mean_ci
+from service.evaluation_kinds import WithinKind, industry_academia_sides
+from service.evaluation_propagation import PROPAGATION_FAMILIES, propagation_scorers
 from service.evaluation_server import HttpRanker
 from service.evaluation_temporal import (
     MeanVectorMethod,
@@ -46,13 +53,19 @@ from service.evaluation_temporal import (
     summarise,
 )
 from service.matching import MIN_CANDIDATE_ACTORS, _about, pick_query_chunks
+from service.network import partner_graph
 from service.ranking import TOP_K_PAIRS, Request
 from service.ranking import Ranker as CandidateRanker
 from service.runtime import Runtime
 from service.store import ActorFilter
 
 PRIOR_WEIGHTS = (0.25, 0.5, 1.0)
+SERVICE_TEXT = "service text + network"
+"""The stage rows closest to the service's default ranking: the model's own text score
+(coverage, or the profile-vector cosine where the model's `profile_weight` is 1) plus the
+network at the model's `network_weight`; the text x network rows add to it."""
 CANDIDATE_LIMITS = (10, 50)
+WITHIN_KIND_WEIGHTS = (1.0, 2.0)
 
 
 class InProcessEndpoint:
@@ -314,6 +327,7 @@ def stage_rows(
             [(mean_vector, 1), (graph, 0.5), (kinds, 1.0)],
         ),
     ]
+    scorers += text_network_rows(runtime, corpus, split, mean_vector, coverage, graph)
     records: dict[str, Records] = {}
     service = HttpRanker(InProcessEndpoint(runtime), "service (as served, in process)")
     records[service.name] = evaluate(service, split, progress=progress)
@@ -323,13 +337,53 @@ def stage_rows(
     stages = [
         r for limit in CANDIDATE_LIMITS for r in candidate_recall(runtime, split, others, limit)
     ]
+    text_name = mean_vector.name if runtime.matcher.profile_weight >= 0.5 else coverage.name
+    sides = [
+        text_name,
+        "mean-vector",
+        f"{SERVICE_TEXT} (default weights)",
+        *(f"service text + {w} network within kind" for w in WITHIN_KIND_WEIGHTS),
+        service.name,
+    ]
     info = {
         "chunks": exact.chunks,
+        "industry_academia_sides": industry_academia_sides(records, split, sides),
         "activity_bias": activity_bias([aggregates["max"], coverage, mean_vector], corpus, split),
         "first_stage": stages,
         "incomplete_orders": sum(service.ordered[q] < split.eligible(q) for q in split.queries),
     }
     return records, info
+
+
+def text_network_rows(
+    runtime: Runtime,
+    corpus: Corpus,
+    split: TemporalSplit,
+    mean_vector: Scorer,
+    coverage: Scorer,
+    graph: NetworkMethod,
+) -> list[Scorer]:
+    """The service's text score + network at its default weights, and the same with each
+    propagated text x network signal (service.evaluation_propagation) added with a weight."""
+    matcher = runtime.matcher
+    text = mean_vector if matcher.profile_weight >= 0.5 else coverage
+    base: list[tuple[Scorer, float]] = [(text, 1), (graph, matcher.network_weight)]
+    rm = runtime.index.get().readmodel
+    row_of = {a: i for i, a in enumerate(rm.actor_ids)}
+    profile = np.asarray(rm.profile[[row_of[a] for a in corpus.ids]], dtype=np.float64)
+    start, rows = partner_graph(corpus.ids, split.known)
+    out: list[Scorer] = [Combined(f"{SERVICE_TEXT} (default weights)", corpus, base)]
+    for family, signal in propagation_scorers(corpus, profile, start, rows).items():
+        out += [
+            Combined(f"{SERVICE_TEXT} + {w} {family}", corpus, [*base, (signal, w)])
+            for w in PRIOR_WEIGHTS
+        ]
+    within = WithinKind(graph, corpus, split)
+    out += [
+        Combined(f"service text + {w} network within kind", corpus, [(text, 1), (within, w)])
+        for w in WITHIN_KIND_WEIGHTS
+    ]
+    return out
 
 
 def run_stages(
@@ -363,7 +417,7 @@ def run_stages(
         out["models"][model] = {
             **info,
             "rows": {name: row(r, split, seed, a, b) for name, r in records.items()},
-            "chosen_on_half_a": choose_on_half(records, a, b),
+            "chosen_on_half_a": choose_on_half(records, a, b, seed),
             "seconds": round(time.perf_counter() - started, 1),
         }
     out["reference"] = {
@@ -386,21 +440,63 @@ def row(records: Records, split: TemporalSplit, seed: int, a: set[str], b: set[s
     }
 
 
-def choose_on_half(records: dict[str, Records], a: set[str], b: set[str]) -> dict[str, Any]:
-    """For each family of prior-weighted rows: the weight best on half A, read on half B."""
-    out = {}
-    families: tuple[str, ...] = ("mean-vector + {w} prior", "coverage (all eligible) + {w} prior")
-    families += ("mean-vector + {w} network", "coverage (all eligible) + {w} network")
-    for family in families:
-        names = {w: family.format(w=w) for w in (0.0, *PRIOR_WEIGHTS)}
-        names[0.0] = "mean-vector" if family.startswith("mean") else "coverage (all eligible)"
+def choose_on_half(
+    records: dict[str, Records], a: set[str], b: set[str], seed: int
+) -> dict[str, Any]:
+    """For each family of weighted rows: the weight best on half A (by nDCG@10; 0 is the row
+    without the signal), read on half B; and for the text x network rows, the best of all their
+    families and weights on half A."""
+    out: dict[str, dict[str, Any]] = {}
+    families: dict[str, str] = {
+        "mean-vector + {w} prior": "mean-vector",
+        "coverage (all eligible) + {w} prior": "coverage (all eligible)",
+        "mean-vector + {w} network": "mean-vector",
+        "coverage (all eligible) + {w} network": "coverage (all eligible)",
+    }
+    base = f"{SERVICE_TEXT} (default weights)"
+    families |= {f"{SERVICE_TEXT} + {{w}} {family}": base for family in PROPAGATION_FAMILIES}
+    for family, without in families.items():
+        names = {w: family.format(w=w) for w in PRIOR_WEIGHTS} | {0.0: without}
+        names = {w: name for w, name in sorted(names.items()) if name in records}
+        if len(names) < 2:
+            continue
         best = max(names, key=lambda w: half_means(records[names[w]], a))
-        out[family.format(w="w")] = {
-            "weight": best,
-            "ndcg@10_half_a": half_means(records[names[best]], a),
-            "ndcg@10_half_b": half_means(records[names[best]], b),
+        out[family.format(w="w")] = _read(records[names[best]], a, b) | {"weight": best}
+    propagated = [
+        f"{SERVICE_TEXT} + {w} {family}" for family in PROPAGATION_FAMILIES for w in PRIOR_WEIGHTS
+    ]
+    candidates = [base] + [name for name in propagated if name in records]
+    if len(candidates) > 1:
+        best_name = max(candidates, key=lambda name: half_means(records[name], a))
+        out[f"{SERVICE_TEXT} + any text x network row"] = _read(records[best_name], a, b) | {
+            "row": best_name,
+            "default_half_b": _read(records[base], a, b),
+            "minus_default_half_b": {
+                metric: paired_on_half(records[best_name], records[base], b, seed, metric)
+                for metric in ("ndcg@10", "recall@50")
+            },
         }
     return out
+
+
+def paired_on_half(
+    x: Records, y: Records, half: set[str], seed: int, metric: str
+) -> dict[str, Any]:
+    """x - y per query of `half` (overall slice), mean with a bootstrap 95% interval."""
+    values = [
+        dict(zip(r.query_ids["overall"], r.per_query["overall"][metric], strict=True))
+        for r in (x, y)
+    ]
+    return mean_ci([values[0][q] - values[1][q] for q in sorted(half)], seed)
+
+
+def _read(records: Records, a: set[str], b: set[str]) -> dict[str, Any]:
+    return {
+        "ndcg@10_half_a": half_means(records, a),
+        "ndcg@10_half_b": half_means(records, b),
+        "recall@50_half_a": half_means(records, a, "recall@50"),
+        "recall@50_half_b": half_means(records, b, "recall@50"),
+    }
 
 
 def markdown_stages(results: dict[str, Any]) -> str:
@@ -449,11 +545,33 @@ def markdown_stages(results: dict[str, Any]) -> str:
         for name, values in bias.items():
             cells = ["–" if values[b] is None else f"{values[b]:+.2f}" for b in labels]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", "weight chosen on half A, read on half B (nDCG@10):", ""]
+        lines += ["", "industry<->academia by the query's side (nDCG@10 / recall@50)", ""]
+        lines += ["| row | company queries | academic queries |", "| --- | --- | --- |"]
+        for name, sides in figures.get("industry_academia_sides", {}).items():
+            cells = [
+                f"{v['ndcg@10']:.3f} / {v['recall@50']:.3f} ({v['queries']})"
+                for v in sides.values()
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "weight chosen on half A by nDCG@10, read on half B:", ""]
         for family, choice in figures["chosen_on_half_a"].items():
-            lines.append(
-                f"- {family}: w = {choice['weight']}, A {choice['ndcg@10_half_a']:.3f}, "
-                f"B {choice['ndcg@10_half_b']:.3f}"
+            what = f"row {choice['row']!r}" if "row" in choice else f"w = {choice['weight']}"
+            line = (
+                f"- {family}: {what}, nDCG@10 A {choice['ndcg@10_half_a']:.3f} "
+                f"B {choice['ndcg@10_half_b']:.3f}, recall@50 A {choice['recall@50_half_a']:.3f} "
+                f"B {choice['recall@50_half_b']:.3f}"
             )
+            if "default_half_b" in choice:
+                d, diff = choice["default_half_b"], choice["minus_default_half_b"]
+                paired = "; ".join(
+                    f"{m} {v['mean']:+.4f} ({v['ci95'][0]:+.4f} to {v['ci95'][1]:+.4f})"
+                    for m, v in diff.items()
+                )
+                line += (
+                    f" (the default weights on B: {d['ndcg@10_half_b']:.3f} / "
+                    f"{d['recall@50_half_b']:.3f}; minus the default on B's queries, 95% "
+                    f"bootstrap: {paired})"
+                )
+            lines.append(line)
         lines.append("")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import pytest
 from service.domain import Actor
 from service.embedding.fake import FakeEmbedder
 from service.evaluation import Corpus, MostConnectedMethod
+from service.evaluation_kinds import WithinKind
 from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
 from service.evaluation_stages import (
     ActivityPrior,
@@ -356,10 +357,19 @@ def test_stage_rows_on_tiny_data(runtime: Runtime) -> None:
     a, b = halves(split, 7)
     rows = {name: row(r, split, 7, a, b) for name, r in records.items()}
     assert rows["mean-vector + 1.0 network"]["recall@50_half_b"] >= 0
-    figures = {**info, "rows": rows, "chosen_on_half_a": choose_on_half(records, a, b)}
+    figures = {**info, "rows": rows, "chosen_on_half_a": choose_on_half(records, a, b, 7)}
     table = markdown_stages({"models": {"fake": figures}, "reference": {}})
     assert "| mean-vector + 0.5 network + 1.0 kind pairs |" in table
     assert "- mean-vector + w network: w = " in table
+    # the text x network rows: the service's text + network, and each propagated signal added
+    base = records["service text + network (default weights)"]
+    assert base.per_query["overall"]["ndcg@10"]
+    assert "| service text + network + 0.5 nearest partner |" in table
+    assert "- service text + network + any text x network row: row '" in table
+    assert "minus the default on B's queries, 95% bootstrap: ndcg@10 " in table
+    sides = info["industry_academia_sides"]["service text + network (default weights)"]
+    assert set(sides) == {"company queries", "academic queries"}
+    assert "| row | company queries | academic queries |" in table
 
 
 def test_zscore_and_combined_scores() -> None:
@@ -372,6 +382,24 @@ def test_zscore_and_combined_scores() -> None:
     both = Combined("prior twice", corpus, [(prior, 1.0), (prior, 1.0)])
     position = corpus.position["b"]
     assert both.scores("b") == pytest.approx(2 * zscore(prior.scores("b"), position))
+
+
+def test_within_kind_standardises_each_candidate_kind_without_the_query() -> None:
+    corpus = Corpus.of(ACTORS)  # a, d, g companies; b, e universities; c research
+    split = make_temporal_split(ACTORS, FUTURE, queries=10, seed=3)
+    values = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 5.0, "e": 4.0, "g": 9.0}
+
+    class Fixed:
+        name = "fixed"
+
+        def scores(self, query: str) -> np.ndarray:
+            return np.array([values[a] for a in corpus.ids])
+
+    within = WithinKind(Fixed(), corpus, split)
+    assert within.name == "fixed within kind"
+    out = dict(zip(corpus.ids, within.scores("a").tolist(), strict=True))
+    # companies without the query a: d 5, g 9 (mean 7, std 2); universities: b 2, e 4
+    assert out == pytest.approx({"a": -3.0, "d": -1.0, "g": 1.0, "b": -1.0, "e": 1.0, "c": 0.0})
 
 
 # --- network: graph baselines, halves, kind pairs ---------------------------------------------
