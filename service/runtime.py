@@ -235,8 +235,13 @@ class Runtime:
         return self.profile.network_weight if self._own_model() else 0.0
 
     def _own_model(self) -> bool:
-        """The profile's calibrations hold for its own model only (not for a test's fake)."""
-        return self.embedder.model_id == self.profile.id
+        """The profile's calibrations hold for its own model only (not for a test's fake), in
+        any of its backends: the int8 copy's id carries a suffix, and without this check's
+        `base_model_id` the int8 backend silently served without the partner network, the
+        profile weight and the weak-result floor (temporal nDCG@10 0.058 against 0.138)."""
+        from service.embedding.base import base_model_id
+
+        return base_model_id(self.embedder.model_id) == self.profile.id
 
     def _passages(self) -> Iterator[tuple[str, str]]:
         """The corpus key terms are weighted by: public passages only, so which shared terms an

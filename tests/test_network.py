@@ -3,7 +3,10 @@ the rank score in text units, and the matcher's switchable hook (fake embedder).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from service.domain import Actor
 from service.network import (
@@ -135,3 +138,21 @@ def test_the_walk_follows_at_most_its_edge_budget_per_step_and_is_exact_below_it
     assert sum(uncapped_followed) > sum(followed), "the budget cut the walk"
     assert 0.15 <= capped[5] <= uncapped[5] and (capped > 0).sum() <= (uncapped > 0).sum()
     assert np.array_equal(uncapped, personalised_pagerank(start, rows, 5, max_edges=len(rows)))
+
+
+@pytest.mark.parametrize("suffix", ["", "+onnx-int8"])
+def test_a_models_calibrations_hold_in_every_backend_of_it(tmp_path: Path, suffix: str) -> None:
+    """The int8 copy of a model carries a suffixed id; its runtime must still get the model's
+    network weight, profile weight and weak-result floor (it silently lost them once: the
+    temporal evaluation fell from nDCG@10 0.138 to 0.058 with CLUSTERMATCH_BACKEND=onnx-int8)."""
+    from service.config import ModelProfile, Settings
+    from service.embedding.fake import FakeEmbedder
+
+    profile = ModelProfile.load("all-minilm-l6-v2")
+    runtime = Runtime(
+        Settings(data_dir=tmp_path), embedder=FakeEmbedder(dim=384, model_id=profile.id + suffix)
+    )
+    assert runtime.matcher.network_weight == profile.network_weight > 0
+    assert runtime.matcher.weak_below == profile.weak_below
+    fake = Runtime(Settings(data_dir=tmp_path / "fake"), embedder=FakeEmbedder())
+    assert fake.matcher.network_weight == 0.0, "a test's fake model gets no calibration"

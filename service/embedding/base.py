@@ -13,6 +13,15 @@ Role = Literal["query", "passage"]
 
 Vectors = npt.NDArray[np.float32]
 
+INT8_SUFFIX = "+onnx-int8"
+"""Appended to a model's id by its int8 ONNX copy: its vectors differ, so its caches and indexes
+are its own, but it is the same model (the same calibrations hold, within its parity gate)."""
+
+
+def base_model_id(model_id: str) -> str:
+    """The model an embedder's id names, without a quantisation suffix."""
+    return model_id.removesuffix(INT8_SUFFIX)
+
 
 @runtime_checkable
 class Embedder(Protocol):

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.config import MODELS_DIR, ModelProfile
-from service.embedding.base import Role, Vectors, l2_normalise
+from service.embedding.base import INT8_SUFFIX, Role, Vectors, l2_normalise
 from service.embedding.sentence_transformers import model_path
 from service.errors import ModelUnavailable
 from service.fsutil import fsync_path
@@ -353,7 +353,7 @@ class OnnxEmbedder:
         # fp32 ONNX reproduces torch to ~3e-6, so it shares the model id (and the vector cache and
         # indexes). int8 vectors differ by cosine ~0.99 and depend on their batch: they get their
         # own id, so they never mix with torch vectors in one index or one cache entry.
-        return f"{self.profile.id}+onnx-int8" if self.quantize else self.profile.id
+        return f"{self.profile.id}{INT8_SUFFIX}" if self.quantize else self.profile.id
 
     @property
     def dim(self) -> int:
