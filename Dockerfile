@@ -31,8 +31,8 @@ COPY indexes/README.md ./indexes/README.md
 RUN pip install --no-deps --no-build-isolation -e . \
  && useradd --system --uid 10001 clustermatch \
  && mkdir -p /data && chown clustermatch /data
-# The default backend (onnx-fp32) exports the model once into models/cache/: do it at build
-# time, and let the service user write there (another model profile converts on first use).
+# The default backend (onnx-int8) exports and quantises the model once into models/cache/ and
+# checks its parity: do it at build time, and let the service user write there (another model profile converts on first use).
 RUN python -c "from service.config import Settings; from service.runtime import Runtime; \
 Runtime(Settings(data_dir='/tmp/warm')).embedder.embed(['warm'], role='query')" \
  && rm -rf /tmp/warm && chown -R clustermatch /app/models/cache

@@ -44,17 +44,19 @@ class Settings(BaseSettings):
 
     model: str = "all-minilm-l6-v2"
     """Name of a model profile in `models/<name>.json`."""
-    backend: Literal["torch", "onnx-fp32", "onnx-int8"] = "onnx-fp32"
+    backend: Literal["torch", "onnx-fp32", "onnx-int8"] = "onnx-int8"
     """Embedding runtime; see service.embedding.factory (int8 falls back to fp32 on bad parity).
-    The default is the fastest that loses no quality on the temporal evaluation: fp32 ONNX gives
-    torch's vectors (the same figures to the third decimal) with search p50 18 ms against 27 ms
-    at 100,000 chunks; int8 is a little faster and costs MiniLM nDCG@10 0.060 -> 0.058
-    (BENCHMARKS.md, docs/evaluation.md). The ONNX export is built once, on first use, under
-    models/cache/."""
+    The default is the fastest that loses no quality on the temporal evaluation: int8 ONNX
+    (MiniLM nDCG@10 0.138 as with fp32, recall@50 0.227 against 0.229, MRR@50 0.308 against
+    0.298, the controlled AUCs equal; docs/evaluation.md) embeds at about half fp32's CPU, which
+    is most of a write's cost. multilingual-e5-small's int8 copy fails the parity gate (top-10
+    overlap 0.83), so that model serves fp32. fp32 ONNX gives torch's vectors (the same figures
+    to the third decimal). The ONNX export is built once, on first use, under models/cache/; a
+    change of backend changes the model id, so the index is rebuilt (`clustermatch reindex`)."""
     query_backend: Literal["same", "onnx-int8"] = "onnx-int8"
-    """How free-text queries are embedded: `onnx-int8`, the int8 copy of the same weights for
-    queries only (a query costs about half the CPU; passages, the index and actor matching keep
-    `backend`'s vectors), or `same` as the passages. Parity-gated on retrieval, falls back to
+    """How free-text queries are embedded when `backend` is fp32 or torch: `onnx-int8`, the int8
+    copy of the same weights for queries only (a query costs about half the CPU; passages, the
+    index and actor matching keep `backend`'s vectors), or `same` as the passages. Parity-gated on retrieval, falls back to
     `same`; service.embedding.queries. The free-text evaluation lost nothing with it (nDCG@10
     0.075 against 0.074, docs/evaluation.md)."""
     threads: int = Field(default=2, ge=1, le=64)
