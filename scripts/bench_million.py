@@ -297,7 +297,7 @@ def build(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    report = build_store(args.data_dir, args.chunks, [VARIANT])
+    report = build_store(args.data_dir, args.chunks, [VARIANT], reindex=not args.store_only)
     (args.data_dir / "build.json").write_text(json.dumps(report, indent=2))
     log(f"kept {args.data_dir}: {json.dumps(report)}")
     return 0
@@ -346,6 +346,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     make = sub.add_parser("build", help="make and keep a data folder of N chunks")
     make.add_argument("data_dir", type=Path)
     make.add_argument("--chunks", type=int, default=1_000_000)
+    make.add_argument(
+        "--store-only", action="store_true", help="no generation: run `reindex` on it later"
+    )
     again = sub.add_parser("reindex", help="rebuild a folder's generation, other HNSW params")
     again.add_argument("data_dir", type=Path)
     again.add_argument("--m", type=int, default=32, help="HNSW M (32, the service's)")

@@ -14,7 +14,7 @@ refuses `add` and `remove` (FAISS would abort the process on a mapped vector).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +40,7 @@ class HnswParams:
     ef_search: int = 128
 
 
-def _selector(selection: ChunkSelection | None) -> Any:
+def faiss_selector(selection: ChunkSelection | None) -> Any:
     if selection is None or selection.is_everything:
         return None
     if selection.allow is not None:
@@ -97,6 +97,12 @@ class FaissIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def with_ef_search(self, ef_search: int) -> FaissIndex:
+        """The same FAISS index (shared, not copied) searched with another efSearch; its
+        `params`, published in the manifest, say so."""
+        tuned = replace(self.hnsw, ef_search=ef_search)
+        return FaissIndex(self._dim, self._index, kind=self._kind, hnsw=tuned, mapped=self.mapped)
+
     def _writable(self) -> None:
         if self.mapped:
             raise ValueError("a loaded (memory-mapped) index is read-only; build a new one")
@@ -139,11 +145,11 @@ class FaissIndex:
             if allow is not None and len(allow) <= max(EXACT_SUBSET_MAX, len(self) // 20):
                 return self._exact_subset(queries, k, np.asarray(allow, dtype=np.int64))
             params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw.ef_search, k))
-            selector = _selector(selection)
+            selector = faiss_selector(selection)
             if selector is not None:
                 params.sel = selector
         else:
-            selector = _selector(selection)
+            selector = faiss_selector(selection)
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
         scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
