@@ -15,8 +15,9 @@ from service.embedding.fake import FakeEmbedder
 from service.index import recall
 from service.index.base import ChunkSelection
 from service.index.faiss_index import FaissIndex, HnswParams
+from service.index.generations import Manifest
 from service.index.recall import RecallProbe, probe_queries
-from service.reindex import Reindexer
+from service.reindex import Reindexer, ReindexReport
 from service.runtime import Runtime
 from tests.factories import make_actor
 
@@ -101,27 +102,28 @@ def seeded(settings: Settings, n: int = 600) -> Runtime:
     return runtime
 
 
-def reindexer(runtime: Runtime, hnsw: HnswParams) -> Reindexer:
+def rebuilt(
+    settings: Settings, caplog: pytest.LogCaptureFixture, hnsw: HnswParams
+) -> tuple[Runtime, ReindexReport, Manifest, list[str]]:
+    """A rebuild with these HNSW parameters: the runtime, the report, the manifest and the
+    gate's log lines."""
+    runtime = seeded(settings)
+    caplog.set_level(logging.INFO, logger="clustermatch.reindex")
     made = runtime.reindexer
-    return Reindexer(
+    report = Reindexer(
         made.store, made.embedder, made.generations, hnsw_threshold=10, hnsw=hnsw, lock=made.lock
-    )
-
-
-def gate_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("build: HNSW")]
+    ).run()
+    manifest = runtime.generations.read_manifest(report.generation)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("build: HNSW")]
+    return runtime, report, manifest, lines
 
 
 def test_a_bad_graph_falls_back_to_exact(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runtime = seeded(settings)
-    caplog.set_level(logging.INFO, logger="clustermatch.reindex")
-    report = reindexer(runtime, HnswParams(m=2, ef_construction=4, ef_search=8)).run()
-    manifest = runtime.generations.read_manifest(report.generation)
+    runtime, report, manifest, lines = rebuilt(settings, caplog, HnswParams(2, 4, 8))
     assert manifest.index_kind == "faiss-idmap2-flat-ip" and manifest.index_params == {}
     assert report.recall_at_10 == 1.0
-    lines = gate_lines(caplog)
     assert [line.rsplit(" ", 1)[1] for line in lines[:-1]] == ["8", "64", "128", "256", "512"]
     assert "falling back to exact" in lines[-1]
     runtime.close()
@@ -130,14 +132,11 @@ def test_a_bad_graph_falls_back_to_exact(
 def test_the_chosen_ef_search_is_published_and_every_load_uses_it(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runtime = seeded(settings)
-    caplog.set_level(logging.INFO, logger="clustermatch.reindex")
-    report = reindexer(runtime, HnswParams(m=4, ef_construction=10, ef_search=8)).run()
-    manifest = runtime.generations.read_manifest(report.generation)
+    runtime, report, manifest, lines = rebuilt(settings, caplog, HnswParams(4, 10, 8))
     chosen = manifest.index_params["efSearch"]
     assert manifest.index_kind == "faiss-idmap2-hnsw-ip" and chosen in (64, 128, 256, 512)
     assert manifest.recall_at_10 == report.recall_at_10 >= recall.MIN_RECALL_AT_10
-    tried = {int(line.rsplit(" ", 1)[1]): float(line.split()[3]) for line in gate_lines(caplog)}
+    tried = {int(line.rsplit(" ", 1)[1]): float(line.split()[3]) for line in lines}
     assert max(tried) == chosen and tried[chosen] >= recall.MIN_RECALL_AT_10
     assert all(value < recall.MIN_RECALL_AT_10 for ef, value in tried.items() if ef < chosen)
     loaded = runtime.index.reload()

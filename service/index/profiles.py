@@ -94,8 +94,8 @@ def build(profile: Floats) -> ProfileGraph | None:
 
 
 def load(folder: Path) -> ProfileGraph | None:
-    """The generation's graph, memory-mapped; a graph published before the 8-bit codes (an
-    `IndexHNSWFlat`) serves alike, its float copy only unused."""
+    """The generation's graph, memory-mapped (a read model from before the 8-bit graph lacks
+    the side tables too, so it is rebuilt from the store and never pairs with an old graph)."""
     from service.errors import CorruptArtifact
     from service.index.faiss_index import faiss
 
