@@ -10,6 +10,9 @@ backend), one server per data folder, all of them up at once.
 plus synthetic actors whose vectors are the demo vectors plus noise, written into the embedding
 cache, so the ordinary reindex embeds nothing) and keeps it.
 
+With `--store-only` it builds no generation; `reindex DATA` builds one (again) from the cache.
+`profiles DATA` compares the published profile graph (8-bit codes, rescored) with a float one.
+
 `measure DATA...` starts one server per folder and, in every round and in a rotated order so
 that other jobs on the shared machine hit them alike, sends from 1 client
 `GET /v1/search?q=<demo project title>&limit=10` and `POST /v1/match` (a demo actor, limit 50,
@@ -17,8 +20,9 @@ that other jobs on the shared machine hit them alike, sends from 1 client
 worker processes spent (utime + stime from /proc/<pid>/stat) divided by the requests: on a loaded
 machine CPU per request moves far less than wall time. Memory per worker (RSS, PSS, private =
 Private_Clean + Private_Dirty, anonymous; /proc/<pid>/smaps_rollup) is read after the warm-up
-and after all requests. With `--py-spy SECONDS`, `py-spy record` samples one worker of each
-server while searches run (a flame graph SVG and the raw collapsed stacks under .bench/results/).
+and after all requests (then also per mapped generation file). With `--py-spy SECONDS`,
+`py-spy record` samples one worker of each server while searches run (a flame graph SVG and
+the raw collapsed stacks under .bench/results/).
 
     .venv/bin/python scripts/bench_million.py build .bench/http-data-1m --chunks 1000000
     .venv/bin/python scripts/bench_million.py measure .bench/http-data-XXXX .bench/http-data-1m
@@ -111,6 +115,22 @@ def memory(pid: int) -> dict[str, float]:
     out = {k: round(raw.get(k, 0) / 1024, 1) for k in MEMORY_FIELDS}
     out["Private"] = round((raw.get("Private_Clean", 0) + raw.get("Private_Dirty", 0)) / 1024, 1)
     return out
+
+
+def mapped_generation(pid: int) -> dict[str, dict[str, float]]:
+    """MiB of Rss and Pss per mapped generation file (/proc/<pid>/smaps): which of the
+    generation's files a worker has paged in."""
+    out: dict[str, dict[str, float]] = {}
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+            path = parts[5] if len(parts) > 5 else ""
+            name = "/".join(Path(path).parts[-2:]) if "/generations/" in path else ""
+        elif name and parts and parts[0] in ("Rss:", "Pss:"):
+            entry = out.setdefault(name, {"Rss": 0.0, "Pss": 0.0})
+            entry[parts[0][:-1]] += round(int(parts[1]) / 1024, 1)
+    return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]["Rss"]) if v["Rss"] >= 1}
 
 
 def level(server: Server, pids: Sequence[int], name: str, calls: Sequence[Call]) -> dict[str, Any]:
@@ -232,7 +252,13 @@ def measure(args: argparse.Namespace) -> int:
         for server, pids, _ in servers:
             for pid in pids:
                 memory_rows.append(
-                    {"server": server.name, "pid": pid, "when": "after the requests", **memory(pid)}
+                    {
+                        "server": server.name,
+                        "pid": pid,
+                        "when": "after the requests",
+                        **memory(pid),
+                        "generation_files": mapped_generation(pid),
+                    }
                 )
         profiles: dict[str, Any] = {}
         if args.py_spy:
