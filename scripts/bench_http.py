@@ -306,10 +306,12 @@ def build_store(
     variants: Sequence[Variant],
     sigma: float = DEFAULT_SIGMA,
     seed: int = 5,
+    reindex: bool = True,
 ) -> dict[str, Any]:
     """Demo data plus synthetic actors up to `chunks` chunks in `data_dir`, with every chunk's
     vector in the store's embedding cache for each backend, and one generation per variant in
-    `data_dir/index-<variant>`, built by the ordinary reindex. Returns counts and timings."""
+    `data_dir/index-<variant>`, built by the ordinary reindex (unless not `reindex`: then the
+    store and cache only, for a later `bench_million.py reindex`). Returns counts and timings."""
     from service.config import Settings
     from service.domain import Document
     from service.ingest import content_hash
@@ -377,7 +379,7 @@ def build_store(
     runtime.close()
 
     reports = {}
-    for item in variants:
+    for item in variants if reindex else ():
         indexer = Runtime(item.settings(data_dir))
         built = time.perf_counter()
         report = indexer.reindexer.run()

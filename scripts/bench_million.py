@@ -10,6 +10,9 @@ backend), one server per data folder, all of them up at once.
 plus synthetic actors whose vectors are the demo vectors plus noise, written into the embedding
 cache, so the ordinary reindex embeds nothing) and keeps it.
 
+With `--store-only` it builds no generation; `reindex DATA` builds one (again) from the cache.
+`profiles DATA` compares the published profile graph (8-bit codes, rescored) with a float one.
+
 `measure DATA...` starts one server per folder and, in every round and in a rotated order so
 that other jobs on the shared machine hit them alike, sends from 1 client
 `GET /v1/search?q=<demo project title>&limit=10` and `POST /v1/match` (a demo actor, limit 50,
@@ -17,8 +20,9 @@ that other jobs on the shared machine hit them alike, sends from 1 client
 worker processes spent (utime + stime from /proc/<pid>/stat) divided by the requests: on a loaded
 machine CPU per request moves far less than wall time. Memory per worker (RSS, PSS, private =
 Private_Clean + Private_Dirty, anonymous; /proc/<pid>/smaps_rollup) is read after the warm-up
-and after all requests. With `--py-spy SECONDS`, `py-spy record` samples one worker of each
-server while searches run (a flame graph SVG and the raw collapsed stacks under .bench/results/).
+and after all requests (then also per mapped generation file). With `--py-spy SECONDS`,
+`py-spy record` samples one worker of each server while searches run (a flame graph SVG and
+the raw collapsed stacks under .bench/results/).
 
     .venv/bin/python scripts/bench_million.py build .bench/http-data-1m --chunks 1000000
     .venv/bin/python scripts/bench_million.py measure .bench/http-data-XXXX .bench/http-data-1m
@@ -111,6 +115,22 @@ def memory(pid: int) -> dict[str, float]:
     out = {k: round(raw.get(k, 0) / 1024, 1) for k in MEMORY_FIELDS}
     out["Private"] = round((raw.get("Private_Clean", 0) + raw.get("Private_Dirty", 0)) / 1024, 1)
     return out
+
+
+def mapped_generation(pid: int) -> dict[str, dict[str, float]]:
+    """MiB of Rss and Pss per mapped generation file (/proc/<pid>/smaps): which of the
+    generation's files a worker has paged in."""
+    out: dict[str, dict[str, float]] = {}
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+            path = parts[5] if len(parts) > 5 else ""
+            name = "/".join(Path(path).parts[-2:]) if "/generations/" in path else ""
+        elif name and parts and parts[0] in ("Rss:", "Pss:"):
+            entry = out.setdefault(name, {"Rss": 0.0, "Pss": 0.0})
+            entry[parts[0][:-1]] += round(int(parts[1]) / 1024, 1)
+    return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]["Rss"]) if v["Rss"] >= 1}
 
 
 def level(server: Server, pids: Sequence[int], name: str, calls: Sequence[Call]) -> dict[str, Any]:
@@ -232,7 +252,13 @@ def measure(args: argparse.Namespace) -> int:
         for server, pids, _ in servers:
             for pid in pids:
                 memory_rows.append(
-                    {"server": server.name, "pid": pid, "when": "after the requests", **memory(pid)}
+                    {
+                        "server": server.name,
+                        "pid": pid,
+                        "when": "after the requests",
+                        **memory(pid),
+                        "generation_files": mapped_generation(pid),
+                    }
                 )
         profiles: dict[str, Any] = {}
         if args.py_spy:
@@ -297,7 +323,7 @@ def build(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    report = build_store(args.data_dir, args.chunks, [VARIANT])
+    report = build_store(args.data_dir, args.chunks, [VARIANT], reindex=not args.store_only)
     (args.data_dir / "build.json").write_text(json.dumps(report, indent=2))
     log(f"kept {args.data_dir}: {json.dumps(report)}")
     return 0
@@ -336,6 +362,69 @@ def reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def profile_graphs(args: argparse.Namespace) -> int:
+    """The profile graph as published (HNSW16 over 8-bit codes, candidates rescored from the
+    float vectors, service.index.profiles) against the float graph it replaced (IndexHNSWFlat,
+    a second float copy), on a generation's own `profile.npy`: file bytes, build time and
+    recall@k of the `k` nearest actors against exact, for queries turned from actor profiles
+    (service.index.recall.probe_queries), all actors eligible and half of them. CPU per query is
+    `profiles.nearest`'s alone."""
+    import json
+    import tempfile
+
+    import faiss
+    import numpy as np
+
+    from service.index import profiles
+    from service.index.generations import GenerationStore
+    from service.index.recall import probe_queries
+
+    begun = time.perf_counter()
+    store = GenerationStore(VARIANT.settings(args.data_dir).resolved_index_dir)
+    current = store.current_id()
+    assert current is not None, f"{args.data_dir} has no generation"
+    latest = store.generations_dir / current
+    profile = np.load(latest / "readmodel" / "profile.npy")
+    rng = np.random.default_rng(args.seed)
+    sample = rng.choice(len(profile), size=args.queries, replace=False).astype(np.int64)
+    queries = probe_queries(profile, sample, args.seed)
+    denied = rng.random(len(profile)) < 0.5
+    out: dict[str, Any] = {"generation": latest.name, "actors": len(profile), "k": args.k}
+    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
+        for name in ("sq8 + rescoring (published)", "flat (before)"):
+            started = time.perf_counter()
+            if name.startswith("sq8"):
+                graph = profiles.build(profile)
+                assert graph is not None
+            else:
+                flat = faiss.IndexHNSWFlat(profile.shape[1], profiles.M, faiss.METRIC_INNER_PRODUCT)
+                flat.hnsw.efConstruction = profiles.EF_CONSTRUCTION
+                flat.add(profile)
+                graph = profiles.ProfileGraph(flat)
+                profiles.OVERFETCH = 1  # as it was searched: k candidates, its own scores exact
+            seconds = time.perf_counter() - started
+            path = Path(tmp) / f"{len(out)}.faiss"
+            graph.save(path)
+            row: dict[str, Any] = {"file_mib": round(path.stat().st_size / 2**20, 1)}
+            row["build_s"] = round(seconds, 1)
+            for label, mask in (("all eligible", np.ones(len(profile), bool)), ("half", ~denied)):
+                hits, cpu = 0, 0.0
+                for query in queries:
+                    before = time.process_time()
+                    rows, _ = profiles.nearest(graph, profile, mask, query, args.k)
+                    cpu += time.process_time() - before
+                    kth = np.sort(profile[mask] @ query)[-args.k]
+                    hits += int((profile[rows] @ query >= kth - 1e-6).sum())
+                row[label] = {
+                    "recall_at_k": round(hits / (len(queries) * args.k), 4),
+                    "cpu_ms_per_query": round(1000 * cpu / len(queries), 3),
+                }
+            out[name] = row
+            log(f"{name}: {json.dumps(row)}")
+    write_result("million-profile-graphs", out, begun)
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -346,10 +435,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     make = sub.add_parser("build", help="make and keep a data folder of N chunks")
     make.add_argument("data_dir", type=Path)
     make.add_argument("--chunks", type=int, default=1_000_000)
+    make.add_argument(
+        "--store-only", action="store_true", help="no generation: run `reindex` on it later"
+    )
     again = sub.add_parser("reindex", help="rebuild a folder's generation, other HNSW params")
     again.add_argument("data_dir", type=Path)
     again.add_argument("--m", type=int, default=32, help="HNSW M (32, the service's)")
     again.add_argument("--ef-construction", type=int, default=200, help="(200, the service's)")
+    graphs = sub.add_parser("profiles", help="the profile graph: sq8 + rescoring against flat")
+    graphs.add_argument("data_dir", type=Path)
+    graphs.add_argument("--queries", type=int, default=300)
+    graphs.add_argument("--k", type=int, default=100, help="(100: a match of limit 50 wants 100)")
+    graphs.add_argument("--seed", type=int, default=3)
     run = sub.add_parser("measure", help="serve each folder with 2 workers and measure")
     run.add_argument("data_dirs", type=Path, nargs="+")
     run.add_argument("--rounds", type=int, default=3)
@@ -362,7 +459,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    commands = {"build": build, "reindex": reindex, "measure": measure}
+    commands = {"build": build, "reindex": reindex, "measure": measure, "profiles": profile_graphs}
     return commands[args.command](args)
 
 

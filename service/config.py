@@ -56,9 +56,9 @@ class Settings(BaseSettings):
     query_backend: Literal["same", "onnx-int8"] = "onnx-int8"
     """How free-text queries are embedded when `backend` is fp32 or torch: `onnx-int8`, the int8
     copy of the same weights for queries only (a query costs about half the CPU; passages, the
-    index and actor matching keep `backend`'s vectors), or `same` as the passages. Parity-gated on retrieval, falls back to
-    `same`; service.embedding.queries. The free-text evaluation lost nothing with it (nDCG@10
-    0.075 against 0.074, docs/evaluation.md)."""
+    index and actor matching keep `backend`'s vectors), or `same` as the passages. Parity-gated
+    on retrieval, falls back to `same`; service.embedding.queries. On the free-text evaluation
+    it moved nDCG@10 by the noise (0.075 against 0.076; docs/evaluation.md)."""
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
     faiss_threads: int = Field(default=1, ge=1, le=64)

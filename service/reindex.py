@@ -29,6 +29,7 @@ from service.index.base import VectorIndex
 from service.index.faiss_index import FaissIndex, HnswParams
 from service.index.generations import GenerationStore
 from service.index.readmodel import ReadModel
+from service.index.recall import MIN_RECALL_AT_10, RecallProbe, ef_ladder
 from service.lexical import for_readmodel
 from service.locks import FileRebuildLock, RebuildLock
 from service.store import ProfileStore, StoredChunk
@@ -42,8 +43,6 @@ leaves the 10 ms search budget at about 97,000 chunks; HNSW (M=32, efSearch 128)
 under 1 ms there with recall@10 1.000 on replicated demo vectors, and builds in about 50 s."""
 EMBED_BATCH = 256
 """Chunks read, embedded and cached per step: small enough that a killed build loses little."""
-RECALL_SAMPLE = 200
-MIN_RECALL_AT_10 = 0.95
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,7 @@ class ReindexReport:
     """Chunk vectors taken from the embedding cache."""
     seconds: float
     recall_at_10: float
+    """Tolerant recall@10 of the published index against exact (service.index.recall)."""
 
 
 def library_versions() -> dict[str, str]:
@@ -68,28 +68,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def recall_at_10(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, seed: int = 0) -> float:
-    """Top-10 agreement of `index` with exact search, on a sample of its own vectors as queries.
-
-    Tie-aware: a returned id counts when its exact similarity reaches the exact 10th best, so
-    duplicate passages (common: one project text shared by its partners) are not misses.
-    """
-    if len(ids) == 0:
-        return 1.0
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(ids), size=min(RECALL_SAMPLE, len(ids)), replace=False)
-    k = min(10, len(ids))
-    exact = vectors[sample] @ vectors.T
-    kth_best = np.sort(exact, axis=1)[:, -k]
-    _, got = index.search(vectors[sample], k)
-    position = {int(i): n for n, i in enumerate(ids)}
-    hits = 0
-    for row, returned in enumerate(got.tolist()):
-        scores = [exact[row, position[i]] for i in returned if i in position]
-        hits += sum(1 for s in scores if s >= kth_best[row] - 1e-5)
-    return hits / (len(sample) * k)
 
 
 class Reindexer:
@@ -164,17 +142,11 @@ class Reindexer:
         log.info(
             "build: %d vectors of dim %d (%s %s)", len(index), index.dim, index.kind, index.params
         )
-        if approximate and (measured := recall_at_10(index, ids, vectors)) < MIN_RECALL_AT_10:
-            log.warning(
-                "build: HNSW recall@10 %.3f below %.2f; falling back to exact",
-                measured,
-                MIN_RECALL_AT_10,
-            )
-            index = FaissIndex(self.embedder.dim)
-            index.add(ids, vectors)
-
-        recall = self._verify(index, ids, vectors)
-        log.info("verify: counts and dimension match, recall@10 %.3f against exact", recall)
+        probe = RecallProbe(ids, vectors)
+        if approximate:
+            index = self._tuned(index, probe, ids, vectors)
+        recall = self._verify(index, ids, probe)
+        log.info("verify: counts and dimension match, recall@10 %.4f against exact", recall)
         partners = self.store.partners_of_actors(sorted(summaries))
         readmodel = ReadModel.build(snapshot, vectors, summaries, self.embedder.dim, partners)
         log.info("read model: %d actors, %d chunks", len(readmodel), len(readmodel.chunk_ids))
@@ -280,13 +252,40 @@ class Reindexer:
             raise CorruptArtifact(f"the encoder returned no vector for {len(rows_of)} passages")
         return ids, vectors, snapshot, embedded, reused
 
-    def _verify(self, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> float:
-        """Refuse to publish an index that disagrees with what was read from the store."""
+    def _tuned(
+        self, index: FaissIndex, probe: RecallProbe, ids: np.ndarray, vectors: np.ndarray
+    ) -> FaissIndex:
+        """The graph searched with the smallest efSearch, from the configured one up the ladder,
+        at which it reaches the recall gate (published in the manifest's `index_params`, so
+        every worker searches with it); the exact index when even the largest misses."""
+        for ef_search in ef_ladder(index.hnsw.ef_search):
+            candidate = index.with_ef_search(ef_search)
+            measured = probe.measure(candidate)
+            log.info(
+                "build: HNSW recall@10 %.4f (strict %.4f) at efSearch %d",
+                measured.tolerant,
+                measured.strict,
+                ef_search,
+            )
+            if measured.tolerant >= MIN_RECALL_AT_10:
+                return candidate
+        log.warning(
+            "build: HNSW recall@10 below %.2f up to efSearch %d; falling back to exact",
+            MIN_RECALL_AT_10,
+            ef_search,
+        )
+        exact = FaissIndex(self.embedder.dim)
+        exact.add(ids, vectors)
+        return exact
+
+    def _verify(self, index: VectorIndex, ids: np.ndarray, probe: RecallProbe) -> float:
+        """Refuse to publish an index that disagrees with what was read from the store (the
+        recall by the same definition and queries as the build's gate)."""
         if index.dim != self.embedder.dim:
             raise CorruptArtifact(f"built dim {index.dim}, model dim {self.embedder.dim}")
         if len(index) != len(ids) or len(np.unique(ids)) != len(ids):
             raise CorruptArtifact(f"index holds {len(index)} vectors for {len(ids)} chunks")
-        recall = recall_at_10(index, ids, vectors)
+        recall = probe.measure(index).tolerant
         if recall < MIN_RECALL_AT_10:
             raise CorruptArtifact(f"recall@10 {recall:.3f} below {MIN_RECALL_AT_10}")
         return recall

@@ -302,3 +302,56 @@ def test_profile_candidates_from_the_graph_equal_the_exact_scan(
             assert set(unique) <= set(from_graph.tolist())
             assert rm.mask(actor_filter)[from_graph].all()
     runtime.close()
+
+
+def test_per_audience_profiles_from_the_side_tables_equal_the_full_columns(
+    tmp_path: Any,
+) -> None:
+    """The public and shared profile vectors are stored only for rows that have passages beyond
+    public (resp. network); `profiles(rows, levels)` gives, bit for bit, the vector over the
+    passages within each row's level, as the three full columns did, before and after a save."""
+    from service.index.readmodel import profile_vectors
+    from service.store import StoredChunk
+
+    rng = np.random.default_rng(7)
+    visibilities = ("public", "network", "private")
+    chunks, summaries = [], {}
+    for a in range(80):
+        actor = f"x{a:02d}"
+        summaries[actor] = ActorSummary(actor, "", "company", "AT", None, ())
+        mix = rng.choice(3, size=int(rng.integers(1, 5)), p=(0.7, 0.2, 0.1))
+        if a % 4 == 0:
+            mix[:] = 0  # a quarter all public: no side-table row
+        for n, level in enumerate(mix.tolist()):
+            chunks.append(
+                StoredChunk(
+                    len(chunks) + 1,
+                    actor,
+                    f"d{n}",
+                    "description",
+                    visibilities[level],
+                    0,
+                    "t",
+                    f"h{len(chunks)}",
+                    "en",
+                )
+            )
+    vectors = rng.standard_normal((len(chunks), 16)).astype(np.float32)
+    rm = ReadModel.build(chunks, vectors, summaries, 16)
+    assert set(rm.public_rows.tolist()) == set(np.flatnonzero(rm.row_reach >= 1).tolist())
+    assert set(rm.shared_rows.tolist()) == set(np.flatnonzero(rm.row_reach >= 2).tolist())
+    assert 0 < len(rm.shared_rows) < len(rm.public_rows) < len(rm)
+    order = np.argsort(rm.chunk_ids)  # build's rows are in chunk order here: ids ascend by actor
+    full = {
+        level: profile_vectors(vectors[order], rm.actor_start, 16, rm.chunk_visibility <= level)
+        for level in (0, 1, 2)
+    }
+    (tmp_path / "g").mkdir()
+    rm.save(tmp_path / "g")
+    for model in (rm, ReadModel.load(tmp_path / "g")):
+        for _trial in range(20):
+            levels = rng.integers(0, 3, size=len(rm)).astype(np.int64)
+            rows = rng.permutation(len(rm))[: int(rng.integers(1, len(rm)))].astype(np.int64)
+            want = np.stack([full[int(levels[r])][r] for r in rows.tolist()])
+            assert np.array_equal(model.profiles(rows, levels), want)
+        assert np.array_equal(model.profiles(rows, None), full[2][rows])

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +62,7 @@ def search_threads() -> int:
 
 
 @contextmanager
-def _searching() -> Iterator[None]:
+def searching() -> Iterator[None]:
     """The calling thread's OpenMP thread count at `search_threads()` for one call, restored
     after it (the same thread may build an index later, which wants every core)."""
     before = int(faiss.omp_get_max_threads())
@@ -75,7 +75,7 @@ def _searching() -> Iterator[None]:
             faiss.omp_set_num_threads(before)
 
 
-def _selector(selection: ChunkSelection | None) -> Any:
+def faiss_selector(selection: ChunkSelection | None) -> Any:
     if selection is None or selection.is_everything:
         return None
     if selection.allow is not None:
@@ -132,6 +132,12 @@ class FaissIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def with_ef_search(self, ef_search: int) -> FaissIndex:
+        """The same FAISS index (shared, not copied) searched with another efSearch; its
+        `params`, published in the manifest, say so."""
+        tuned = replace(self.hnsw, ef_search=ef_search)
+        return FaissIndex(self._dim, self._index, kind=self._kind, hnsw=tuned, mapped=self.mapped)
+
     def _writable(self) -> None:
         if self.mapped:
             raise ValueError("a loaded (memory-mapped) index is read-only; build a new one")
@@ -174,13 +180,13 @@ class FaissIndex:
             if allow is not None and len(allow) <= max(EXACT_SUBSET_MAX, len(self) // 20):
                 return self._exact_subset(queries, k, np.asarray(allow, dtype=np.int64))
             params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw.ef_search, k))
-            selector = _selector(selection)
+            selector = faiss_selector(selection)
             if selector is not None:
                 params.sel = selector
         else:
-            selector = _selector(selection)
+            selector = faiss_selector(selection)
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
-        with _searching():
+        with searching():
             scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32), ids.astype(np.int64)
@@ -201,7 +207,7 @@ class FaissIndex:
     def reconstruct(self, ids: IdArray) -> Vectors:
         if len(ids) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        with _searching():
+        with searching():
             out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
         return np.asarray(out, dtype=np.float32)
 

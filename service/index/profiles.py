@@ -10,8 +10,11 @@ cost of a match (BENCHMARKS.md), and it grows with the catalogue. So:
 - beyond, a generation of more than `EXACT_ROWS` actors carries an HNSW graph over its profile
   vectors, built once at publish time beside the read model (`readmodel/profile.faiss`,
   memory-mapped like the chunk index), searched with the eligibility mask as a FAISS selector.
-  HNSW stores the vectors themselves, so the scores it returns are exact cosines; only *which*
-  actors are found is approximate (recall measured in BENCHMARKS.md).
+  The graph holds the vectors as 8-bit scalar-quantised codes (`IndexHNSWSQ`, 384 bytes per
+  actor), not as a second float copy of `profile.npy` (1,536 bytes per actor: ~1 GiB at 663k
+  actors, on top of the read model's own copy); it over-fetches `OVERFETCH` times the asked
+  candidates and rescores them exactly from `profile`, so the scores returned are exact cosines
+  and only *which* actors are found is approximate (recall measured in BENCHMARKS.md).
 
 Visibility: the graph holds the vectors over *every* passage. A row whose passages the viewer
 may not all count (`levels < row_reach`) is never taken from the graph: it is scored exactly
@@ -22,20 +25,20 @@ candidate (the rule of service.ranking).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from service.index.base import ChunkSelection
 
-if TYPE_CHECKING:  # faiss is imported on first use, not with the read model
-    from service.index.faiss_index import FaissIndex
-
 EXACT_ROWS = 20_000
 """Eligible rows up to this many are scored exactly; a generation with more actors gets a graph."""
 M, EF_CONSTRUCTION, EF_SEARCH = 16, 100, 128
 """Smaller than the chunk index's (32/200/128): one vector per actor, built at every publish."""
+OVERFETCH = 2
+"""Graph candidates fetched per candidate wanted, then rescored exactly: the 8-bit codes rank
+near-ties (errors ~1e-3 of cosine) a little differently from the float vectors."""
 FILE = "profile.faiss"
 
 Floats = npt.NDArray[np.float32]
@@ -43,41 +46,85 @@ Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
 
-def build(profile: Floats) -> FaissIndex | None:
+class ProfileGraph:
+    """An HNSW graph over the profile rows (FAISS ids = rows), searched by candidates only: the
+    scores come from the float profile vectors the caller passes."""
+
+    def __init__(self, index: Any, mapped: bool = False) -> None:
+        self._index = index
+        self.mapped = mapped
+        """True when loaded from a generation's file (memory-mapped, read-only)."""
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def candidates(self, query: Floats, k: int, selection: ChunkSelection | None) -> Ints:
+        """Up to `k` rows near `query` among the selected ones, by the graph's own scores."""
+        from service.index.faiss_index import faiss, faiss_selector, searching
+
+        k = max(1, min(k, len(self)))
+        params = faiss.SearchParametersHNSW(efSearch=max(EF_SEARCH, k))
+        selector = faiss_selector(selection)
+        if selector is not None:
+            params.sel = selector
+        with searching():  # the configured OpenMP threads in this (request) thread
+            _, found = self._index.search(np.ascontiguousarray(query[None, :]), k, params=params)
+        rows: Ints = found[0][found[0] >= 0].astype(np.int64)
+        return rows
+
+    def save(self, path: Path) -> None:
+        from service.index.faiss_index import faiss
+
+        faiss.write_index(self._index, str(path))
+
+
+def build(profile: Floats) -> ProfileGraph | None:
     """The graph over every row's profile vector (ids = rows), or None when exact is cheap."""
     if len(profile) <= EXACT_ROWS:
         return None
-    from service.index.faiss_index import FaissIndex, HnswParams
+    from service.index.faiss_index import faiss
 
-    index = FaissIndex(
-        profile.shape[1], kind="hnsw", hnsw=HnswParams(M, EF_CONSTRUCTION, EF_SEARCH)
+    vectors = np.ascontiguousarray(profile, dtype=np.float32)
+    index = faiss.IndexHNSWSQ(
+        profile.shape[1], faiss.ScalarQuantizer.QT_8bit, M, faiss.METRIC_INNER_PRODUCT
     )
-    index.add(np.arange(len(profile), dtype=np.int64), np.ascontiguousarray(profile))
-    return index
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.train(vectors)  # the per-dimension ranges of the 8-bit codes
+    index.add(vectors)
+    return ProfileGraph(index)
 
 
-def load(folder: Path) -> FaissIndex | None:
-    from service.index.faiss_index import FaissIndex, HnswParams
+def load(folder: Path) -> ProfileGraph | None:
+    """The generation's graph, memory-mapped (a read model from before the 8-bit graph lacks
+    the side tables too, so it is rebuilt from the store and never pairs with an old graph)."""
+    from service.errors import CorruptArtifact
+    from service.index.faiss_index import faiss
 
     path = folder / FILE
     if not path.is_file():
         return None
-    return FaissIndex.load(path, hnsw=HnswParams(M, EF_CONSTRUCTION, EF_SEARCH))
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    except RuntimeError as exc:
+        raise CorruptArtifact(f"cannot read the profile graph {path}: {exc}") from exc
+    return ProfileGraph(index, mapped=True)
 
 
 def nearest(
-    graph: FaissIndex | None,
+    graph: ProfileGraph | None,
     profile: Floats,
     eligible: Bools,
     query: Floats,
     k: int,
 ) -> tuple[Ints, Floats]:
     """The `k` eligible rows whose `profile` row is nearest `query` (rows, cosines; best first).
-    `profile` is read only for the rows scored exactly."""
+    `profile` is read only for the rows scored: every eligible one when exact, else the graph's
+    candidates."""
     rows = np.flatnonzero(eligible)
     if not len(rows) or k <= 0:
         return rows[:0], np.zeros(0, dtype=np.float32)
-    if graph is None or len(rows) <= EXACT_ROWS:
+    if graph is None or len(rows) <= max(EXACT_ROWS, len(eligible) // 20):
+        # few eligible rows: a gather of those is cheaper than a filtered graph walk, and exact
         scores: Floats = np.asarray(profile[rows] @ query, dtype=np.float32)
         return _best(rows, scores, k)
     ineligible = int(len(eligible) - len(rows))
@@ -88,9 +135,10 @@ def nearest(
         if ineligible <= len(rows)
         else ChunkSelection(allow=rows.astype(np.int64))
     )
-    found_scores, found = graph.search(query[None, :], k, selection)
-    keep = found[0] >= 0
-    return _best(found[0][keep], found_scores[0][keep], k)  # ties in row order, as exact
+    found = graph.candidates(query, OVERFETCH * k, selection)
+    found = np.sort(found)  # rows in order: the mapped gather reads forward, ties as exact
+    exact: Floats = np.asarray(profile[found] @ query, dtype=np.float32)
+    return _best(found, exact, k)
 
 
 def _best(rows: Ints, scores: Floats, k: int) -> tuple[Ints, Floats]:

@@ -8,9 +8,12 @@ arrays here make those steps vectorised mask and segment operations:
   `by_id` orders positions by chunk id, so FAISS hits (chunk ids) map to positions by bisection;
 - actors: one row each, columns for every filter (`kind`, `country`, `region`, `sectors`,
   `clusters` as CSR lists of vocabulary codes), the owner (`tenant`, `networks`), the number of
-  documents, and profile vectors (the mean of the actor's chunk vectors, normalised): one over
-  every chunk, one over its public chunks, one over its public and network chunks, so actor
-  matching can compare profiles over only the passages that may count for the caller;
+  documents, and profile vectors (the mean of the actor's chunk vectors, normalised) over every
+  chunk; for the rows that have network or private chunks also one over their public chunks, and
+  for the rows that have private chunks one over their public and network chunks, so actor
+  matching can compare profiles over only the passages that may count for the caller. Those two
+  are side tables (sorted rows + vectors), not full columns: for every other row they equal
+  `profile`, and three full copies were 3 GiB at 663k actors;
 - the partner graph: each row's known partners among the rows, undirected, as CSR
   (`partner_start`, `partner_rows`; see service.network).
 
@@ -38,7 +41,7 @@ from service.index.base import VectorIndex
 from service.network import partner_graph
 
 if TYPE_CHECKING:
-    from service.index.faiss_index import FaissIndex
+    from service.index.profiles import ProfileGraph
 from service.store import ActorFilter, ProfileStore, StoredChunk
 
 FOLDER = "readmodel"
@@ -118,16 +121,20 @@ class ReadModel:
     network_codes: Ints
     documents: Ints
     profile: npt.NDArray[np.float32]
-    profile_public: npt.NDArray[np.float32]
-    """The profile vector over public chunks only (zeros where an actor has none)."""
-    profile_shared: npt.NDArray[np.float32]
-    """Over public and network chunks."""
+    public_rows: Ints
+    """Rows (ascending) with network or private chunks: their profile over public chunks differs."""
+    public_profile: npt.NDArray[np.float32]
+    """Per `public_rows` row the profile vector over its public chunks (zeros where none)."""
+    shared_rows: Ints
+    """Rows (ascending) with private chunks."""
+    shared_profile: npt.NDArray[np.float32]
+    """Per `shared_rows` row the profile over its public and network chunks."""
     partner_start: Ints
     partner_rows: Ints
     """The partner graph (service.network): row `a`'s partners are
     `partner_rows[partner_start[a]:partner_start[a+1]]`."""
     vocabularies: Mapping[str, Vocabulary]
-    profile_index: FaissIndex | None = None
+    profile_index: ProfileGraph | None = None
     """An HNSW graph over `profile` for generations of many actors (service.index.profiles)."""
 
     # --- building --------------------------------------------------------------------------
@@ -181,6 +188,9 @@ class ReadModel:
             [VISIBILITY_CODES.get(c.visibility, 2) for c in picked], dtype=np.int8
         )
         profile = profile_vectors(vecs, start, dim)
+        reach = _reach(rows, visibility, len(actor_ids))
+        public_rows = np.flatnonzero(reach > 0).astype(np.int64)
+        shared_rows = np.flatnonzero(reach > 1).astype(np.int64)
         return cls(
             chunk_ids=ids,
             chunk_actor=rows,
@@ -206,8 +216,10 @@ class ReadModel:
             network_codes=network_codes,
             documents=documents,
             profile=profile,
-            profile_public=profile_vectors(vecs, start, dim, visibility <= 0),
-            profile_shared=profile_vectors(vecs, start, dim, visibility <= 1),
+            public_rows=public_rows,
+            public_profile=_row_profiles(vecs, start, dim, public_rows, visibility <= 0),
+            shared_rows=shared_rows,
+            shared_profile=_row_profiles(vecs, start, dim, shared_rows, visibility <= 1),
             partner_start=(graph := partner_graph(actor_ids, partners or {}))[0],
             partner_rows=graph[1],
             vocabularies=vocab,
@@ -251,8 +263,10 @@ class ReadModel:
         "network_codes",
         "documents",
         "profile",
-        "profile_public",
-        "profile_shared",
+        "public_rows",
+        "public_profile",
+        "shared_rows",
+        "shared_profile",
         "partner_start",
         "partner_rows",
     )
@@ -402,10 +416,7 @@ class ReadModel:
     def row_reach(self) -> Ints:
         """Per row the highest visibility code among its chunks (-1 for a row without any): a
         viewer whose level reaches it everywhere needs no chunk mask."""
-        reach = np.full(len(self), -1, dtype=np.int64)
-        if len(self.chunk_actor):
-            np.maximum.at(reach, self.chunk_actor, self.chunk_visibility.astype(np.int64))
-        return reach
+        return _reach(self.chunk_actor, self.chunk_visibility, len(self))
 
     def levels(self, viewer: Viewer, matching: bool = False) -> Ints | None:
         """`Viewer.level` for every row (0 public, 1 also network, 2 also private), or None when
@@ -430,15 +441,20 @@ class ReadModel:
 
     def profiles(self, rows: Ints, levels: Ints | None) -> npt.NDArray[np.float32]:
         """The profile vectors of `rows`, each over the passages within its level."""
+        chosen: npt.NDArray[np.float32] = np.asarray(self.profile[rows], dtype=np.float32)
         if levels is None:
-            chosen: npt.NDArray[np.float32] = self.profile[rows]
             return chosen
-        level = levels[rows][:, None]
-        return np.where(
-            level >= 2,
-            self.profile[rows],
-            np.where(level >= 1, self.profile_shared[rows], self.profile_public[rows]),
-        ).astype(np.float32)
+        level = levels[rows]
+        short = level < self.row_reach[rows]
+        """Rows with passages beyond the viewer's level: the side tables hold exactly those."""
+        for at, table_rows, table in (
+            (0, self.public_rows, self.public_profile),
+            (1, self.shared_rows, self.shared_profile),
+        ):
+            pick = np.flatnonzero(short & (level == at))
+            if len(pick):
+                chosen[pick] = table[np.searchsorted(table_rows, rows[pick])]
+        return chosen
 
     def visible(self, positions: Ints, viewer: Viewer) -> Bools:
         """Which chunk positions the viewer may see as evidence."""
@@ -489,6 +505,27 @@ def _document_ordinals(chunks: Sequence[StoredChunk]) -> Ints:
             per_actor[c.actor_id] = seen[key] + 1
         out[i] = seen[key]
     return out
+
+
+def _reach(chunk_actor: Ints, visibility: npt.NDArray[np.int8], rows: int) -> Ints:
+    """Per row the highest visibility code among its chunks (-1 where it has none)."""
+    reach = np.full(rows, -1, dtype=np.int64)
+    if len(chunk_actor):
+        np.maximum.at(reach, chunk_actor, visibility.astype(np.int64))
+    return reach
+
+
+def _row_profiles(
+    vectors: npt.NDArray[np.float32], start: Ints, dim: int, rows: Ints, counted: Bools
+) -> npt.NDArray[np.float32]:
+    """`profile_vectors` of the actor rows `rows` only (their chunks gathered first)."""
+    if len(rows) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    lengths = start[rows + 1] - start[rows]
+    sub_start = np.zeros(len(rows) + 1, dtype=np.int64)
+    sub_start[1:] = np.cumsum(lengths)
+    positions = np.repeat(start[rows] - sub_start[:-1], lengths) + np.arange(int(sub_start[-1]))
+    return profile_vectors(vectors[positions], sub_start, dim, counted[positions])
 
 
 def profile_vectors(
