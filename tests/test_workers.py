@@ -103,3 +103,24 @@ def test_a_revoked_key_is_refused_by_every_worker_at_once(tmp_path: Path) -> Non
             for _ in range(20)
         ]
         assert codes == [401] * 20, "every worker refuses it from its next request on"
+
+
+def test_keep_alive_connections_spread_over_both_workers(
+    deployment: tuple[str, dict[str, str]],
+) -> None:
+    """Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
+    over them. With one shared socket, 16 keep-alive clients all landed on one worker in about
+    one run of three (half the throughput); by hash, all 16 on one worker has odds of 2^-15."""
+    url, _ = deployment
+    deadline = time.monotonic() + 120  # both workers answer once their models are loaded
+    while len(readiness(url, 20)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    clients = [httpx.Client(base_url=url, timeout=10) for _ in range(16)]
+    try:
+        workers = {c.get("/readyz").json()["worker"] for c in clients}
+        again = {c.get("/readyz").json()["worker"] for c in clients}  # the same connections
+    finally:
+        for client in clients:
+            client.close()
+    assert len(workers) == 2 and again == workers
