@@ -112,13 +112,12 @@ def measure(data_dir: Path, item: Variant, queries: int) -> dict[str, Any]:
 
     timed(GenerationStore, "load", "load generation (FAISS + read model + BM25 files)")
     timed(ServedIndex, "_lexical", BM25_STEP)
+    from service.embedding.base import warm_up
     from service.text import load_language_detector
 
     runtime = Runtime(item.settings(data_dir))
     started = time.perf_counter()
-    warm = getattr(runtime.embedder, "warm_up", None)
-    if callable(warm):
-        warm()
+    warm_up(runtime.embedder)
     rss["after the model"] = rss_bytes()
     load_language_detector()
     rss["after the language detector"] = rss_bytes()

@@ -261,9 +261,9 @@ class Runtime:
             target=load_language_detector, name="warm-lingua", daemon=True
         )
         self._warming.start()
-        warm = getattr(self.embedder, "warm_up", None)
-        if callable(warm):
-            warm()
+        from service.embedding.base import warm_up
+
+        warm_up(self.embedder)
         self.index.get()
 
     @property

@@ -40,6 +40,13 @@ class Embedder(Protocol):
         ...
 
 
+def warm_up(embedder: Embedder) -> None:
+    """Load and run `embedder` once now, if it can (`warm_up` is optional: not in the protocol)."""
+    warm = getattr(embedder, "warm_up", None)
+    if callable(warm):
+        warm()
+
+
 def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     out = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.embedding.base import Embedder, Role, Vectors
+from service.embedding.base import Embedder, Role, Vectors, warm_up
 
 
 @dataclass
@@ -52,9 +52,7 @@ class MicroBatchingEmbedder:
         return self.inner.count_tokens(text)
 
     def warm_up(self) -> None:
-        warm = getattr(self.inner, "warm_up", None)
-        if callable(warm):
-            warm()
+        warm_up(self.inner)
 
     def embed(self, texts: Sequence[str], role: Role = "passage") -> Vectors:
         if role != "query" or len(texts) != 1:

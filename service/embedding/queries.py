@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from service.embedding.base import Embedder, Role, Vectors
+from service.embedding.base import Embedder, Role, Vectors, warm_up
 
 log = logging.getLogger("clustermatch.embedding")
 
@@ -65,10 +65,8 @@ class Int8QueryEmbedder:
         return self.passages.count_tokens(text)
 
     def warm_up(self) -> None:
-        for inner in (self.passages, self.queries):
-            warm = getattr(inner, "warm_up", None)
-            if callable(warm):
-                warm()
+        warm_up(self.passages)
+        warm_up(self.queries)
 
     def embed(self, texts: Sequence[str], role: Role = "passage") -> Vectors:
         inner = self.queries if role == "query" else self.passages

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from service.embedding.base import Embedder, Vectors
+from service.embedding.base import Embedder, Vectors, warm_up
 from service.embedding.bulk import Passage
 from service.errors import ComputeUnavailable, ModelUnavailable
 
@@ -48,9 +48,7 @@ class EmbedBatch:
         for key, value in WORKER_ENV.items():
             os.environ.setdefault(key, value)
         self.embedder = make_embedder()
-        warm = getattr(self.embedder, "warm_up", None)
-        if callable(warm):
-            warm()
+        warm_up(self.embedder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.embedder.embed([str(t) for t in batch["text"]], role="passage")
