@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     it moved nDCG@10 by the noise (0.075 against 0.076; docs/evaluation.md)."""
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
+    query_threads: int = Field(default=1, ge=1, le=64)
+    """Threads of the ONNX session that embeds queries (passages use `threads`). A query is one
+    short text: split over two threads it cost more CPU and more time than on one (1.9 against
+    1.0 ms, BENCHMARKS.md), and concurrent requests use the other core anyway."""
     faiss_threads: int = Field(default=1, ge=1, le=64)
     """Threads per FAISS search (OpenMP) and per numpy product (BLAS) in the server. One:
     requests run in parallel anyway, a single query split over two busy cores was measured
@@ -97,6 +101,10 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(default=128, ge=8, le=4096)
     watch_seconds: float = Field(default=2.0, ge=0.1, le=3600)
     """How often a serving process checks CURRENT for a new generation and embeds new chunks."""
+    delta_probe_seconds: float = Field(default=0.25, ge=0.0, le=60)
+    """How often at most a query asks the store whether other processes wrote chunks (one
+    indexed `max(id)`; 0: every query). Writes through the same process are candidates at once
+    whatever this is; those of other workers within this time (and `watch_seconds` at worst)."""
 
     need_cover_above: float | None = Field(default=None, ge=-1.0, le=1.0)
     """Procurement needs: overrides the model profile's `cover_above` (service.needs)."""

@@ -32,7 +32,7 @@ from service.deadline import check as checkpoint
 from service.domain import OPERATOR, Actor, ActorSummary, Evidence, Match, Viewer
 from service.embedding.base import Embedder
 from service.errors import FieldProblem, InvalidInput, NotFound
-from service.ranking import TOP_K_PAIRS, Candidate, Ranker, Request
+from service.ranking import TOP_K_PAIRS, Candidate, Ranked, Ranker, Request
 from service.serving import Snapshot
 from service.store import ActorFilter, ChunkDraft, ProfileStore, StoredChunk
 from service.text import detect_language
@@ -329,27 +329,33 @@ class Matcher:
             lexical_best = {(names[r] if r >= 0 else a): v for (r, a), v in hits.items()}
             lexical_best = dict(list(lexical_best.items())[:wanted])
         checkpoint(deadline, "finding candidates")
-        candidates = ranker.score(rows, delta_actors)
+        scored = ranker.score(rows, delta_actors)
         checkpoint(deadline, "scoring candidates")
         weak, reason = False, None
-        if lexical is not None and self.weak_below is not None and candidates:
+        if lexical is not None and self.weak_below is not None and len(scored):
             # Nothing fits: no passage close enough by meaning, and no exact term in common.
-            fits = [
-                c for c in candidates if c.actor_id in lexical_best or _best(c) >= self.weak_below
-            ]
-            if not fits:
-                best = max(_best(c) for c in candidates)
+            best = scored.best_chunk()
+            lexical_hit = np.array([a in lexical_best for a in scored.actor_ids], dtype=np.bool_)
+            fits = np.flatnonzero(lexical_hit | (best >= self.weak_below))
+            if not len(fits):
                 weak, reason = (
                     True,
                     (
-                        f"no passage is close to the query: the best similarity, {best:.2f}, is "
-                        f"below {self.weak_below:.2f}, where this model's matches start"
+                        f"no passage is close to the query: the best similarity, "
+                        f"{float(best.max()):.2f}, is below {self.weak_below:.2f}, where this "
+                        "model's matches start"
                     ),
                 )
-            candidates = fits
+            scored = scored.subset(fits)
         if lexical_best:
-            candidates = fuse_candidates(candidates, lexical_best, self.fusion, self.fusion_weight)
-        candidates.sort(key=lambda c: (-round(c.score, 6), c.actor_id))
+            fused = fused_scores(
+                list(zip(scored.actor_ids, scored.score.tolist(), strict=True)),
+                lexical_best,
+                self.fusion,
+                self.fusion_weight,
+            )
+            scored = replace(scored, score=np.array(fused, dtype=np.float64))
+        candidates = Ranked(scored)
         matches = self._page(
             ranker,
             candidates,
@@ -364,8 +370,8 @@ class Matcher:
             ranked,
             manifest.generation,
             manifest.model_id,
-            facets=ranker.facets(candidates),
-            facets_over=len(candidates),
+            facets=ranker.facets(scored),
+            facets_over=len(scored),
             weak=weak,
             reason=reason,
         )
@@ -373,7 +379,7 @@ class Matcher:
     def _page(
         self,
         ranker: Ranker,
-        candidates: Sequence[Candidate],
+        candidates: Ranked,
         queries: Sequence[QueryChunk],
         size: int,
         query_actor: str | None = None,
@@ -389,21 +395,21 @@ class Matcher:
         is proved by its query passages in the same statement (their texts come with it). With
         `collapse`, an actor whose best evidence is the same passage as a better-ranked one's
         joins that suggestion (`also`) instead of taking a slot."""
-        by_passage: dict[str, int] = {}
+        by_passage: dict[int, int] = {}
         out: list[Match] = []
         at = 0
         pending = [q.chunk_id for q in queries if q.chunk_id is not None]
         reads = 0
         while (len(out) < size and at < len(candidates)) or pending:
             checkpoint(deadline, "reading the result page")
-            # A refill means candidates dropped or collapsed (partners of one project share
-            # their passage): each further read takes twice as many, so a page costs a couple
-            # of reads however many collapse.
-            wanted = (size - len(out)) * (2**reads) + PAGE_MARGIN
-            batch = candidates[at : at + wanted]
+            # Which candidates will share a suggestion is known from the passage keys before
+            # any text is read, so one read takes enough of them to fill the page however
+            # many collapse; a refill only follows deletions or rewrites since the snapshot,
+            # and each takes twice as many.
+            slots = (size - len(out)) * (2**reads) + PAGE_MARGIN
+            batch, picks = _walk(candidates, at, slots, set(by_passage) if collapse else None)
             at += len(batch)
             reads += 1
-            picks = [evidence_columns(c) for c in batch]
             proofs = [_proof(c, cols) for c, cols in zip(batch, picks, strict=True)]
             chunks, names = self.store.page([i for ids in proofs for i in ids] + pending)
             if pending:  # the query's own passages, read with the first page
@@ -418,11 +424,13 @@ class Matcher:
                 if summary is None:
                     continue
                 ids = proof[: len(columns)]
-                passage = chunks[ids[0]].text if ids else None
+                passage = _passage(candidate, columns)
                 if collapse and passage is not None and passage in by_passage:
                     first = by_passage[passage]
                     out[first] = replace(out[first], also=(*out[first].also, summary))
                     continue
+                if len(out) == size:
+                    continue  # the page is full; later ones may still join a suggestion
                 if passage is not None:
                     by_passage.setdefault(passage, len(out))
                 out.append(
@@ -439,8 +447,6 @@ class Matcher:
                         ),
                     )
                 )
-                if len(out) == size:
-                    break
         return self._with_partner_names(out)
 
     def _with_partner_names(self, matches: list[Match]) -> list[Match]:
@@ -464,6 +470,36 @@ class Matcher:
             raise NotFound(f"actor {actor_id!r} does not exist")
 
 
+def _walk(
+    candidates: Ranked, at: int, slots: int, seen: set[int] | None
+) -> tuple[list[Candidate], list[list[int]]]:
+    """Candidates from `at` on, with their evidence columns, until `slots` suggestions are
+    taken: with `seen` (collapsing), one that shares its best passage with an earlier one
+    (`seen`, or this walk) takes none, so it comes with the same read."""
+    batch: list[Candidate] = []
+    picks: list[list[int]] = []
+    taken = 0
+    for i in range(at, len(candidates)):
+        if taken == slots:
+            break
+        candidate = candidates[i]
+        columns = evidence_columns(candidate)
+        batch.append(candidate)
+        picks.append(columns)
+        passage = _passage(candidate, columns)
+        if seen is None or passage is None:
+            taken += 1
+        elif passage not in seen:
+            seen.add(passage)
+            taken += 1
+    return batch, picks
+
+
+def _passage(candidate: Candidate, columns: Sequence[int]) -> int | None:
+    """The key of the candidate's best evidence passage (None without visible evidence)."""
+    return int(candidate.passage[columns[0]]) if columns else None
+
+
 def _proof(candidate: Candidate, columns: Sequence[int]) -> list[int]:
     """The chunk ids whose existence proves the candidate current: its evidence, or its first
     chunk when the viewer may see none of them (existence only: no text of it is shown)."""
@@ -485,10 +521,6 @@ def _network_request(snapshot: Snapshot, query_actor: str | None, weight: float)
     generation (its partner graph is the generation's)."""
     row = snapshot.generation_row(query_actor) if query_actor and weight else None
     return {"network_weight": weight, "query_row": row} if row is not None else {}
-
-
-def _best(candidate: Candidate) -> float:
-    return float(candidate.best.max()) if len(candidate.best) else -1.0
 
 
 def _with_text(query: QueryChunk, chunks: dict[int, StoredChunk]) -> QueryChunk:
@@ -580,14 +612,6 @@ def _evidence(
         language=chunk.language,
         query_language=query.language,
     )
-
-
-def fuse_candidates(
-    candidates: Sequence[Candidate], lexical: dict[str, float], fusion: Fusion, weight: float
-) -> list[Candidate]:
-    """`fuse` on ranked candidates (see there)."""
-    fused = fused_scores([(c.actor_id, c.score) for c in candidates], lexical, fusion, weight)
-    return [replace(c, score=v) for c, v in zip(candidates, fused, strict=True)]
 
 
 def aggregate_score(block: npt.NDArray[np.float32], aggregate: Aggregate) -> float:

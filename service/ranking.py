@@ -22,6 +22,7 @@ generation (FAISS deny/allow lists, BM25 per audience, the delta's mask) and out
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +33,7 @@ from service.config import Aggregate
 from service.domain import Viewer
 from service.index import profiles
 from service.index.base import ChunkSelection
+from service.index.readmodel import passage_keys
 from service.serving import Snapshot
 from service.store import ActorFilter
 
@@ -56,10 +58,139 @@ class Candidate:
     visible: npt.NDArray[np.bool_]
     document: Ints
     """Document ordinal of each chunk within the actor (evidence takes one per document)."""
+    passage: Ints
+    """Each chunk's passage key (`readmodel.passage_keys`): equal texts, equal keys."""
     row: int = -1
     """Read-model row, or -1 for an actor of the live delta."""
     similarity: float | None = None
     """The text score alone, where `score` also holds non-text signals (else None: the same)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Every scored candidate as columns, one entry per actor, and their chunks as CSR columns
+    (candidate `i`'s chunks are `start[i]:start[i + 1]`). Signals, fusion, the weak floor, the
+    order and the facets are array operations over them; `candidate(i)` makes the one object a
+    result page needs, for the few candidates it reads (a search scores ~250 actors and shows
+    10: objects for all of them, copied at each step, were a tenth of its CPU)."""
+
+    actor_ids: list[str]
+    rows: Ints
+    """Read-model row of each candidate, -1 for an actor of the live delta."""
+    score: npt.NDArray[np.float64]
+    start: Ints
+    chunk_ids: Ints
+    best: Floats
+    """Each chunk's best similarity to any query chunk."""
+    best_query: Ints
+    visible: npt.NDArray[np.bool_]
+    document: Ints
+    passage: Ints
+    similarity: npt.NDArray[np.float64] | None = None
+    """The text score alone, where `score` also holds non-text signals (else None: the same)."""
+
+    def __len__(self) -> int:
+        return len(self.actor_ids)
+
+    @classmethod
+    def join(cls, parts: Sequence[Scored]) -> Scored:
+        """One set from several (rows of the generation, actors of the delta)."""
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls(
+                [],
+                np.zeros(0, np.int64),
+                np.zeros(0),
+                np.zeros(1, np.int64),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.float32),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.bool_),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+            )
+        offsets = np.cumsum([0] + [len(p.chunk_ids) for p in parts[:-1]])
+        return cls(
+            actor_ids=[a for p in parts for a in p.actor_ids],
+            rows=np.concatenate([p.rows for p in parts]),
+            score=np.concatenate([p.score for p in parts]),
+            start=np.concatenate(
+                [np.zeros(1, np.int64)]
+                + [p.start[1:] + o for p, o in zip(parts, offsets, strict=True)]
+            ),
+            chunk_ids=np.concatenate([p.chunk_ids for p in parts]),
+            best=np.concatenate([p.best for p in parts]),
+            best_query=np.concatenate([p.best_query for p in parts]),
+            visible=np.concatenate([p.visible for p in parts]),
+            document=np.concatenate([p.document for p in parts]),
+            passage=np.concatenate([p.passage for p in parts]),
+        )
+
+    def candidate(self, i: int) -> Candidate:
+        s, e = int(self.start[i]), int(self.start[i + 1])
+        return Candidate(
+            actor_id=self.actor_ids[i],
+            score=float(self.score[i]),
+            chunk_ids=self.chunk_ids[s:e],
+            best=self.best[s:e],
+            best_query=self.best_query[s:e],
+            visible=self.visible[s:e],
+            document=self.document[s:e],
+            passage=self.passage[s:e],
+            row=int(self.rows[i]),
+            similarity=None if self.similarity is None else float(self.similarity[i]),
+        )
+
+    def best_chunk(self) -> Floats:
+        """Each candidate's best chunk similarity (every candidate has at least one chunk)."""
+        if not len(self):
+            return np.zeros(0, np.float32)
+        best: Floats = np.maximum.reduceat(self.best, self.start[:-1])
+        return best
+
+    def subset(self, keep: Ints) -> Scored:
+        """The candidates at `keep`, in that order."""
+        lengths = np.diff(self.start)[keep]
+        start = np.zeros(len(keep) + 1, dtype=np.int64)
+        start[1:] = np.cumsum(lengths)
+        chunks = np.repeat(self.start[keep] - start[:-1], lengths) + np.arange(start[-1])
+        return Scored(
+            actor_ids=[self.actor_ids[int(i)] for i in keep],
+            rows=self.rows[keep],
+            score=self.score[keep],
+            start=start,
+            chunk_ids=self.chunk_ids[chunks],
+            best=self.best[chunks],
+            best_query=self.best_query[chunks],
+            visible=self.visible[chunks],
+            document=self.document[chunks],
+            passage=self.passage[chunks],
+            similarity=None if self.similarity is None else self.similarity[keep],
+        )
+
+    def order(self) -> Ints:
+        """Best first; equal scores (to 6 decimals, as shown) by actor id."""
+        if not len(self):
+            return np.zeros(0, dtype=np.int64)
+        rounded = np.array([-round(v, 6) for v in self.score.tolist()])
+        order: Ints = np.lexsort((np.array(self.actor_ids), rounded))
+        return order
+
+
+class Ranked:
+    """`Scored` in its order, made into `Candidate`s one at a time as the page reads them."""
+
+    def __init__(self, scored: Scored, order: Ints | None = None) -> None:
+        self.scored = scored
+        self._order = scored.order() if order is None else order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __getitem__(self, i: int) -> Candidate:
+        return self.scored.candidate(int(self._order[i]))
 
 
 @dataclass(frozen=True)
@@ -242,34 +373,34 @@ class Ranker:
 
     # --- exact scores ----------------------------------------------------------------------
 
-    def score(self, rows: Ints, delta_actors: list[str]) -> list[Candidate]:
+    def score(self, rows: Ints, delta_actors: list[str]) -> Scored:
         """Every query chunk against every (eligible) chunk of each candidate."""
-        out = self._score_rows(np.unique(rows)) if len(rows) else []
-        out += [c for a in dict.fromkeys(delta_actors) if (c := self._score_delta(a))]
-        if self.request.activity_prior or self._network_on():
-            out = self._with_signals(out)
-        return out
+        parts = [self._score_rows(np.unique(rows))] if len(rows) else []
+        parts += [c for a in dict.fromkeys(delta_actors) if (c := self._score_delta(a))]
+        scored = Scored.join(parts)
+        if len(scored) and (self.request.activity_prior or self._network_on()):
+            scored = self._with_signals(scored)
+        return scored
 
-    def _with_signals(self, candidates: list[Candidate]) -> list[Candidate]:
+    def _with_signals(self, scored: Scored) -> Scored:
         """The text score adjusted by the switchable non-text signals, in its own units
         (`service.network.rank_scores`): the activity prior, log(1 + documents), and the
         partner-network score. `similarity` keeps the text score; shared partners are evidence."""
         request, rm = self.request, self.rm
-        text = np.array([c.score for c in candidates])
+        rows = scored.rows
+        in_generation = rows >= 0
         signals = []
         if request.activity_prior:
-            documents = np.array(
-                [
-                    float(rm.documents[c.row]) if c.row >= 0 else float(len(set(c.document)))
-                    for c in candidates
-                ]
-            )
+            documents = np.zeros(len(scored))
+            documents[in_generation] = rm.documents[rows[in_generation]]
+            for i in np.flatnonzero(~in_generation).tolist():  # the few actors of the delta
+                segment = scored.document[scored.start[i] : scored.start[i + 1]]
+                documents[i] = len(np.unique(segment))
             signals.append((request.activity_prior, np.log1p(documents)))
         if self._network_on():
             everyone = self.network_scores()
-            floor = float(np.log(network.PPR_FLOOR))
-            rows = [c.row for c in candidates]
-            values = np.array([everyone[r] if r >= 0 else floor for r in rows])
+            values = np.full(len(scored), float(np.log(network.PPR_FLOOR)))
+            values[in_generation] = everyone[rows[in_generation]]
             # Known partners are no news: the walk reaches them first, so they get no
             # adjustment (the mean of the others) rather than a lift.
             known = np.isin(
@@ -278,11 +409,9 @@ class Ranker:
             if known.any() and not known.all():
                 values[known] = values[~known].mean()
             signals.append((request.network_weight, values))
-        scores = network.rank_scores(text, signals) if len(candidates) > 1 else text
-        return [
-            replace(c, score=float(v), similarity=c.score)
-            for c, v in zip(candidates, scores.tolist(), strict=True)
-        ]
+        text = scored.score
+        scores = network.rank_scores(text, signals) if len(scored) > 1 else text
+        return replace(scored, score=np.asarray(scores, dtype=np.float64), similarity=text)
 
     def shared_partners(self, row: int) -> tuple[str, ...]:
         """The partners the query actor and the candidate at `row` share (evidence of the
@@ -322,13 +451,13 @@ class Ranker:
         reached = self.rows_ok & (scores > np.log(network.PPR_FLOOR) + 1e-9)
         return _top(np.where(reached, scores, -np.inf).astype(np.float32), self.request.wanted)
 
-    def _score_rows(self, rows: Ints) -> list[Candidate]:
+    def _score_rows(self, rows: Ints) -> Scored:
         rm, q, request = self.rm, self.request.queries, self.request
         positions = rm.positions_of_rows(rows)
         if not self.everything:
             positions = positions[self.chunks_ok[positions]]
         if not len(positions):
-            return []
+            return Scored.join([])
         vectors = self.snapshot.generation.index.reconstruct(rm.chunk_ids[positions])
         sims = q @ vectors.T
         labels = rm.chunk_actor[positions]
@@ -336,28 +465,23 @@ class Ranker:
         ends = np.r_[starts[1:], len(labels)]
         best = np.maximum.reduceat(sims, starts, axis=1)  # (queries, candidates)
         scores = self._aggregate(best, sims, starts, ends)
+        rows = labels[starts]
         if request.profile_weight:
-            profile = rm.profiles(labels[starts], self.levels) @ normalised(q.mean(axis=0))
+            profile = rm.profiles(rows, self.levels) @ normalised(q.mean(axis=0))
             scores = (1 - request.profile_weight) * scores + request.profile_weight * profile
-        visible = rm.visible(
-            positions, request.viewer
-        )  # shown as evidence: may differ from counted
-        column_best, column_query = sims.max(axis=0), sims.argmax(axis=0)
-        out = []
-        for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            out.append(
-                Candidate(
-                    actor_id=rm.actor_ids[int(labels[s])],
-                    score=float(scores[i]),
-                    chunk_ids=np.asarray(rm.chunk_ids[positions[s:e]]),
-                    best=column_best[s:e],
-                    best_query=column_query[s:e],
-                    visible=visible[s:e],
-                    document=np.asarray(rm.chunk_document[positions[s:e]]),
-                    row=int(labels[s]),
-                )
-            )
-        return out
+        return Scored(
+            actor_ids=[rm.actor_ids[r] for r in rows.tolist()],
+            rows=rows,
+            score=scores.astype(np.float64),
+            start=np.r_[starts, len(labels)],
+            chunk_ids=np.asarray(rm.chunk_ids[positions]),
+            best=sims.max(axis=0),
+            best_query=sims.argmax(axis=0),
+            # shown as evidence: may differ from what counted
+            visible=rm.visible(positions, request.viewer),
+            document=np.asarray(rm.chunk_document[positions]),
+            passage=np.asarray(rm.chunk_passage[positions]),
+        )
 
     def _aggregate(self, best: Floats, sims: Floats, starts: Ints, ends: Ints) -> Floats:
         if self.request.aggregate != "topk":
@@ -370,7 +494,7 @@ class Ranker:
             dtype=np.float32,
         )
 
-    def _score_delta(self, actor_id: str) -> Candidate | None:
+    def _score_delta(self, actor_id: str) -> Scored | None:
         delta, request = self.delta, self.request
         positions = np.array(
             [
@@ -396,9 +520,11 @@ class Ranker:
             score = (1 - request.profile_weight) * score + request.profile_weight * profile
         chunks = [delta.chunk(int(p)) for p in positions]
         documents: dict[str, int] = {}
-        return Candidate(
-            actor_id=actor_id,
-            score=score,
+        return Scored(
+            actor_ids=[actor_id],
+            rows=np.full(1, -1, dtype=np.int64),
+            score=np.full(1, score),
+            start=np.array([0, len(positions)], dtype=np.int64),
             chunk_ids=delta.ids[positions],
             best=sims.max(axis=0),
             best_query=sims.argmax(axis=0),
@@ -407,34 +533,40 @@ class Ranker:
                 [documents.setdefault(c.document_id, len(documents)) for c in chunks],
                 dtype=np.int64,
             ),
+            passage=passage_keys([c.content_hash for c in chunks]),
         )
 
     # --- facets ----------------------------------------------------------------------------
 
-    def facets(self, candidates: list[Candidate]) -> dict[str, dict[str, int]]:
+    def facets(self, scored: Scored) -> dict[str, dict[str, int]]:
         """Counts per country, kind and sector over the scored candidates."""
+        rm = self.rm
+        words = {k: v.words for k, v in rm.vocabularies.items()}
         counts: dict[str, dict[str, int]] = {"country": {}, "kind": {}, "sector": {}}
-        words = {k: v.words for k, v in self.rm.vocabularies.items()}
 
-        def add(facet: str, value: str | None) -> None:
-            if value:
-                counts[facet][value] = counts[facet].get(value, 0) + 1
+        def add(facet: str, codes: Ints) -> None:
+            values, numbers = np.unique(codes[codes >= 0], return_counts=True)
+            for code, n in zip(values.tolist(), numbers.tolist(), strict=True):
+                word = words[facet][code]
+                counts[facet][word] = counts[facet].get(word, 0) + n
 
-        for c in candidates:
-            if c.row >= 0:
-                r = c.row
-                code = int(self.rm.country[r])
-                add("country", words["country"][code] if code >= 0 else None)
-                add("kind", words["kind"][int(self.rm.kind[r])])
-                for s in self.rm.sector_codes[
-                    self.rm.sector_start[r] : self.rm.sector_start[r + 1]
-                ]:
-                    add("sector", words["sector"][int(s)])
-            elif (summary := self.delta.actor(c.actor_id)) is not None:
-                add("country", summary.country)
-                add("kind", summary.kind)
-                for s in summary.sectors:
-                    add("sector", s)
+        rows = scored.rows[scored.rows >= 0]
+        add("country", rm.country[rows])
+        add("kind", rm.kind[rows])
+        lengths = rm.sector_start[rows + 1] - rm.sector_start[rows]
+        starts = np.repeat(rm.sector_start[rows] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        add("sector", rm.sector_codes[starts + np.arange(int(lengths.sum()))])
+        for i in np.flatnonzero(scored.rows < 0).tolist():  # the few actors of the delta
+            summary = self.delta.actor(scored.actor_ids[i])
+            if summary is None:
+                continue
+            for facet, values in (
+                ("country", [summary.country] if summary.country else []),
+                ("kind", [summary.kind]),
+                ("sector", list(summary.sectors)),
+            ):
+                for value in values:
+                    counts[facet][value] = counts[facet].get(value, 0) + 1
         return {
             k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in counts.items()
         }

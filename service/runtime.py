@@ -65,6 +65,7 @@ class Runtime:
             batch_size=self.settings.batch_size,
             backend=self.settings.backend,
             query_backend=self.settings.query_backend,
+            query_threads=self.settings.query_threads,
         )
         # Always wrapped: with `micro_batch_ms` 0 nothing waits, and queries that arrive while
         # a model call runs share the next one (the setting's documented behaviour).
@@ -113,6 +114,7 @@ class Runtime:
             self.store,
             self.embedder,
             with_lexical=self.settings.fusion != "vector",
+            probe_seconds=self.settings.delta_probe_seconds,
         )
 
     @cached_property

@@ -11,7 +11,10 @@
   `DeltaLog` in amortised O(change): a profile posted at 10:00 is a candidate at 10:00, and the
   2,000th write costs what the 20th did; so does their BM25 (`DeltaLexical`, append-only, see
   service.lexical), which never lags the write. The generation rows of actors written since are
-  marked superseded, so only their newest profile counts.
+  marked superseded, so only their newest profile counts. A write through this process extends
+  the delta before its call returns; what other processes wrote is picked up by a probe (one
+  indexed `max(id)`) that a query makes at most every `probe_seconds` (0.25 s by default, so
+  under load it is not one more store statement per request), and by the watch loop.
 - **Deletes** seen by this process leave the delta and supersede the generation row at once; a
   delete by another process is caught by the one store read each response makes for its final
   page (service.matching), so no deleted actor is ever returned after its DELETE returned.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -262,8 +266,11 @@ class ServedIndex:
         store: ProfileStore,
         embedder: Embedder,
         with_lexical: bool = True,
+        probe_seconds: float = 0.0,
     ) -> None:
         self._with_lexical = with_lexical
+        self._probe_seconds = probe_seconds
+        self._probed_at = -float("inf")
         self._generations = generations
         self._store = store
         self._embedder = embedder
@@ -287,7 +294,7 @@ class ServedIndex:
         """The current generation and delta; picks up chunks other writers have embedded."""
         if self._generation is None or self._generation.is_empty:
             self.reload()  # while nothing is built, a file read: pick up the first build at once
-        if refresh:
+        if refresh and time.monotonic() - self._probed_at >= self._probe_seconds:
             self.refresh_delta(embed=False)
         served = self._served
         assert served is not None  # reload always leaves it
@@ -381,6 +388,7 @@ class ServedIndex:
         if self._log is None:
             self.reload()
         log_ = self._log
+        self._probed_at = time.monotonic()
         # A query first asks whether anything is new (one indexed max()); the write path knows.
         if log_ is None or (not embed and self._store.max_chunk_id() <= log_.covered):
             return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from service.domain import Actor
@@ -156,6 +159,37 @@ def test_one_project_one_suggestion(runtime: Runtime) -> None:
     }
     scores = [m.score for m in result.matches]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_many_partners_of_one_project_cost_one_page_read(runtime: Runtime, published: bool) -> None:
+    """Which candidates share a suggestion is known from passage keys before any text is read
+    (the generation's `chunk_passage`, the delta's content hashes), so thirty partners of one
+    project collapse within the one store read of the page, whether in the generation or not."""
+    project = f"{WIND} joint project"
+    partners = [make_actor(f"partner-{i:02d}", [project], country="AT") for i in range(30)]
+    others = [
+        make_actor("se", [f"{WIND} fatigue tests"], country="SE", kind="research"),
+        make_actor("it", [f"{WIND} recycling plant"], country="IT", kind="university"),
+    ]
+    runtime.ingestor.upsert(partners + others)
+    if published:
+        runtime.reindexer.run()
+        runtime.index.reload()
+    store = runtime.matcher.store
+    reads: list[int] = []
+    real_page = store.page
+
+    def page(chunk_ids: Sequence[int]) -> Any:
+        reads.append(len(chunk_ids))
+        return real_page(chunk_ids)
+
+    store.page = page  # type: ignore[method-assign]
+    result = runtime.matcher.search(project, limit=3)
+    assert len(reads) == 1, reads
+    first = result.matches[0]
+    assert {first.actor.id, *(a.id for a in first.also)} == {p.id for p in partners}
+    assert {m.actor.id for m in result.matches[1:]} == {"se", "it"}
 
 
 def test_complement_matches_needs_against_offers(runtime: Runtime) -> None:

@@ -154,6 +154,26 @@ def test_second_construction_reuses_the_cache(
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")} == before
 
 
+def test_queries_get_their_own_one_thread_session_with_the_same_vectors(
+    profile: ModelProfile,
+    onnx_cache: Path,
+    int8: OnnxEmbedder,
+    demo_texts: tuple[list[str], list[str]],
+) -> None:
+    """`query_threads` 1 beside `threads` 2: queries run on a second session of the same file
+    (one text split over two threads cost more CPU and more time), passages on the first; the
+    vectors are the same as from one session."""
+    split = OnnxEmbedder(profile, threads=2, cache_dir=onnx_cache, query_threads=1)
+    texts, queries = demo_texts
+    assert np.allclose(split.embed(texts[:20]), int8.embed(texts[:20]), atol=1e-6)
+    assert split._query_session is None, "passages never load the query session"
+    for query in queries[:10]:
+        alone = split.embed([query], role="query")
+        assert np.allclose(alone, int8.embed([query], role="query"), atol=1e-6)
+    assert split._query_session is not None and split._query_session is not split._session
+    assert split._query_session.get_session_options().intra_op_num_threads == 1
+
+
 _BUILD_IN_CHILD = """
 import sys
 from pathlib import Path

@@ -235,11 +235,17 @@ def test_array_scores_equal_the_block_formula(runtime: Runtime, aggregate: str) 
         assert got[actor] == pytest.approx(aggregate_score(block, aggregate), abs=1e-5)  # type: ignore[arg-type]
 
 
-def test_a_ranked_response_reads_the_store_once_for_its_page(runtime: Runtime) -> None:
-    """Counted SQL statements (work, not seconds): besides the delta's freshness check, a search
-    and a match of a stored actor make one statement for the whole page, names included."""
+@pytest.mark.parametrize("probe_seconds", [0.0, 3600.0])
+def test_a_ranked_response_reads_the_store_once_for_its_page(
+    settings: Settings, probe_seconds: float
+) -> None:
+    """Counted SQL statements (work, not seconds): a search and a match of a stored actor make
+    one statement for the whole page, names included; besides it, the probe for chunks other
+    processes wrote, at most once per `delta_probe_seconds` (every query at 0)."""
     import sqlalchemy as sa
 
+    settings = settings.model_copy(update={"delta_probe_seconds": probe_seconds})
+    runtime = Runtime(settings, embedder=FakeEmbedder())
     runtime.ingestor.upsert(
         [make_actor(f"a{i}", [f"offshore wind blade {i}", f"rotor coating {i}"]) for i in range(30)]
     )
@@ -262,8 +268,10 @@ def test_a_ranked_response_reads_the_store_once_for_its_page(runtime: Runtime) -
         sa.event.remove(engine, "before_cursor_execute", count)
     assert len(found.matches) == 10 and all(m.actor.name for m in found.matches)
     assert len(matched.matches) == 10 and "a3" not in {m.actor.id for m in matched.matches}
-    assert len(searched) == 2, searched  # max(chunk id) for the delta, then the page
-    assert len(statements) == 2, statements
+    probes = 1 if probe_seconds == 0 else 0  # max(chunk id), then the page
+    assert len(searched) == 1 + probes, searched
+    assert len(statements) == 1 + probes, statements
+    runtime.close()
 
 
 def test_profile_candidates_from_the_graph_equal_the_exact_scan(

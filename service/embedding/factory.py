@@ -42,14 +42,17 @@ def load_embedder(
     backend: Backend = "torch",
     cache_dir: Path | None = None,
     query_backend: QueryBackend = "same",
+    query_threads: int | None = None,
 ) -> Embedder:
-    passages = _load(profile, threads, batch_size, backend, cache_dir)
+    """`query_threads` (default: `threads`) is what an ONNX query encoder runs on."""
+    passages = _load(profile, threads, batch_size, backend, cache_dir, query_threads)
     if query_backend == "same" or backend == "onnx-int8":
         return passages
     from service.embedding.queries import Int8QueryEmbedder
 
     return Int8QueryEmbedder(
-        passages, partial(_int8_queries, profile, threads, batch_size, cache_dir, passages)
+        passages,
+        partial(_int8_queries, profile, query_threads or threads, batch_size, cache_dir, passages),
     )
 
 
@@ -81,6 +84,7 @@ def _load(
     batch_size: int,
     backend: Backend,
     cache_dir: Path | None,
+    query_threads: int | None = None,
 ) -> Embedder:
     from service.embedding.sentence_transformers import SentenceTransformerEmbedder
 
@@ -89,10 +93,14 @@ def _load(
     from service.embedding.onnx import DEFAULT_CACHE_DIR, OnnxEmbedder
 
     cache = cache_dir or DEFAULT_CACHE_DIR
-    fp32 = OnnxEmbedder(profile, threads, batch_size, quantize=False, cache_dir=cache)
+    fp32 = OnnxEmbedder(
+        profile, threads, batch_size, quantize=False, cache_dir=cache, query_threads=query_threads
+    )
     if backend == "onnx-fp32":
         return fp32
-    int8 = OnnxEmbedder(profile, threads, batch_size, quantize=True, cache_dir=cache)
+    int8 = OnnxEmbedder(
+        profile, threads, batch_size, quantize=True, cache_dir=cache, query_threads=query_threads
+    )
     if int8_passes(int8, fp32):
         return int8
     log.warning("int8 ONNX fails the parity check for %s: serving fp32 ONNX instead", profile.id)

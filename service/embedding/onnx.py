@@ -332,15 +332,22 @@ class OnnxEmbedder:
         batch_size: int = 32,
         quantize: bool = True,
         cache_dir: Path = DEFAULT_CACHE_DIR,
+        query_threads: int | None = None,
     ) -> None:
-        if threads < 1 or batch_size < 1:
-            raise ValueError("threads and batch_size must be >= 1")
+        if threads < 1 or batch_size < 1 or (query_threads is not None and query_threads < 1):
+            raise ValueError("threads, query_threads and batch_size must be >= 1")
         self.profile = profile
         self.quantize = quantize
         self.cache_dir = cache_dir
         self._threads = threads
+        self._query_threads = query_threads or threads
+        """Queries get their own session when this differs from `threads`: a query is one short
+        text, and splitting it over two threads cost more CPU and more time than one thread
+        (1.9 against 1.0 ms per query, BENCHMARKS.md), while passages come in batches that two
+        threads share well. Same weights, same vectors."""
         self._batch_size = batch_size
         self._session: Any = None
+        self._query_session: Any = None
         self._tokenizer: Any = None
         self._count: Any = None
         self._model_file: Path | None = None
@@ -398,6 +405,17 @@ class OnnxEmbedder:
                     self._session = session
         return self._session
 
+    def _session_for(self, role: Role) -> Any:
+        session = self._load()
+        if role != "query" or self._query_threads == self._threads:
+            return session
+        if self._query_session is None:
+            with self._lock:
+                if self._query_session is None:
+                    assert self._model_file is not None
+                    self._query_session = _session(self._model_file, self._query_threads)
+        return self._query_session
+
     def count_tokens(self, text: str) -> int:
         if self._count is None:
             from service.text.chunking import tokenizer_counter
@@ -410,7 +428,7 @@ class OnnxEmbedder:
     def embed(self, texts: Sequence[str], role: Role = "passage") -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        session = self._load()
+        session = self._session_for(role)
         prefix = self.profile.query_prefix if role == "query" else self.profile.passage_prefix
         encodings = self._tokenizer.encode_batch([prefix + t for t in texts])
         ids: list[list[int]] = [e.ids for e in encodings]

@@ -4,7 +4,8 @@ A search used to resolve every candidate against SQLite and group hits in Python
 arrays here make those steps vectorised mask and segment operations:
 
 - chunks, ordered by actor (CSR): `chunk_ids`, `chunk_actor`, `chunk_visibility`, `chunk_need`,
-  and `actor_start` (the chunks of actor row `a` are positions `actor_start[a]:actor_start[a+1]`);
+  `chunk_passage` (which text: partners of one project share their passage), and `actor_start`
+  (the chunks of actor row `a` are positions `actor_start[a]:actor_start[a+1]`);
   `by_id` orders positions by chunk id, so FAISS hits (chunk ids) map to positions by bisection;
 - actors: one row each, columns for every filter (`kind`, `country`, `region`, `sectors`,
   `clusters` as CSR lists of vocabulary codes), the owner (`tenant`, `networks`), the number of
@@ -24,6 +25,7 @@ its read model; what changed since is the live delta's business (service.serving
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -101,6 +103,9 @@ class ReadModel:
     chunk_need: Bools
     chunk_document: Ints
     """Which of its actor's documents a chunk belongs to (0, 1, ... in order of first chunk)."""
+    chunk_passage: Ints
+    """Each chunk's text as a number (`passage_keys`): equal for equal texts, so the result page
+    can collapse actors that share their best passage before it reads any text."""
     by_id: Ints
     """Positions sorted by chunk id: `chunk_ids[by_id]` is ascending."""
     sorted_ids: Ints
@@ -197,6 +202,7 @@ class ReadModel:
             chunk_visibility=visibility,
             chunk_need=np.array([c.intent == "need" for c in picked], dtype=np.bool_),
             chunk_document=_document_ordinals(picked),
+            chunk_passage=passage_keys([c.content_hash for c in picked]),
             by_id=(by_id := np.argsort(ids, kind="stable")),
             sorted_ids=ids[by_id],
             actor_ids=tuple(actor_ids),
@@ -249,6 +255,7 @@ class ReadModel:
         "chunk_visibility",
         "chunk_need",
         "chunk_document",
+        "chunk_passage",
         "by_id",
         "sorted_ids",
         "actor_start",
@@ -492,6 +499,20 @@ class ReadModel:
             words["tenant"][int(self.tenant[row])],
             tuple(words["network"][n] for n in self.network_codes[start:end].tolist()),
         )
+
+
+def passage_keys(content_hashes: Sequence[str]) -> Ints:
+    """Each passage's content hash (`ingest.content_hash`, one per text) as a 64-bit number:
+    equal texts get equal keys; two different texts share one with probability 2^-64."""
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(h.encode(), digest_size=8).digest(), "little", signed=True
+            )
+            for h in content_hashes
+        ],
+        dtype=np.int64,
+    )
 
 
 def _document_ordinals(chunks: Sequence[StoredChunk]) -> Ints:
