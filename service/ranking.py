@@ -74,20 +74,19 @@ class Scored:
     result page needs, for the few candidates it reads (a search scores ~250 actors and shows
     10: objects for all of them, copied at each step, were a tenth of its CPU)."""
 
+    # Per candidate (`Candidate`'s `actor_id`, `row`, `score`, `similarity`), then per chunk
+    # (`Candidate`'s chunk columns, concatenated in candidate order).
     actor_ids: list[str]
     rows: Ints
-    """Read-model row of each candidate, -1 for an actor of the live delta."""
     score: npt.NDArray[np.float64]
     start: Ints
     chunk_ids: Ints
     best: Floats
-    """Each chunk's best similarity to any query chunk."""
     best_query: Ints
     visible: npt.NDArray[np.bool_]
     document: Ints
     passage: Ints
     similarity: npt.NDArray[np.float64] | None = None
-    """The text score alone, where `score` also holds non-text signals (else None: the same)."""
 
     def __len__(self) -> int:
         return len(self.actor_ids)

@@ -125,16 +125,19 @@ def test_fresh_store_matches_before_any_rebuild(runtime: Runtime) -> None:
     assert ids(runtime.matcher.match_actor("a1")) == ["a2"]
 
 
-def seed_one_project(runtime: Runtime) -> str:
-    """Six partners of one project (sharing its text) and two other actors; the project text."""
+def seed_one_project(runtime: Runtime, partners: int = 6, publish: bool = True) -> str:
+    """`partners` partners of one project (sharing its text) and two other actors, published
+    (else only in the live delta); the project text."""
     project = f"{WIND} joint project"
-    copies = [make_actor(f"partner-{i}", [project], country="AT") for i in range(6)]
+    copies = [make_actor(f"partner-{i:02d}", [project], country="AT") for i in range(partners)]
     others = [
         make_actor("se", [f"{WIND} fatigue tests"], country="SE", kind="research"),
         make_actor("it", [f"{WIND} recycling plant"], country="IT", kind="university"),
     ]
     runtime.ingestor.upsert(copies + others)
-    runtime.reindexer.run()
+    if publish:
+        runtime.reindexer.run()
+        runtime.index.reload()
     return project
 
 
@@ -154,8 +157,8 @@ def test_one_project_one_suggestion(runtime: Runtime) -> None:
     result = runtime.matcher.search(seed_one_project(runtime), limit=3)
     assert {m.actor.id for m in result.matches[1:]} == {"se", "it"}
     first = result.matches[0]
-    assert first.actor.id == "partner-0" and {a.id for a in first.also} == {
-        f"partner-{i}" for i in range(1, 6)
+    assert first.actor.id == "partner-00" and {a.id for a in first.also} == {
+        f"partner-{i:02d}" for i in range(1, 6)
     }
     scores = [m.score for m in result.matches]
     assert scores == sorted(scores, reverse=True)
@@ -166,16 +169,7 @@ def test_many_partners_of_one_project_cost_one_page_read(runtime: Runtime, publi
     """Which candidates share a suggestion is known from passage keys before any text is read
     (the generation's `chunk_passage`, the delta's content hashes), so thirty partners of one
     project collapse within the one store read of the page, whether in the generation or not."""
-    project = f"{WIND} joint project"
-    partners = [make_actor(f"partner-{i:02d}", [project], country="AT") for i in range(30)]
-    others = [
-        make_actor("se", [f"{WIND} fatigue tests"], country="SE", kind="research"),
-        make_actor("it", [f"{WIND} recycling plant"], country="IT", kind="university"),
-    ]
-    runtime.ingestor.upsert(partners + others)
-    if published:
-        runtime.reindexer.run()
-        runtime.index.reload()
+    project = seed_one_project(runtime, partners=30, publish=published)
     store = runtime.matcher.store
     reads: list[int] = []
     real_page = store.page
@@ -188,7 +182,7 @@ def test_many_partners_of_one_project_cost_one_page_read(runtime: Runtime, publi
     result = runtime.matcher.search(project, limit=3)
     assert len(reads) == 1, reads
     first = result.matches[0]
-    assert {first.actor.id, *(a.id for a in first.also)} == {p.id for p in partners}
+    assert {first.actor.id, *(a.id for a in first.also)} == {f"partner-{i:02d}" for i in range(30)}
     assert {m.actor.id for m in result.matches[1:]} == {"se", "it"}
 
 
