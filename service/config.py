@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     it moved nDCG@10 by the noise (0.075 against 0.076; docs/evaluation.md)."""
     threads: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
+    passage_sessions: int = Field(default=0, ge=0, le=64)
+    """ONNX backends: many passages at once (a bulk import, a rebuild, a large PUT) are embedded
+    on this many single-threaded sessions side by side instead of one call of `threads` threads
+    (one call kept ~1.1 of two cores busy). 0: one per usable core, at most `threads`; 1: one
+    call, as before. The vectors are the same either way; queries keep the one session."""
     faiss_threads: int = Field(default=1, ge=1, le=64)
     """Threads per FAISS search (OpenMP) and per numpy product (BLAS) in the server. One:
     requests run in parallel anyway, a single query split over two busy cores was measured

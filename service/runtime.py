@@ -65,6 +65,7 @@ class Runtime:
             batch_size=self.settings.batch_size,
             backend=self.settings.backend,
             query_backend=self.settings.query_backend,
+            passage_sessions=self.settings.passage_sessions,
         )
         # Always wrapped: with `micro_batch_ms` 0 nothing waits, and queries that arrive while
         # a model call runs share the next one (the setting's documented behaviour).
@@ -165,6 +166,7 @@ class Runtime:
             threads=self.settings.threads,
             batch_size=self.settings.batch_size,
             backend=self.settings.backend,
+            passage_sessions=self.settings.passage_sessions,
         )
 
     def prepare(self, actor: Actor) -> list[ChunkDraft]:
