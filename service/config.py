@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     passage_sessions: int = Field(default=0, ge=0, le=64)
     """ONNX backends: many passages at once (a bulk import, a rebuild, a large PUT) are embedded
     on this many single-threaded sessions side by side instead of one call of `threads` threads
-    (one call kept ~1.1 of two cores busy). 0: one per usable core, at most `threads`; 1: one
-    call, as before. The vectors are the same either way; queries keep the one session."""
+    (int8 MiniLM, two cores: 458 against 386 passages/s; ~40 MB per session). 0: one per usable
+    core, at most `threads`; 1: one call, as before. The vectors are the same either way;
+    queries keep the one session."""
     faiss_threads: int = Field(default=1, ge=1, le=64)
     """Threads per FAISS search (OpenMP) and per numpy product (BLAS) in the server. One:
     requests run in parallel anyway, a single query split over two busy cores was measured

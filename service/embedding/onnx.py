@@ -22,11 +22,12 @@ own arrays. Concurrent calls share the session's intra-op thread pool, so on two
 queue for the CPU rather than oversubscribing it. Loading is done once, under a lock.
 
 Many passages at once (a bulk import, a rebuild) are spread over `passage_sessions` sessions of
-one intra-op thread each, running side by side (`_PassagePool`): one call with two intra-op
-threads kept ~1.1 of two cores busy (401-503 passages/s), two single-threaded calls in parallel
-527-573. Each model batch is the same as on one session, and a session's thread count does not
-change its results (checked bitwise), so the vectors are the same either way, int8 included
-(whose vectors depend on their batch mates). Queries always take the one session of `threads`.
+one intra-op thread each, running side by side (`_PassagePool`): on two shared cores, int8
+MiniLM embedded 458 passages/s against 386 in one call with two intra-op threads (medians of
+8 interleaved rounds, scripts/bench_embedding.py --passage-sessions 1 2). Each model batch is
+the same as on one session, and a session's thread count does not change its results (checked
+bitwise), so the vectors are the same either way, int8 included (whose vectors depend on their
+batch mates). Queries always take the one session of `threads`.
 """
 
 from __future__ import annotations
