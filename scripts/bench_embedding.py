@@ -9,6 +9,9 @@ changes between rounds. Prints a markdown table: median and best texts/s, the sp
 rounds (min-max), the ratio to torch, and the p50 latency of a single query.
 
     .venv/bin/python scripts/bench_embedding.py --texts 1200 --repeats 5
+
+`--passage-sessions 1 2` also compares the ONNX cases on one session of `--threads` threads
+against passages spread over two single-threaded sessions (`OnnxEmbedder(passage_sessions=)`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Case:
     backend: str
     batch_size: int
     embedder: Embedder
+    sessions: int = 1
     rates: list[float] = field(default_factory=list)
     query_ms: float = float("nan")
 
@@ -59,6 +63,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="ONNX cache")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-torch", action="store_true", help="skip the torch baseline")
+    parser.add_argument(
+        "--passage-sessions",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="ONNX passage sessions to try (default 1: one session of --threads threads)",
+    )
     return parser.parse_args(argv)
 
 
@@ -81,14 +92,16 @@ def build_cases(args: argparse.Namespace, profile: ModelProfile) -> list[Case]:
         cases.append(Case("sentence-transformers (torch)", args.torch_batch_size, torch_embedder))
     for quantize, label in ((True, "ONNX int8"), (False, "ONNX fp32")):
         for size in args.batch_sizes:
-            embedder = OnnxEmbedder(
-                profile,
-                threads=args.threads,
-                batch_size=size,
-                quantize=quantize,
-                cache_dir=args.cache_dir,
-            )
-            cases.append(Case(label, size, embedder))
+            for sessions in args.passage_sessions:
+                embedder = OnnxEmbedder(
+                    profile,
+                    threads=args.threads,
+                    batch_size=size,
+                    quantize=quantize,
+                    cache_dir=args.cache_dir,
+                    passage_sessions=sessions,
+                )
+                cases.append(Case(label, size, embedder, sessions))
     return cases
 
 
@@ -130,14 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.1f} after\n"
     )
     print(
-        "| backend | batch | texts/s median | best | min-max over rounds "
+        "| backend | batch | sessions | texts/s median | best | min-max over rounds "
         "| vs torch (median of per-round ratios) | one query p50 |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case in cases:
         ratio = statistics.median(r / b for r, b in zip(case.rates, baseline, strict=True))
         print(
-            f"| {case.backend} | {case.batch_size} | {statistics.median(case.rates):.0f} | "
+            f"| {case.backend} | {case.batch_size} | {case.sessions} | "
+            f"{statistics.median(case.rates):.0f} | "
             f"{max(case.rates):.0f} | {min(case.rates):.0f}-{max(case.rates):.0f} | "
             f"{ratio:.2f}x | {case.query_ms:.1f} ms |"
         )

@@ -10,7 +10,8 @@ A fresh data folder gets the bundled demo data and a generation (`clustermatch d
          ids, each document given a unique closing sentence (`--fresh-text`, the default), so
          every PUT chunks and embeds its passages as a new profile would (without it, the
          embedding cache already holds the demo texts' vectors)
-  bulk   one `POST /v1/actors/bulk` of `--bulk` new actors (NDJSON), new text each
+  bulk   one `POST /v1/actors/bulk` of `--bulk` new actors (NDJSON), new text each; its server
+         CPU per actor and the cores it kept busy (CPU over wall time) beside actors/s
 Reported: PUT/s over the run, p50/p99 (also per 250 PUTs), the median latency of PUTs 11-30
 against PUTs N-19..N (issue 10: >= 50 PUT/s and the 2,000th no slower than 1.5x the 20th), and
 bulk actors/s (issue 10: >= 200 actors/s with the default backend).
@@ -171,8 +172,10 @@ def one_run(
     profile = args.profile
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            latencies = []
-            with sampled(pid, profile / f"{label}-puts.folded" if profile else None) as put_cpu:
+            latencies: list[float] = []
+            with sampled(
+                pid, profile / f"{label}-puts.folded" if profile and args.puts else None
+            ) as put_cpu:
                 t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
                 for i, row in enumerate(rows[: args.puts]):
                     body = renamed(row, f"put-{i}", args.fresh_text)
@@ -200,12 +203,27 @@ def one_run(
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+    result: dict[str, Any] = {"tree": str(tree), "revision": git_revision(tree)}
+    if latencies:
+        result |= put_figures(latencies, put_seconds, put_cpu_s)
+    result |= {
+        "bulk_actors": args.bulk,
+        "bulk_actors_per_s": round(args.bulk / bulk_seconds, 1),
+        "bulk_server_cpu_ms_each": round(1000 * bulk_cpu_s / args.bulk, 2),
+        "bulk_server_cores": round(bulk_cpu_s / bulk_seconds, 2),
+        "bulk_response": {k: v for k, v in response.json().items() if not isinstance(v, list)},
+        "load_average_after": os.getloadavg()[0],
+    }
+    if put_cpu or bulk_cpu:
+        result["server_cpu_by_stage"] = {"puts": put_cpu, "bulk": bulk_cpu}
+    return result
+
+
+def put_figures(latencies: list[float], put_seconds: float, put_cpu_s: float) -> dict[str, Any]:
     early = statistics.median(latencies[10:30])
     late = statistics.median(latencies[-20:])
     blocks = [latencies[i : i + 250] for i in range(0, len(latencies), 250)]
-    result = {
-        "tree": str(tree),
-        "revision": git_revision(tree),
+    return {
         "puts": len(latencies),
         "put_per_s": round(len(latencies) / put_seconds, 1),
         "put_p50_ms": round(statistics.median(latencies), 2),
@@ -216,15 +234,7 @@ def one_run(
         "put_early_median_ms": round(early, 2),
         "put_late_median_ms": round(late, 2),
         "late_over_early": round(late / early, 2),
-        "bulk_actors": args.bulk,
-        "bulk_actors_per_s": round(args.bulk / bulk_seconds, 1),
-        "bulk_server_cpu_ms_each": round(1000 * bulk_cpu_s / args.bulk, 2),
-        "bulk_response": {k: v for k, v in response.json().items() if not isinstance(v, list)},
-        "load_average_after": os.getloadavg()[0],
     }
-    if put_cpu or bulk_cpu:
-        result["server_cpu_by_stage"] = {"puts": put_cpu, "bulk": bulk_cpu}
-    return result
 
 
 def git_revision(tree: Path) -> str:
@@ -236,7 +246,7 @@ def git_revision(tree: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--puts", type=int, default=2000, help="sequential PUTs (2000)")
+    parser.add_argument("--puts", type=int, default=2000, help="sequential PUTs (2000; 0: none)")
     parser.add_argument("--bulk", type=int, default=2000, help="actors in one bulk import (2000)")
     parser.add_argument(
         "--fresh-text",

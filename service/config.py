@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     """Threads of the ONNX session that embeds queries (passages use `threads`). A query is one
     short text: split over two threads it cost more CPU and more time than on one (1.9 against
     1.0 ms, BENCHMARKS.md), and concurrent requests use the other core anyway."""
+    passage_sessions: int = Field(default=0, ge=0, le=64)
+    """ONNX backends: many passages at once (a bulk import, a rebuild, a large PUT) are embedded
+    on this many single-threaded sessions side by side instead of one call of `threads` threads
+    (int8 MiniLM, two cores: 458 against 386 passages/s; ~40 MB per session). 0: one per usable
+    core, at most `threads`; 1: one call, as before. The vectors are the same either way;
+    queries have their own session (`query_threads`)."""
     faiss_threads: int = Field(default=1, ge=1, le=64)
     """Threads per FAISS search (OpenMP) and per numpy product (BLAS) in the server. One:
     requests run in parallel anyway, a single query split over two busy cores was measured

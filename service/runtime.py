@@ -66,6 +66,7 @@ class Runtime:
             backend=self.settings.backend,
             query_backend=self.settings.query_backend,
             query_threads=self.settings.query_threads,
+            passage_sessions=self.settings.passage_sessions,
         )
         # Always wrapped: with `micro_batch_ms` 0 nothing waits, and queries that arrive while
         # a model call runs share the next one (the setting's documented behaviour).
@@ -167,6 +168,7 @@ class Runtime:
             threads=self.settings.threads,
             batch_size=self.settings.batch_size,
             backend=self.settings.backend,
+            passage_sessions=self.settings.passage_sessions,
         )
 
     def prepare(self, actor: Actor) -> list[ChunkDraft]:

@@ -9,7 +9,7 @@ import pytest
 
 from service.config import ModelProfile
 from service.embedding.factory import PARITY_FILE, load_embedder
-from service.embedding.onnx import OnnxEmbedder
+from service.embedding.onnx import OnnxEmbedder, passage_sessions_for
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +18,7 @@ def test_int8_served_when_parity_passes_else_fp32(tmp_path: Path) -> None:
     profile = ModelProfile.load("all-minilm-l6-v2")
     chosen = load_embedder(profile, backend="onnx-int8", cache_dir=tmp_path)
     assert isinstance(chosen, OnnxEmbedder) and chosen.model_file is not None
+    assert chosen.passage_sessions == passage_sessions_for(0, threads=2)  # the setting's default
     verdict_file = chosen.model_file.parent / PARITY_FILE
     verdict = json.loads(verdict_file.read_text())
     assert verdict["texts"] == 200 and verdict["queries"] == 50

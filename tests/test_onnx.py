@@ -20,7 +20,13 @@ import pytest
 from service.cli import DEMO_FILE
 from service.config import ModelProfile
 from service.embedding.base import Embedder, Vectors
-from service.embedding.onnx import FP32_FILE, INT8_FILE, OnnxEmbedder
+from service.embedding.onnx import (
+    FP32_FILE,
+    INT8_FILE,
+    OnnxEmbedder,
+    passage_sessions_for,
+    usable_cores,
+)
 from service.embedding.parity import check_parity
 from service.embedding.sentence_transformers import SentenceTransformerEmbedder
 
@@ -137,6 +143,38 @@ def test_concurrent_embeds_agree_with_sequential(
         thread.join()
     for index, vectors in enumerate(expected):
         assert np.allclose(results[index], vectors, atol=1e-5)
+
+
+def test_passages_spread_over_sessions_give_the_one_session_vectors(
+    profile: ModelProfile,
+    onnx_cache: Path,
+    int8: OnnxEmbedder,
+    fp32: OnnxEmbedder,
+    demo_texts: tuple[list[str], list[str]],
+) -> None:
+    texts = demo_texts[0]  # 200 passages: seven model batches of 32
+    for one in (int8, fp32):
+        spread = OnnxEmbedder(
+            profile, quantize=one.quantize, cache_dir=onnx_cache, passage_sessions=2
+        )
+        assert spread.passage_pool is None  # cheap until used
+        together = spread.embed(texts)
+        pool = spread.passage_pool
+        assert pool is not None and one.passage_pool is None
+        # Two sessions, each its share of the seven batches; the batches are the one session's,
+        # so even int8 (whose vectors depend on their batch mates) gives the same vectors.
+        assert pool.batches == [4, 3]
+        assert np.abs(together - one.embed(texts)).max() <= 1e-6
+        # A passage of one batch, and queries however many, stay on the one session.
+        spread.embed(texts[:32])
+        spread.embed(texts, role="query")
+        assert pool.batches == [4, 3]
+
+
+def test_passage_sessions_default_to_the_usable_cores_within_threads() -> None:
+    assert passage_sessions_for(0, threads=64) == usable_cores()
+    assert passage_sessions_for(0, threads=1) == 1
+    assert passage_sessions_for(3, threads=1) == 3  # asked for: as asked
 
 
 def test_second_construction_reuses_the_cache(

@@ -43,9 +43,14 @@ def load_embedder(
     cache_dir: Path | None = None,
     query_backend: QueryBackend = "same",
     query_threads: int | None = None,
+    passage_sessions: int = 0,
 ) -> Embedder:
-    """`query_threads` (default: `threads`) is what an ONNX query encoder runs on."""
-    passages = _load(profile, threads, batch_size, backend, cache_dir, query_threads)
+    """`query_threads` (default: `threads`): what an ONNX query encoder runs on.
+    `passage_sessions`: see `Settings.passage_sessions` (0: one per usable core, at most
+    `threads`). Torch ignores both."""
+    passages = _load(
+        profile, threads, batch_size, backend, cache_dir, query_threads, passage_sessions
+    )
     if query_backend == "same" or backend == "onnx-int8":
         return passages
     from service.embedding.queries import Int8QueryEmbedder
@@ -85,22 +90,27 @@ def _load(
     backend: Backend,
     cache_dir: Path | None,
     query_threads: int | None = None,
+    passage_sessions: int = 1,
 ) -> Embedder:
     from service.embedding.sentence_transformers import SentenceTransformerEmbedder
 
     if backend == "torch":
         return SentenceTransformerEmbedder(profile, threads=threads, batch_size=batch_size)
-    from service.embedding.onnx import DEFAULT_CACHE_DIR, OnnxEmbedder
+    from service.embedding.onnx import DEFAULT_CACHE_DIR, OnnxEmbedder, passage_sessions_for
 
-    cache = cache_dir or DEFAULT_CACHE_DIR
-    fp32 = OnnxEmbedder(
-        profile, threads, batch_size, quantize=False, cache_dir=cache, query_threads=query_threads
+    onnx = partial(
+        OnnxEmbedder,
+        profile,
+        threads,
+        batch_size,
+        cache_dir=cache_dir or DEFAULT_CACHE_DIR,
+        query_threads=query_threads,
+        passage_sessions=passage_sessions_for(passage_sessions, threads),
     )
+    fp32 = onnx(quantize=False)
     if backend == "onnx-fp32":
         return fp32
-    int8 = OnnxEmbedder(
-        profile, threads, batch_size, quantize=True, cache_dir=cache, query_threads=query_threads
-    )
+    int8 = onnx(quantize=True)
     if int8_passes(int8, fp32):
         return int8
     log.warning("int8 ONNX fails the parity check for %s: serving fp32 ONNX instead", profile.id)
