@@ -11,6 +11,10 @@ plus synthetic actors whose vectors are the demo vectors plus noise, written int
 cache, so the ordinary reindex embeds nothing) and keeps it.
 
 With `--store-only` it builds no generation; `reindex DATA` builds one (again) from the cache.
+`trace DATA` serves DATA with one worker and reads, after searches and then after matches, how
+much of each mapped generation file is resident (/proc/<pid>/smaps): which request kind pages
+in which file.
+
 `profiles DATA` compares the published profile graph (8-bit codes, rescored) with a float one.
 
 `measure DATA...` starts one server per folder and, in every round and in a rotated order so
@@ -131,6 +135,66 @@ def mapped_generation(pid: int) -> dict[str, dict[str, float]]:
             entry = out.setdefault(name, {"Rss": 0.0, "Pss": 0.0})
             entry[parts[0][:-1]] += round(int(parts[1]) / 1024, 1)
     return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]["Rss"]) if v["Rss"] >= 1}
+
+
+def touched(pid: int) -> dict[str, dict[str, float]]:
+    """`mapped_generation` with each file's size and the share of it paged in (Rss / size)."""
+    sizes: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 5 and "/generations/" in parts[5]:
+            sizes["/".join(Path(parts[5]).parts[-2:])] = Path(parts[5]).stat().st_size
+    out = mapped_generation(pid)
+    for name, entry in out.items():
+        size = sizes.get(name, 0) / 2**20
+        entry["size_mib"] = round(size, 1)
+        entry["share"] = round(entry["Rss"] / size, 3) if size else 0.0
+    return out
+
+
+def trace(args: argparse.Namespace) -> int:
+    """One server with one worker on DATA: per mapped generation file, Rss, Pss and the share
+    of the file paged in after the start, after searches, after one match, after more matches:
+    which request kind touches how much of which file (the fraction hardly depends on scale)."""
+    started = time.perf_counter()
+    queries = demo_vectors("onnx-fp32").query_texts
+    actor_ids = [a.id for a in load_demo_actors()]
+    rng = random.Random(args.seed)
+    variant = Variant("onnx-fp32:workers=1")
+    port = free_port()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = RESULTS_DIR / f"million-trace-{args.data_dir.name}.log"
+    server = start_server(
+        args.data_dir.name, serve_command(args.data_dir, variant, port), port, "/readyz", log_path
+    )
+    steps: list[dict[str, Any]] = []
+    pid = server.process.pid
+
+    def snapshot(label: str) -> None:
+        files = touched(pid)
+        steps.append({"after": label, **memory(pid), "generation_files": files})
+        shown = ", ".join(f"{k} {v['Rss']:.0f}/{v['size_mib']:.0f}" for k, v in files.items())
+        log(f"after {label}: {shown}")
+
+    try:
+        snapshot("start (ready)")
+        for label, calls in (
+            ("1 search", search_calls(queries, 1, rng)),
+            (f"{args.searches} searches", search_calls(queries, args.searches - 1, rng)),
+            ("1 match x500", match_excluding_calls(actor_ids, 1, rng)),
+            ("10 matches x500", match_excluding_calls(actor_ids, 9, rng)),
+            (
+                f"{args.matches} matches x500",
+                match_excluding_calls(actor_ids, args.matches - 10, rng),
+            ),
+        ):
+            result = run_load(server.url, calls, 1, 600)
+            assert not result.summary()["errors"], result.summary()
+            snapshot(label)
+    finally:
+        server.stop()
+    write_result(f"million-trace-{args.data_dir.name}", {"steps": steps}, started)
+    return 0
 
 
 def level(server: Server, pids: Sequence[int], name: str, calls: Sequence[Call]) -> dict[str, Any]:
@@ -447,6 +511,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     graphs.add_argument("--queries", type=int, default=300)
     graphs.add_argument("--k", type=int, default=100, help="(100: a match of limit 50 wants 100)")
     graphs.add_argument("--seed", type=int, default=3)
+    follow = sub.add_parser("trace", help="per-file pages touched by searches, then matches")
+    follow.add_argument("data_dir", type=Path)
+    follow.add_argument("--searches", type=int, default=30)
+    follow.add_argument("--matches", type=int, default=60)
+    follow.add_argument("--seed", type=int, default=11)
     run = sub.add_parser("measure", help="serve each folder with 2 workers and measure")
     run.add_argument("data_dirs", type=Path, nargs="+")
     run.add_argument("--rounds", type=int, default=3)
@@ -460,6 +529,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     commands = {"build": build, "reindex": reindex, "measure": measure, "profiles": profile_graphs}
+    commands |= {"trace": trace}
     return commands[args.command](args)
 
 

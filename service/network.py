@@ -28,8 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from service.index.filerows import FileRows
+
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
+Edges = Ints | FileRows
+"""`rows` of the CSR graph: in memory, or a generation's file read by ranges."""
 
 PPR_RESTART = 0.15
 PPR_STEPS = 4
@@ -74,14 +78,14 @@ def partner_graph(
     return start, out_rows
 
 
-def neighbours(start: Ints, rows: Ints, row: int) -> Ints:
-    out: Ints = rows[start[row] : start[row + 1]]
+def neighbours(start: Ints, rows: Edges, row: int) -> Ints:
+    out: Ints = np.asarray(rows[start[row] : start[row + 1]], dtype=np.int64)
     return out
 
 
 def personalised_pagerank(
     start: Ints,
-    rows: Ints,
+    rows: Edges,
     source: int,
     restart: float = PPR_RESTART,
     steps: int = PPR_STEPS,
@@ -98,12 +102,11 @@ def personalised_pagerank(
     out = np.zeros(n, dtype=np.float64)
     if not 0 <= source < n:
         return out
-    degree = np.diff(start)
     frontier: npt.NDArray[np.intp] = np.array([source], dtype=np.intp)
     mass: Floats = np.ones(1, dtype=np.float64)
     out[source] = restart
     for _ in range(steps):
-        counts = degree[frontier]
+        counts = start[frontier + 1] - start[frontier]  # the frontier's degrees only
         keep = counts > 0
         frontier, mass, counts = frontier[keep], mass[keep], counts[keep]
         if not len(frontier):
@@ -115,9 +118,7 @@ def personalised_pagerank(
             frontier, mass, counts = frontier[take], mass[take], counts[take]
         if followed is not None:
             followed.append(int(counts.sum()))
-        # The edges of the frontier: for each node its CSR range, flattened.
-        firsts = np.repeat(start[frontier] - np.cumsum(counts) + counts, counts)
-        targets = rows[firsts + np.arange(int(counts.sum()))]
+        targets = _edges(start, rows, frontier, counts)
         shares = np.repeat((1 - restart) * mass / counts, counts)
         spread = np.asarray(np.bincount(targets, weights=shares, minlength=n), dtype=np.float64)
         frontier = np.flatnonzero(spread)
@@ -126,13 +127,24 @@ def personalised_pagerank(
     return out
 
 
-def network_scores(start: Ints, rows: Ints, source: int) -> Floats:
+def _edges(start: Ints, rows: Edges, frontier: npt.NDArray[np.intp], counts: Ints) -> Ints:
+    """The frontier's neighbours, node after node: its CSR ranges, flattened (read by ranges
+    from a generation's file: only those edges, never the rest of the graph)."""
+    if isinstance(rows, FileRows):
+        spans: Ints = rows.spans(start[frontier], start[frontier + 1])
+        return spans
+    firsts = np.repeat(start[frontier] - np.cumsum(counts) + counts, counts)
+    out: Ints = rows[firsts + np.arange(int(counts.sum()))]
+    return out
+
+
+def network_scores(start: Ints, rows: Edges, source: int) -> Floats:
     """log(PPR_FLOOR + personalised PageRank from `source`) for every row."""
     scores: Floats = np.log(PPR_FLOOR + personalised_pagerank(start, rows, source))
     return scores
 
 
-def partner_mask(start: Ints, rows: Ints, a: int) -> npt.NDArray[np.bool_]:
+def partner_mask(start: Ints, rows: Edges, a: int) -> npt.NDArray[np.bool_]:
     """Which rows are partners of `a` (none for a < 0): built once per request, so that the
     partners it shares with each suggestion are one gather, not a set intersection."""
     mask = np.zeros(len(start) - 1, dtype=np.bool_)
@@ -142,7 +154,11 @@ def partner_mask(start: Ints, rows: Ints, a: int) -> npt.NDArray[np.bool_]:
 
 
 def shared_partners(
-    start: Ints, rows: Ints, partners_of_a: npt.NDArray[np.bool_], b: int, limit: int = SHARED_SHOWN
+    start: Ints,
+    rows: Edges,
+    partners_of_a: npt.NDArray[np.bool_],
+    b: int,
+    limit: int = SHARED_SHOWN,
 ) -> Ints:
     """Rows that are partners of both `a` (given as its `partner_mask`) and `b`, at most `limit`,
     by row."""

@@ -303,7 +303,7 @@ def test_profile_candidates_from_the_graph_equal_the_exact_scan(
             monkeypatch.setattr(profiles, "EXACT_ROWS", 10_000)
             exact = Ranker(snapshot, request).profile_hits()
             monkeypatch.setattr(profiles, "EXACT_ROWS", 40)
-            cosines = rm.profile @ normalised(query.mean(axis=0))
+            cosines = np.asarray(rm.profile) @ normalised(query.mean(axis=0))
             # the same actors, up to which of several equal profiles takes the last place
             assert np.allclose(cosines[from_graph], cosines[exact], atol=1e-6)
             unique = [r for r in exact.tolist() if np.sum(np.isclose(cosines, cosines[r])) == 1]

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.index.base import ChunkSelection
+from service.index.filerows import FileRows
 
 EXACT_ROWS = 20_000
 """Eligible rows up to this many are scored exactly; a generation with more actors gets a graph."""
@@ -112,7 +113,7 @@ def load(folder: Path) -> ProfileGraph | None:
 
 def nearest(
     graph: ProfileGraph | None,
-    profile: Floats,
+    profile: Floats | FileRows,
     eligible: Bools,
     query: Floats,
     k: int,
@@ -136,7 +137,7 @@ def nearest(
         else ChunkSelection(allow=rows.astype(np.int64))
     )
     found = graph.candidates(query, OVERFETCH * k, selection)
-    found = np.sort(found)  # rows in order: the mapped gather reads forward, ties as exact
+    found = np.sort(found)  # rows in order: the gather reads forward, ties as exact
     exact: Floats = np.asarray(profile[found] @ query, dtype=np.float32)
     return _best(found, exact, k)
 

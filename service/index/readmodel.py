@@ -18,8 +18,11 @@ arrays here make those steps vectorised mask and segment operations:
 - the partner graph: each row's known partners among the rows, undirected, as CSR
   (`partner_start`, `partner_rows`; see service.network).
 
-Files: `readmodel/*.npy` (memory-mapped on load, so every worker process shares the pages) and
-`readmodel/strings.json` (actor ids and the vocabularies). A generation is immutable, and so is
+Files: `readmodel/*.npy` and `readmodel/strings.json` (actor ids and the vocabularies). On load
+the arrays are memory-mapped, so every worker process shares the pages, except the two big ones
+a request reads a few scattered rows of (`profile`, `partner_rows`): those are read row by row
+with `pread` (service.index.filerows), because mapping them made a worker resident in most of
+both files within a few matches. A generation is immutable, and so is
 its read model; what changed since is the live delta's business (service.serving).
 """
 
@@ -40,6 +43,7 @@ from service.domain import ActorSummary, Owner, Viewer, Visibility
 from service.fsutil import fsync_path
 from service.index import profiles
 from service.index.base import VectorIndex
+from service.index.filerows import FileRows
 from service.network import partner_graph
 
 if TYPE_CHECKING:
@@ -125,7 +129,8 @@ class ReadModel:
     network_start: Ints
     network_codes: Ints
     documents: Ints
-    profile: npt.NDArray[np.float32]
+    profile: npt.NDArray[np.float32] | FileRows
+    """Read by rows only (`profile[rows]`): a `FileRows` when loaded from a generation."""
     public_rows: Ints
     """Rows (ascending) with network or private chunks: their profile over public chunks differs."""
     public_profile: npt.NDArray[np.float32]
@@ -135,7 +140,7 @@ class ReadModel:
     shared_profile: npt.NDArray[np.float32]
     """Per `shared_rows` row the profile over its public and network chunks."""
     partner_start: Ints
-    partner_rows: Ints
+    partner_rows: Ints | FileRows
     """The partner graph (service.network): row `a`'s partners are
     `partner_rows[partner_start[a]:partner_start[a+1]]`."""
     vocabularies: Mapping[str, Vocabulary]
@@ -278,6 +283,9 @@ class ReadModel:
         "partner_rows",
     )
 
+    _READ_BY_ROWS = frozenset({"profile", "partner_rows"})
+    """Big arrays a request reads a few scattered rows of: read, not mapped, on load."""
+
     def save(self, generation_dir: Path) -> None:
         folder = generation_dir / FOLDER
         folder.mkdir()
@@ -314,13 +322,15 @@ class ReadModel:
         # Plain ndarray views of the mapped files: the pages stay shared, and reading one row
         # no longer builds a `np.memmap` object per access (8% of a match's CPU, py-spy).
         arrays: dict[str, Any] = {
-            name: np.load(folder / f"{name}.npy", mmap_mode="r").view(np.ndarray)
+            name: FileRows(folder / f"{name}.npy")
+            if name in cls._READ_BY_ROWS
+            else np.load(folder / f"{name}.npy", mmap_mode="r").view(np.ndarray)
             for name in cls._ARRAYS
         }
         strings = json.loads((folder / "strings.json").read_text(encoding="utf-8"))
         graph = profiles.load(folder)
         if graph is None:  # published before the graph existed (or small: then this is None)
-            graph = profiles.build(arrays["profile"])
+            graph = profiles.build(np.asarray(arrays["profile"]))
         return cls(
             profile_index=graph,
             actor_ids=tuple(strings["actor_ids"]),
