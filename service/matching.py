@@ -511,7 +511,7 @@ def _proof(candidate: Candidate, columns: Sequence[int]) -> list[int]:
 def _summary(snapshot: Snapshot, candidate: Candidate, name: str) -> ActorSummary | None:
     """The candidate's attributes as the snapshot holds them (the version its chunks name)."""
     if candidate.row >= 0:
-        return replace(snapshot.generation.readmodel.summary(candidate.row), name=name)
+        return snapshot.generation.readmodel.summary(candidate.row, name)
     summary = snapshot.delta.actor(candidate.actor_id)
     return None if summary is None else replace(summary, name=name or summary.name)
 

@@ -112,19 +112,50 @@ def personalised_pagerank(
         if not len(frontier):
             break
         if int(counts.sum()) > budget:  # the heaviest nodes first, until the budget is spent
-            order = np.argsort(-mass, kind="stable")
-            spent = np.cumsum(counts[order])
-            take = order[: max(1, int(np.searchsorted(spent, budget, side="right")))]
+            take = _heaviest_within(mass, counts, budget)
             frontier, mass, counts = frontier[take], mass[take], counts[take]
         if followed is not None:
             followed.append(int(counts.sum()))
         targets = _edges(start, rows, frontier, counts)
         shares = np.repeat((1 - restart) * mass / counts, counts)
-        spread = np.asarray(np.bincount(targets, weights=shares, minlength=n), dtype=np.float64)
-        frontier = np.flatnonzero(spread)
-        mass = spread[frontier]
+        frontier, mass = _spread(targets, shares, n)
         out[frontier] += restart * mass
     return out
+
+
+def _heaviest_within(mass: Floats, counts: Ints, budget: int) -> Ints:
+    """Positions of the heaviest nodes (by mass, ties by position) whose edges fit `budget`
+    (at least one), heaviest first: the stable order of `-mass` cut where the edges run out.
+    Only the nodes that can make the cut are sorted: a frontier of tens of thousands of nodes
+    rarely needs more than a few hundred of them (20,000 edges), and sorting all of them was
+    a sixth of the walk's time."""
+    wanted = max(1, 2 * budget * len(counts) // int(counts.sum()))  # twice the mean node's share
+    while True:
+        if wanted >= len(mass):
+            order: Ints = np.argsort(-mass, kind="stable")
+        else:
+            # Every node at least as heavy as the wanted-th heaviest, ties included, so the
+            # stable sort below orders them exactly as a sort of the whole frontier would.
+            threshold = -np.partition(-mass, wanted - 1)[wanted - 1]
+            heavy = np.flatnonzero(mass >= threshold)
+            order = heavy[np.argsort(-mass[heavy], kind="stable")]
+        spent = np.cumsum(counts[order])
+        if spent[-1] > budget or len(order) == len(mass):
+            return order[: max(1, int(np.searchsorted(spent, budget, side="right")))]
+        wanted *= 2
+
+
+def _spread(targets: Ints, shares: Floats, n: int) -> tuple[Ints, Floats]:
+    """The rows `targets` reach (ascending) and the sum of their `shares` (added in array order
+    either way, so the sums are the same to the bit): by sorting the targets when they are few
+    against the rows, else by one pass over every row."""
+    if len(targets) * 8 < n:
+        reached, inverse = np.unique(targets, return_inverse=True)
+        summed = np.bincount(inverse.ravel(), weights=shares, minlength=len(reached))
+        return reached, np.asarray(summed, dtype=np.float64)
+    spread = np.asarray(np.bincount(targets, weights=shares, minlength=n), dtype=np.float64)
+    frontier = np.flatnonzero(spread)
+    return frontier, spread[frontier]
 
 
 def _edges(start: Ints, rows: Edges, frontier: npt.NDArray[np.intp], counts: Ints) -> Ints:

@@ -481,15 +481,16 @@ class ReadModel:
         visible: Bools = self.chunk_visibility[positions] <= levels[self.chunk_actor[positions]]
         return visible
 
-    def summary(self, row: int) -> ActorSummary:
-        """An actor's attributes as of this generation (no name: ranking needs none)."""
+    def summary(self, row: int, name: str = "") -> ActorSummary:
+        """An actor's attributes as of this generation (the name is the store's: ranking
+        needs none, the page reads it)."""
         v = self._words
         country = int(self.country[row])
         sectors = self.sector_codes[self.sector_start[row] : self.sector_start[row + 1]]
         clusters = self.cluster_codes[self.cluster_start[row] : self.cluster_start[row + 1]]
         return ActorSummary(
             id=self.actor_ids[row],
-            name="",
+            name=name,
             kind=v["kind"][int(self.kind[row])],
             country=v["country"][country] if country >= 0 else None,
             region=self.region[row] or None,
