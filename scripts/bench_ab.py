@@ -3,7 +3,10 @@
 are already running (e.g. two checkouts serving one `bench_http.py --keep-data` folder).
 
 Each request is sent to every server in a shuffled order before the next one, so load from
-other jobs on a shared machine hits them alike; p50/p99 per server and the ratio to the first.
+other jobs on a shared machine hits them alike; p50/p99 per server and the ratio to the first,
+and each server's CPU per request: utime + stime of the processes listening on its port (and
+their parent and children: `serve --workers N`), which moves far less with other jobs' load
+than wall time does. Linux only (/proc, `ss`).
 
     .venv/bin/python scripts/bench_ab.py search 200 http://127.0.0.1:8701 http://127.0.0.1:8702
     .venv/bin/python scripts/bench_ab.py match-x500 150 URL_A URL_B
@@ -16,6 +19,8 @@ import gzip
 import json
 import os
 import random
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +37,40 @@ from bench_report import percentile
 from service.cli import DEMO_FILE
 
 KINDS = ("search", "match", "match-x500")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def server_processes(url: str) -> set[int]:
+    """The processes listening on `url`'s port, their parent (a supervisor) and its children."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    listing = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    listening = {int(m) for m in re.findall(r"pid=(\d+)", listing)}
+    family = listening | {_parent(p) for p in listening}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if _parent(int(entry.name)) in family:
+                    family.add(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    return family
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
 
 
 def requests_for(kind: str, n: int, seed: int) -> list[tuple[str, str, Any]]:
@@ -63,9 +102,13 @@ def main() -> int:
     rng = random.Random(args.seed)
     clients = {url: httpx.Client(base_url=url, timeout=60) for url in args.urls}
     times: dict[str, list[float]] = {url: [] for url in args.urls}
+    processes = {url: server_processes(url) for url in args.urls}
+    cpu_at: dict[str, float] = {}
     for i, (method, path, body) in enumerate(
         requests_for(args.kind, args.requests + args.warm, args.seed)
     ):
+        if i == args.warm:
+            cpu_at = {url: cpu_seconds(pids) for url, pids in processes.items()}
         order = list(args.urls)
         rng.shuffle(order)
         for url in order:
@@ -76,12 +119,17 @@ def main() -> int:
                 raise SystemExit(f"{url}{path}: {answer.status_code} {answer.text[:300]}")
             if i >= args.warm:
                 times[url].append(took)
+    cpu = {
+        url: 1000 * (cpu_seconds(pids) - cpu_at[url]) / args.requests
+        for url, pids in processes.items()
+    }
     first = percentile(times[args.urls[0]], 50)
     for url, values in times.items():
         p50 = percentile(values, 50)
         print(
             f"{args.kind} {url}: p50 {p50:.1f} ms, p99 {percentile(values, 99):.1f} ms, "
-            f"p50 ratio to the first {p50 / first:.2f}"
+            f"p50 ratio to the first {p50 / first:.2f}, server CPU {cpu[url]:.2f} ms/request "
+            f"(ratio {cpu[url] / cpu[args.urls[0]]:.2f})"
         )
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
