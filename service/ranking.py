@@ -66,6 +66,17 @@ class Candidate:
     """The text score alone, where `score` also holds non-text signals (else None: the same)."""
 
 
+CHUNK_COLUMNS: dict[str, type] = {
+    "chunk_ids": np.int64,
+    "best": np.float32,
+    "best_query": np.int64,
+    "visible": np.bool_,
+    "document": np.int64,
+    "passage": np.int64,
+}
+"""The per-chunk columns `Candidate` and `Scored` share (and their types)."""
+
+
 @dataclass(frozen=True)
 class Scored:
     """Every scored candidate as columns, one entry per actor, and their chunks as CSR columns
@@ -103,12 +114,7 @@ class Scored:
                 np.zeros(0, np.int64),
                 np.zeros(0),
                 np.zeros(1, np.int64),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.float32),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.bool_),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
+                **{name: np.zeros(0, dtype) for name, dtype in CHUNK_COLUMNS.items()},
             )
         offsets = np.cumsum([0] + [len(p.chunk_ids) for p in parts[:-1]])
         return cls(
@@ -119,12 +125,7 @@ class Scored:
                 [np.zeros(1, np.int64)]
                 + [p.start[1:] + o for p, o in zip(parts, offsets, strict=True)]
             ),
-            chunk_ids=np.concatenate([p.chunk_ids for p in parts]),
-            best=np.concatenate([p.best for p in parts]),
-            best_query=np.concatenate([p.best_query for p in parts]),
-            visible=np.concatenate([p.visible for p in parts]),
-            document=np.concatenate([p.document for p in parts]),
-            passage=np.concatenate([p.passage for p in parts]),
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in CHUNK_COLUMNS},
         )
 
     def candidate(self, i: int) -> Candidate:
@@ -132,14 +133,9 @@ class Scored:
         return Candidate(
             actor_id=self.actor_ids[i],
             score=float(self.score[i]),
-            chunk_ids=self.chunk_ids[s:e],
-            best=self.best[s:e],
-            best_query=self.best_query[s:e],
-            visible=self.visible[s:e],
-            document=self.document[s:e],
-            passage=self.passage[s:e],
             row=int(self.rows[i]),
             similarity=None if self.similarity is None else float(self.similarity[i]),
+            **{name: getattr(self, name)[s:e] for name in CHUNK_COLUMNS},
         )
 
     def best_chunk(self) -> Floats:
@@ -160,13 +156,8 @@ class Scored:
             rows=self.rows[keep],
             score=self.score[keep],
             start=start,
-            chunk_ids=self.chunk_ids[chunks],
-            best=self.best[chunks],
-            best_query=self.best_query[chunks],
-            visible=self.visible[chunks],
-            document=self.document[chunks],
-            passage=self.passage[chunks],
             similarity=None if self.similarity is None else self.similarity[keep],
+            **{name: getattr(self, name)[chunks] for name in CHUNK_COLUMNS},
         )
 
     def order(self) -> Ints:
@@ -181,9 +172,9 @@ class Scored:
 class Ranked:
     """`Scored` in its order, made into `Candidate`s one at a time as the page reads them."""
 
-    def __init__(self, scored: Scored, order: Ints | None = None) -> None:
+    def __init__(self, scored: Scored) -> None:
         self.scored = scored
-        self._order = scored.order() if order is None else order
+        self._order = scored.order()
 
     def __len__(self) -> int:
         return len(self._order)
