@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     """Threads per FAISS search (OpenMP) and per numpy product (BLAS) in the server. One:
     requests run in parallel anyway, a single query split over two busy cores was measured
     slower (BENCHMARKS.md), and idle OpenMP and OpenBLAS threads spin at every call."""
+    ranking_turns: int = Field(default=2, ge=1, le=256)
+    """Searches and matches that run at once in one worker process; the others wait in turn
+    (service.api.slots). Two: at 100,000 chunks and 16 clients on two workers, throughput
+    rose and the p99 fell against the thread pool's 40 at once (BENCHMARKS.md)."""
     micro_batch_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     """How long a query waits for others to share its model call. 0: no waiting; queries that
     arrive while a model call runs still share the next one (service.embedding.batching)."""

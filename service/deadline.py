@@ -26,6 +26,10 @@ class Deadline:
     def __post_init__(self) -> None:
         self.started = self.clock()
 
+    def remaining(self) -> float:
+        """Seconds left of the budget (negative once past it)."""
+        return self.seconds - (self.clock() - self.started)
+
     def check(self, step: str) -> None:
         self.checks += 1
         spent = self.clock() - self.started

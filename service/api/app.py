@@ -36,6 +36,7 @@ from service.api.routes_match import router as match_router
 from service.api.routes_needs import router as needs_router
 from service.api.routes_reports import router as reports_router
 from service.api.routes_subscriptions import router as subscriptions_router
+from service.api.slots import Slots
 from service.errors import ClusterMatchError, Conflict
 from service.jobs import RebuildJobs
 from service.keys import KeyFile
@@ -78,6 +79,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         keys=keys,
         jobs=RebuildJobs(runtime.reindexer.run, rebuilt, runtime.reindexer.lock),
         metrics=metrics,
+        turns=Slots(settings.ranking_turns),
         limiter=(
             RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
             if keys is not None and settings.rate_limit_per_second > 0

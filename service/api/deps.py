@@ -12,6 +12,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.metrics import Metrics
+from service.api.slots import Slots
 from service.audit import Action, AuditEvent, KeyUse, Who
 from service.deadline import Deadline
 from service.errors import FieldProblem, Forbidden, InvalidInput, RateLimited, Unauthorized
@@ -31,6 +32,8 @@ class Services:
     limiter: RateLimiter | None = None
     """None: no rate limit (an open service, or a rate of 0)."""
     key_use: KeyUse = field(default_factory=KeyUse)
+    turns: Slots = field(default_factory=lambda: Slots(2))
+    """The worker's ranking turns (`ranking_turns`): searches and matches take one."""
 
 
 def get_services(request: Request) -> Services:

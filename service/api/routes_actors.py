@@ -259,25 +259,26 @@ def actor_matches(
     ] = False,
 ) -> MatchResponse:
     filters = Filters(country=country or [], kind=kind or [])
-    chosen = tailored(
-        filters.to_actor_filter(exclude_same or ()),
-        services.runtime.store,
-        principal,
-        for_actor=actor_id,
-        new_contacts_only=new_contacts_only,
-    )
-    result = services.runtime.matcher.match_actor(
-        actor_id,
-        limit=limit,
-        filters=chosen,
-        viewer=principal.viewer,
-        mode=mode,
-        diversify=diversify,
-        collapse=collapse,
-        deadline=deadline,
-    )
-    if explain:
-        result = services.runtime.matcher.explain(result)
+    with services.turns.turn(deadline):
+        chosen = tailored(
+            filters.to_actor_filter(exclude_same or ()),
+            services.runtime.store,
+            principal,
+            for_actor=actor_id,
+            new_contacts_only=new_contacts_only,
+        )
+        result = services.runtime.matcher.match_actor(
+            actor_id,
+            limit=limit,
+            filters=chosen,
+            viewer=principal.viewer,
+            mode=mode,
+            diversify=diversify,
+            collapse=collapse,
+            deadline=deadline,
+        )
+        if explain:
+            result = services.runtime.matcher.explain(result)
     return MatchResponse(
         matches=[match_out(m, explain) for m in result.matches],
         generation=result.generation,

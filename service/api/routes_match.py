@@ -69,42 +69,43 @@ def match(
     principal: Reader,
     deadline: RequestDeadline,
 ) -> MatchResponse:
-    matcher = services.runtime.matcher
-    filters = tailored(
-        body.filters.to_actor_filter(body.exclude_same, body.exclude_actors),
-        services.runtime.store,
-        principal,
-        for_actor=body.actor_id,
-        new_contacts_only=body.new_contacts_only,
-        partners=body.profile.partners if body.profile else (),
-    )
-    if body.actor_id is not None:
-        result = matcher.match_actor(
-            body.actor_id,
-            limit=body.limit,
-            filters=filters,
-            viewer=principal.viewer,
-            mode=body.mode,
-            diversify=body.diversify,
-            collapse=body.collapse,
-            deadline=deadline,
+    with services.turns.turn(deadline):
+        matcher = services.runtime.matcher
+        filters = tailored(
+            body.filters.to_actor_filter(body.exclude_same, body.exclude_actors),
+            services.runtime.store,
+            principal,
+            for_actor=body.actor_id,
+            new_contacts_only=body.new_contacts_only,
+            partners=body.profile.partners if body.profile else (),
         )
-    else:
-        assert body.profile is not None
-        data = body.profile.model_dump()
-        actor = Actor.parse({**data, "id": data.get("id") or QUERY_PROFILE_ID})
-        result = matcher.match_profile(
-            actor,
-            limit=body.limit,
-            filters=filters,
-            viewer=principal.viewer,
-            mode=body.mode,
-            diversify=body.diversify,
-            collapse=body.collapse,
-            deadline=deadline,
-        )
-    if body.explain:
-        result = matcher.explain(result)
+        if body.actor_id is not None:
+            result = matcher.match_actor(
+                body.actor_id,
+                limit=body.limit,
+                filters=filters,
+                viewer=principal.viewer,
+                mode=body.mode,
+                diversify=body.diversify,
+                collapse=body.collapse,
+                deadline=deadline,
+            )
+        else:
+            assert body.profile is not None
+            data = body.profile.model_dump()
+            actor = Actor.parse({**data, "id": data.get("id") or QUERY_PROFILE_ID})
+            result = matcher.match_profile(
+                actor,
+                limit=body.limit,
+                filters=filters,
+                viewer=principal.viewer,
+                mode=body.mode,
+                diversify=body.diversify,
+                collapse=body.collapse,
+                deadline=deadline,
+            )
+        if body.explain:
+            result = matcher.explain(result)
     return MatchResponse(
         matches=[match_out(m, body.explain) for m in result.matches],
         generation=result.generation,
@@ -156,22 +157,28 @@ def search(
         sector=sector or [],
         cluster=cluster or [],
     )
-    store = services.runtime.store
-    chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
-    chosen = tailored(
-        chosen, store, principal, for_actor=for_actor, query=q, new_contacts_only=new_contacts_only
-    )
-    result = services.runtime.matcher.search(
-        q,
-        limit=limit,
-        filters=chosen,
-        viewer=principal.viewer,
-        diversify=diversify,
-        collapse=collapse,
-        deadline=deadline,
-    )
-    if explain:
-        result = services.runtime.matcher.explain(result)
+    with services.turns.turn(deadline):
+        store = services.runtime.store
+        chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
+        chosen = tailored(
+            chosen,
+            store,
+            principal,
+            for_actor=for_actor,
+            query=q,
+            new_contacts_only=new_contacts_only,
+        )
+        result = services.runtime.matcher.search(
+            q,
+            limit=limit,
+            filters=chosen,
+            viewer=principal.viewer,
+            diversify=diversify,
+            collapse=collapse,
+            deadline=deadline,
+        )
+        if explain:
+            result = services.runtime.matcher.explain(result)
     return SearchResponse(
         results=[match_out(m, explain) for m in result.matches],
         facets=result.facets,

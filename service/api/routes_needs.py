@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
 
-from service.api.deps import Reader, ServicesDep, reject_unknown_query
+from service.api.deps import Reader, RequestDeadline, ServicesDep, reject_unknown_query
 from service.api.schemas import problem_responses
 from service.api.schemas_workflows import NEED_EXAMPLE, NeedRequest, NeedResponse, need_out
 from service.needs import Need
@@ -35,20 +35,22 @@ def match_need(
     body: Annotated[NeedRequest, Body(openapi_examples={"tram fleet": {"value": NEED_EXAMPLE}})],
     services: ServicesDep,
     principal: Reader,
+    deadline: RequestDeadline,
 ) -> NeedResponse:
     need = body.need
-    result = services.runtime.needs.match(
-        Need(
-            text=need.text,
-            title=need.title,
-            language=need.language,
-            cpv_codes=tuple(need.cpv_codes),
-            country=need.country,
-            region=need.region,
-        ),
-        limit=body.limit,
-        filters=body.filters.to_actor_filter(),
-        team_size=body.team_size,
-        viewer=principal.viewer,
-    )
+    with services.turns.turn(deadline):  # the budget bounds the wait (needs have no checkpoints)
+        result = services.runtime.needs.match(
+            Need(
+                text=need.text,
+                title=need.title,
+                language=need.language,
+                cpv_codes=tuple(need.cpv_codes),
+                country=need.country,
+                region=need.region,
+            ),
+            limit=body.limit,
+            filters=body.filters.to_actor_filter(),
+            team_size=body.team_size,
+            viewer=principal.viewer,
+        )
     return need_out(result)

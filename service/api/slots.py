@@ -1,0 +1,58 @@
+"""Ranking turns: at most `n` searches and matches run at once in one worker process.
+
+A worker hands every request to a thread of its pool (40 by default). Under load, sixteen
+rankings in one process then share one core and one GIL: each runs many times slower than
+alone, all of them finish late together, and the switching itself costs CPU. With a few turns
+the others wait, in about their order of arrival, without using the CPU, so a ranking runs at
+its own speed and the waiting time is what a queue costs. Two turns, not one: while one request
+embeds its query (ONNX, which releases the GIL) the other ranks in Python, and queries that
+arrive together still share a model call (service.embedding.batching).
+
+Measured at 100,000 chunks, 16 clients, two workers (BENCHMARKS.md, "Ranking turns"): 40
+concurrent rankings (the pool) against two turns.
+
+A request that waits past its time budget is answered 503 as one that runs past it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from service.deadline import Deadline
+from service.errors import TimedOut
+
+
+class Slots:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._free = threading.BoundedSemaphore(n)
+        self._lock = threading.Lock()
+        self.waiting = 0
+        """Requests waiting for a turn now (for tests and metrics)."""
+
+    @contextmanager
+    def turn(self, deadline: Deadline | None = None) -> Iterator[None]:
+        """Hold one turn for the block; wait for one at most until `deadline` runs out."""
+        if not self._free.acquire(blocking=False):
+            with self._lock:
+                self.waiting += 1
+            try:
+                timeout = None if deadline is None else max(0.0, deadline.remaining())
+                got = self._free.acquire(timeout=timeout)
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+            if not got:
+                assert deadline is not None
+                raise TimedOut(
+                    f"the request waited {deadline.seconds:g} s for one of this worker's "
+                    f"{self.n} ranking turns (CLUSTERMATCH_RANKING_TURNS) and was abandoned "
+                    "(CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS); the server is overloaded: retry "
+                    "later, or ask the operator for more workers"
+                )
+        try:
+            yield
+        finally:
+            self._free.release()

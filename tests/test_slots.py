@@ -1,0 +1,90 @@
+"""Ranking turns (service.api.slots): how many searches and matches run at once in a worker,
+and what a request that cannot get one in time is told. Counted, never timed."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from service.api.deps import request_deadline
+from service.api.slots import Slots
+from service.deadline import Deadline
+from service.domain import Actor
+from service.errors import TimedOut
+from service.runtime import Runtime
+from tests.factories import actor_data
+
+
+def spent() -> Deadline:
+    """A budget already used up (its clock jumps past it)."""
+    ticks = iter([0.0] + [10.0] * 100)
+    return Deadline(1.0, lambda: next(ticks))
+
+
+def test_at_most_n_hold_a_turn_and_the_others_wait_for_one() -> None:
+    turns = Slots(2)
+    inside, most = 0, 0
+    lock = threading.Lock()
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def work() -> None:
+        nonlocal inside, most
+        with turns.turn():
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            entered.release()
+            release.wait(10)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for _ in range(2):
+        assert entered.acquire(timeout=10)
+    while turns.waiting < 3:  # the other three block on a turn
+        threading.Event().wait(0.01)
+    assert inside == 2
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert most == 2 and inside == 0 and turns.waiting == 0
+    with turns.turn(), turns.turn():  # every turn came back
+        pass
+
+
+def test_a_wait_past_the_budget_is_timed_out_and_frees_nothing() -> None:
+    turns = Slots(1)
+    with turns.turn():
+        with (
+            pytest.raises(TimedOut, match=r"ranking turns.*CLUSTERMATCH_RANKING_TURNS"),
+            turns.turn(spent()),
+        ):
+            raise AssertionError("must not get a turn")
+        assert turns.waiting == 0
+    with turns.turn(spent()):  # a free turn is taken whatever the budget says
+        pass
+
+
+def test_the_api_answers_503_when_no_turn_frees_in_time(runtime: Runtime) -> None:
+    runtime.ingestor.upsert([Actor.parse(actor_data("a0", ["laser welding of steel frames"]))])
+    app = create_app(runtime)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert app.state.services.turns.n == runtime.settings.ranking_turns == 2
+        app.state.services.turns = busy = Slots(1)
+        with busy.turn():  # the worker's only turn is taken by a long request
+            app.dependency_overrides[request_deadline] = spent
+            for response in (
+                client.get("/v1/search", params={"q": "laser welding"}),
+                client.post("/v1/match", json={"actor_id": "a0"}),
+                client.get("/v1/actors/a0/matches"),
+            ):
+                assert response.status_code == 503
+                assert "ranking turns" in response.json()["detail"]
+            app.dependency_overrides.clear()
+        assert client.get("/v1/search", params={"q": "laser welding"}).status_code == 200
