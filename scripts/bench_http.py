@@ -287,13 +287,29 @@ class Variant:
     def settings(self, data_dir: Path) -> Any:
         from service.config import Settings
 
-        # The index folder ignores `workers`: N workers serve the generation one worker would.
-        items = [f"{k}={v}" for k, v in self._items().items() if k != "workers"]
+        # The index folder ignores how it is served (workers, turns, threads, batching): such
+        # variants must serve the one generation the benchmark built, not each build their own
+        # at start-up (then a setting's A/B would compare two generations).
+        items = [f"{k}={v}" for k, v in self._items().items() if k not in SERVING_ONLY]
         spec = self.backend + (":" + ",".join(items) if items else "")
         index = re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
         return Settings(
             data_dir=data_dir, index_dir=data_dir / f"index-{index}", **self.overrides()
         )
+
+
+SERVING_ONLY = frozenset(
+    {
+        "workers",
+        "ranking_turns",
+        "micro_batch_ms",
+        "faiss_threads",
+        "query_threads",
+        "query_backend",
+        "delta_probe_seconds",
+    }
+)
+"""Variant keys that change how a generation is served, not what it holds."""
 
 
 def _value(text: str) -> Any:
@@ -403,9 +419,15 @@ def build_store(
         log(f"  cached {len(hashes):,} synthetic vectors for {demo.model_id}")
     runtime.close()
 
-    reports = {}
+    reports: dict[str, Any] = {}
+    built_dirs: dict[Path, str] = {}
     for item in variants if reindex else ():
-        indexer = Runtime(item.settings(data_dir))
+        settings = item.settings(data_dir)
+        if settings.index_dir in built_dirs:  # a serving-only variant of one already built
+            reports[item.spec] = reports[built_dirs[settings.index_dir]]
+            continue
+        built_dirs[settings.index_dir] = item.spec
+        indexer = Runtime(settings)
         built = time.perf_counter()
         report = indexer.reindexer.run()
         manifest = indexer.generations.read_manifest(report.generation)
