@@ -46,7 +46,15 @@ class Statements:
 def served(settings: Settings) -> Iterator[tuple[Runtime, TestClient]]:
     # A probe for other processes' chunks at most once an hour: the counts below do not depend
     # on how slow the machine is (at the default 0.25 s a PUT slower than that would probe).
-    settings = settings.model_copy(update={"delta_probe_seconds": 3600.0})
+    # The same for the app's background loops (the watcher every 2 s, alert checks every 5 s):
+    # the engine counts their statements too, and 300 PUTs on a slow machine outlast both.
+    settings = settings.model_copy(
+        update={
+            "delta_probe_seconds": 3600.0,
+            "watch_seconds": 3600.0,
+            "alert_check_seconds": 3600.0,
+        }
+    )
     runtime = Runtime(settings, embedder=FakeEmbedder())
     runtime.ingestor.upsert([make_actor(f"seed-{i}", [f"seed text {i}"]) for i in range(20)])
     runtime.reindexer.run()
