@@ -77,8 +77,9 @@ class Settings(BaseSettings):
     slower (BENCHMARKS.md), and idle OpenMP and OpenBLAS threads spin at every call."""
     ranking_turns: int = Field(default=2, ge=1, le=256)
     """Searches and matches that run at once in one worker process; the others wait in turn
-    (service.api.slots). Two: at 100,000 chunks and 16 clients on two workers, throughput
-    rose and the p99 fell against the thread pool's 40 at once (BENCHMARKS.md)."""
+    (service.api.slots). Two: at 100,000 chunks on two workers, against the thread pool's 40
+    at once, the p99 of 16 searching clients fell (135 against 168 ms) and 4 matching clients
+    got about twice the throughput; search throughput moved within the noise (BENCHMARKS.md)."""
     micro_batch_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     """How long a query waits for others to share its model call. 0: no waiting; queries that
     arrive while a model call runs still share the next one (service.embedding.batching)."""
