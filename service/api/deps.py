@@ -29,11 +29,11 @@ class Services:
     """None: no keys configured, the service is open (and bound to loopback only)."""
     jobs: RebuildJobs
     metrics: Metrics
+    turns: Slots
+    """The worker's ranking turns (`ranking_turns`): searches and matches take one."""
     limiter: RateLimiter | None = None
     """None: no rate limit (an open service, or a rate of 0)."""
     key_use: KeyUse = field(default_factory=KeyUse)
-    turns: Slots = field(default_factory=lambda: Slots(2))
-    """The worker's ranking turns (`ranking_turns`): searches and matches take one."""
 
 
 def get_services(request: Request) -> Services:
