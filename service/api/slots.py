@@ -31,7 +31,7 @@ class Slots:
         self._free = threading.BoundedSemaphore(n)
         self._lock = threading.Lock()
         self.waiting = 0
-        """Requests waiting for a turn now (for tests and metrics)."""
+        """Requests waiting for a turn now (the semaphore does not say; tests read it)."""
 
     @contextmanager
     def turn(self, deadline: Deadline | None = None) -> Iterator[None]:
@@ -48,10 +48,10 @@ class Slots:
             if not got:
                 assert deadline is not None
                 raise TimedOut(
-                    f"the request waited {deadline.seconds:g} s for one of this worker's "
-                    f"{self.n} ranking turns (CLUSTERMATCH_RANKING_TURNS) and was abandoned "
-                    "(CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS); the server is overloaded: retry "
-                    "later, or ask the operator for more workers"
+                    f"the request's budget of {deadline.seconds:g} s "
+                    "(CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS) ran out while it waited for one of "
+                    f"this worker's {self.n} ranking turns (CLUSTERMATCH_RANKING_TURNS); the "
+                    "server is overloaded: retry later, or ask the operator for more workers"
                 )
         try:
             yield
