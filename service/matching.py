@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
@@ -121,25 +122,32 @@ class Matcher:
         diversify: bool = False,
         collapse: bool = True,
         deadline: Deadline | None = None,
+        turn: AbstractContextManager[None] | None = None,
     ) -> MatchResult:
-        """Actors whose passages are closest to a free-text query."""
+        """Actors whose passages are closest to a free-text query.
+
+        `turn`, when given, is held for the ranking only: the query is embedded before it is
+        taken, so the queries of requests waiting for a turn share one model call
+        (service.embedding.batching) instead of queueing one by one behind the turns.
+        """
         query = text.strip()
         if not query:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
         checkpoint(deadline, "embedding the query")
         queries = [QueryChunk(query, language=None)]
-        return self._rank(
-            vectors,
-            queries,
-            limit,
-            filters or ActorFilter(),
-            viewer,
-            diversify,
-            lexical=query,
-            collapse=collapse,
-            deadline=deadline,
-        )
+        with turn or nullcontext():
+            return self._rank(
+                vectors,
+                queries,
+                limit,
+                filters or ActorFilter(),
+                viewer,
+                diversify,
+                lexical=query,
+                collapse=collapse,
+                deadline=deadline,
+            )
 
     def match_actor(
         self,

@@ -79,8 +79,9 @@ def test_the_api_answers_503_when_no_turn_frees_in_time(runtime: Runtime) -> Non
         app.state.services.turns = busy = Slots(1)
         with busy.turn():  # the worker's only turn is taken by a long request
             app.dependency_overrides[request_deadline] = spent
+            # (a search embeds its query first, so a spent budget stops it there: the next
+            # test shows that it waits for a turn too)
             for response in (
-                client.get("/v1/search", params={"q": "laser welding"}),
                 client.post("/v1/match", json={"actor_id": "a0"}),
                 client.get("/v1/actors/a0/matches"),
             ):
@@ -88,3 +89,36 @@ def test_the_api_answers_503_when_no_turn_frees_in_time(runtime: Runtime) -> Non
                 assert "ranking turns" in response.json()["detail"]
             app.dependency_overrides.clear()
         assert client.get("/v1/search", params={"q": "laser welding"}).status_code == 200
+
+
+def test_a_search_embeds_its_query_before_it_waits_for_a_turn(runtime: Runtime) -> None:
+    """So the queries of waiting searches share one model call (micro-batching) instead of
+    being embedded one by one behind the turns."""
+    runtime.ingestor.upsert([Actor.parse(actor_data("a0", ["laser welding of steel frames"]))])
+    app = create_app(runtime)
+    queries: list[str] = []
+    embedder = runtime.matcher.embedder
+    embed = embedder.embed
+
+    def counting(texts, role="passage"):  # type: ignore[no-untyped-def]
+        if role == "query":
+            queries.extend(texts)
+        return embed(texts, role)
+
+    embedder.embed = counting  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        app.state.services.turns = busy = Slots(1)
+        answers: list[int] = []
+        with busy.turn():
+            waiter = threading.Thread(
+                target=lambda: answers.append(
+                    client.get("/v1/search", params={"q": "laser welding"}).status_code
+                )
+            )
+            waiter.start()
+            while busy.waiting < 1:
+                threading.Event().wait(0.01)
+            assert queries == ["laser welding"]  # embedded while it waits
+            assert answers == []
+        waiter.join(30)
+        assert answers == [200]

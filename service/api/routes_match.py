@@ -157,28 +157,29 @@ def search(
         sector=sector or [],
         cluster=cluster or [],
     )
-    with services.turns.turn(deadline):
-        store = services.runtime.store
-        chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
-        chosen = tailored(
-            chosen,
-            store,
-            principal,
-            for_actor=for_actor,
-            query=q,
-            new_contacts_only=new_contacts_only,
-        )
-        result = services.runtime.matcher.search(
-            q,
-            limit=limit,
-            filters=chosen,
-            viewer=principal.viewer,
-            diversify=diversify,
-            collapse=collapse,
-            deadline=deadline,
-        )
-        if explain:
-            result = services.runtime.matcher.explain(result)
+    # The turn covers the ranking, not the query's embedding (Matcher.search says why).
+    store = services.runtime.store
+    chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
+    chosen = tailored(
+        chosen,
+        store,
+        principal,
+        for_actor=for_actor,
+        query=q,
+        new_contacts_only=new_contacts_only,
+    )
+    result = services.runtime.matcher.search(
+        q,
+        limit=limit,
+        filters=chosen,
+        viewer=principal.viewer,
+        diversify=diversify,
+        collapse=collapse,
+        deadline=deadline,
+        turn=services.turns.turn(deadline),
+    )
+    if explain:
+        result = services.runtime.matcher.explain(result)
     return SearchResponse(
         results=[match_out(m, explain) for m in result.matches],
         facets=result.facets,
