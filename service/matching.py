@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
@@ -54,6 +53,15 @@ class MatchResult:
     weak: bool = False
     """True when nothing fits the query (then `matches` is empty and `reason` says why)."""
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A free-text query, stripped and embedded (Matcher.embed_query)."""
+
+    text: str
+    vectors: npt.NDArray[np.float32]
+    """One row: the query's vector."""
 
 
 @dataclass(frozen=True)
@@ -113,21 +121,11 @@ class Matcher:
 
     # --- entry points ----------------------------------------------------------------------
 
-    def search(
-        self,
-        text: str,
-        limit: int = 10,
-        filters: ActorFilter | None = None,
-        viewer: Viewer = OPERATOR,
-        diversify: bool = False,
-        collapse: bool = True,
-        deadline: Deadline | None = None,
-        turn: AbstractContextManager[None] | None = None,
-    ) -> MatchResult:
-        """Actors whose passages are closest to a free-text query.
+    def embed_query(self, text: str, deadline: Deadline | None = None) -> SearchQuery:
+        """A free-text query, checked and embedded: the first step of `search`.
 
-        `turn`, when given, is held for the ranking only: the query is embedded before it is
-        taken, so the queries of requests waiting for a turn share one model call
+        The API takes it before a ranking turn (service.api.slots) and the rest inside one, so
+        the queries of searches waiting for a turn share one model call
         (service.embedding.batching) instead of queueing one by one behind the turns.
         """
         query = text.strip()
@@ -135,19 +133,33 @@ class Matcher:
             raise InvalidInput([FieldProblem("q", "must not be empty")])
         vectors = self.embedder.embed([query], role="query")
         checkpoint(deadline, "embedding the query")
-        queries = [QueryChunk(query, language=None)]
-        with turn or nullcontext():
-            return self._rank(
-                vectors,
-                queries,
-                limit,
-                filters or ActorFilter(),
-                viewer,
-                diversify,
-                lexical=query,
-                collapse=collapse,
-                deadline=deadline,
-            )
+        return SearchQuery(query, vectors)
+
+    def search(
+        self,
+        query: str | SearchQuery,
+        limit: int = 10,
+        filters: ActorFilter | None = None,
+        viewer: Viewer = OPERATOR,
+        diversify: bool = False,
+        collapse: bool = True,
+        deadline: Deadline | None = None,
+    ) -> MatchResult:
+        """Actors whose passages are closest to a free-text query (its text, or the text
+        embedded already by `embed_query`)."""
+        if isinstance(query, str):
+            query = self.embed_query(query, deadline)
+        return self._rank(
+            query.vectors,
+            [QueryChunk(query.text, language=None)],
+            limit,
+            filters or ActorFilter(),
+            viewer,
+            diversify,
+            lexical=query.text,
+            collapse=collapse,
+            deadline=deadline,
+        )
 
     def match_actor(
         self,

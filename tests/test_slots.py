@@ -122,3 +122,27 @@ def test_a_search_embeds_its_query_before_it_waits_for_a_turn(runtime: Runtime) 
             assert answers == []
         waiter.join(30)
         assert answers == [200]
+
+
+def test_a_search_explains_its_results_inside_its_turn(runtime: Runtime) -> None:
+    """Key terms detect languages and lemmatise (Python, as costly as the ranking): the turn
+    bounds that work as it bounds a match's, only the query's embedding comes before it."""
+    runtime.ingestor.upsert([Actor.parse(actor_data("a0", ["laser welding of steel frames"]))])
+    app = create_app(runtime)
+    held: list[bool] = []
+    explain = runtime.matcher.explain
+
+    def explaining(result):  # type: ignore[no-untyped-def]
+        try:
+            with app.state.services.turns.turn(spent()):  # the worker's only turn is free?
+                held.append(False)
+        except TimedOut:
+            held.append(True)
+        return explain(result)
+
+    runtime.matcher.explain = explaining  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        app.state.services.turns = Slots(1)
+        answer = client.get("/v1/search", params={"q": "laser welding", "explain": "true"})
+        assert answer.status_code == 200
+        assert held == [True]

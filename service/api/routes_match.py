@@ -157,29 +157,32 @@ def search(
         sector=sector or [],
         cluster=cluster or [],
     )
-    # The turn covers the ranking, not the query's embedding (Matcher.search says why).
-    store = services.runtime.store
-    chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
-    chosen = tailored(
-        chosen,
-        store,
-        principal,
-        for_actor=for_actor,
-        query=q,
-        new_contacts_only=new_contacts_only,
-    )
-    result = services.runtime.matcher.search(
-        q,
-        limit=limit,
-        filters=chosen,
-        viewer=principal.viewer,
-        diversify=diversify,
-        collapse=collapse,
-        deadline=deadline,
-        turn=services.turns.turn(deadline),
-    )
-    if explain:
-        result = services.runtime.matcher.explain(result)
+    matcher = services.runtime.matcher
+    # Embedded before the turn, so the queries of searches waiting for one share a model call;
+    # the rest, like a match, inside it (Matcher.embed_query).
+    query = matcher.embed_query(q, deadline)
+    with services.turns.turn(deadline):
+        store = services.runtime.store
+        chosen = searching_for(filters.to_actor_filter(exclude_same or ()), store, for_actor)
+        chosen = tailored(
+            chosen,
+            store,
+            principal,
+            for_actor=for_actor,
+            query=q,
+            new_contacts_only=new_contacts_only,
+        )
+        result = matcher.search(
+            query,
+            limit=limit,
+            filters=chosen,
+            viewer=principal.viewer,
+            diversify=diversify,
+            collapse=collapse,
+            deadline=deadline,
+        )
+        if explain:
+            result = matcher.explain(result)
     return SearchResponse(
         results=[match_out(m, explain) for m in result.matches],
         facets=result.facets,

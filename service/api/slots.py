@@ -7,7 +7,8 @@ the others wait, in about their order of arrival, without using the CPU, so a ra
 its own speed and the waiting time is what a queue costs. Two turns, not one: while one request
 embeds its query (ONNX, which releases the GIL) the other ranks in Python, and queries that
 arrive together still share a model call (service.embedding.batching); a free-text search
-embeds its query before it takes a turn (Matcher.search), so waiting searches batch theirs.
+embeds its query before it takes a turn (Matcher.embed_query), so waiting searches batch
+theirs.
 
 Measured at 100,000 chunks on two workers against 40 at once (the pool; BENCHMARKS.md,
 session 7): the p99 of 16 searching clients 135 against 168 ms, 4 matching clients 173 against
