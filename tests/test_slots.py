@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 
@@ -108,16 +109,8 @@ def test_a_search_embeds_its_query_before_it_waits_for_a_turn(runtime: Runtime) 
     embedder.embed = counting  # type: ignore[method-assign]
     with TestClient(app) as client:
         app.state.services.turns = busy = Slots(1)
-        answers: list[int] = []
         with busy.turn():
-            waiter = threading.Thread(
-                target=lambda: answers.append(
-                    client.get("/v1/search", params={"q": "laser welding"}).status_code
-                )
-            )
-            waiter.start()
-            while busy.waiting < 1:
-                threading.Event().wait(0.01)
+            waiter, answers = _search_waiting_for_a_turn(client, busy)
             assert queries == ["laser welding"]  # embedded while it waits
             assert answers == []
         waiter.join(30)
@@ -146,3 +139,51 @@ def test_a_search_explains_its_results_inside_its_turn(runtime: Runtime) -> None
         answer = client.get("/v1/search", params={"q": "laser welding", "explain": "true"})
         assert answer.status_code == 200
         assert held == [True]
+
+
+def test_liveness_answers_while_every_pool_thread_waits_for_a_turn(runtime: Runtime) -> None:
+    """Under overload the thread pool is full of requests waiting for a turn; /healthz does not
+    queue behind them (a probe that did would get a busy, healthy worker restarted). /metrics
+    counts the queue."""
+    runtime.ingestor.upsert([Actor.parse(actor_data("a0", ["laser welding of steel frames"]))])
+    app = create_app(runtime)
+    with TestClient(app) as client:
+        client.portal.call(_pool_threads, 1)
+        app.state.services.turns = busy = Slots(1)
+        with busy.turn():
+            # the search holds the pool's only thread while it waits
+            waiter, answers = _search_waiting_for_a_turn(client, busy)
+            probe: list[int] = []
+            prober = threading.Thread(
+                target=lambda: probe.append(client.get("/healthz").status_code)
+            )
+            prober.start()
+            prober.join(30)
+            assert probe == [200] and answers == []
+            client.portal.call(_pool_threads, 2)  # a thread for the scrape (it is sync)
+            assert "clustermatch_ranking_waiting 1.0" in client.get("/metrics").text
+        waiter.join(30)
+        assert answers == [200]
+        assert "clustermatch_ranking_waiting 0.0" in client.get("/metrics").text
+
+
+async def _pool_threads(n: int) -> None:
+    """The app's thread pool (anyio's default limiter of its event loop) set to `n` threads."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = n
+
+
+def _search_waiting_for_a_turn(
+    client: TestClient, turns: Slots
+) -> tuple[threading.Thread, list[int]]:
+    """A search sent from a thread, once it waits for one of `turns` (all held by the caller);
+    its status code lands in the list when it is answered."""
+    answers: list[int] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(
+            client.get("/v1/search", params={"q": "laser welding"}).status_code
+        )
+    )
+    waiter.start()
+    while turns.waiting < 1:
+        threading.Event().wait(0.01)
+    return waiter, answers

@@ -167,7 +167,10 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
     web.install(app)  # the workspace pages, last: their paths never shadow the API's
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
+        # On the event loop, not the thread pool: under overload every pool thread may wait
+        # for a ranking turn, and a liveness probe that waits behind them gets a busy but
+        # healthy worker restarted.
         return {"status": "ok"}
 
     @app.get(
@@ -204,6 +207,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         manifest = services.runtime.index.get().manifest
         metrics.index_chunks.set(manifest.chunks)
         metrics.index_actors.set(manifest.actors)
+        metrics.ranking_waiting.set(services.turns.waiting)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -31,6 +31,12 @@ class Metrics:
         self.index_actors = Gauge(
             "clustermatch_index_actors", "Actors in the served generation", registry=self.registry
         )
+        self.ranking_waiting = Gauge(
+            "clustermatch_ranking_waiting",
+            "Searches and matches of this worker waiting for a ranking turn now "
+            "(CLUSTERMATCH_RANKING_TURNS); a queue that stays above zero asks for more workers",
+            registry=self.registry,
+        )
 
 
 class LatencyMiddleware:

@@ -33,7 +33,8 @@ class Slots:
         self._free = threading.BoundedSemaphore(n)
         self._lock = threading.Lock()
         self.waiting = 0
-        """Requests waiting for a turn now (the semaphore does not say; tests read it)."""
+        """Requests waiting for a turn now (the semaphore does not say; the
+        `clustermatch_ranking_waiting` gauge and tests read it)."""
 
     @contextmanager
     def turn(self, deadline: Deadline | None = None) -> Iterator[None]:
