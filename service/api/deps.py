@@ -36,7 +36,13 @@ class Services:
     key_use: KeyUse = field(default_factory=KeyUse)
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread pool, one
+# hop per dependency and request, and under overload that hop queues behind the requests
+# waiting there for a ranking turn (service.api.slots). None of them blocks: the one file they
+# touch is the key file in the data folder (a stat per request, a read when it changed).
+
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -46,7 +52,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer cm_...`")
 
 
-def get_principal(
+async def get_principal(  # on the loop too: a stat of the key file, a read only when it changed
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -94,7 +100,7 @@ def audit(
     services.runtime.store.record_audit([AuditEvent(action, who_is(principal), target)])
 
 
-def request_deadline(services: ServicesDep) -> Deadline:
+async def request_deadline(services: ServicesDep) -> Deadline:
     """The time budget of a match or search (`CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS`)."""
     return Deadline(services.runtime.settings.request_timeout_seconds)
 
@@ -103,7 +109,7 @@ RequestDeadline = Annotated[Deadline, Depends(request_deadline)]
 
 
 def _require(scope: Scope) -> object:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.has(scope):
             raise Forbidden(f"this API key lacks the {scope!r} scope")
         return principal
@@ -122,7 +128,7 @@ _SINGLE = "_clustermatch_single_valued_query_names"
 """Likewise, those of them that take one value."""
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """422 for a query parameter the route does not take: `?contry=DE` would otherwise be
     ignored and answer unfiltered results as if it had been applied."""
     if not request.query_params:
