@@ -142,10 +142,11 @@ def test_a_search_explains_its_results_inside_its_turn(runtime: Runtime) -> None
         assert held == [True]
 
 
-def test_liveness_answers_while_every_pool_thread_waits_for_a_turn(runtime: Runtime) -> None:
-    """Under overload the thread pool is full of requests waiting for a turn; /healthz does not
-    queue behind them (a probe that did would get a busy, healthy worker restarted). /metrics
-    counts the queue."""
+def test_probes_answer_while_every_pool_thread_waits_for_a_turn(runtime: Runtime) -> None:
+    """Under overload the thread pool is full of requests waiting for a turn. /healthz (on the
+    event loop), /readyz and /metrics (on threads of their own) do not queue behind them: a
+    probe that did would get a busy, healthy worker restarted or taken out of service. The
+    scrape counts the queue."""
     runtime.ingestor.upsert([Actor.parse(actor_data("a0", ["laser welding of steel frames"]))])
     app = create_app(runtime)
     with TestClient(app) as client:
@@ -154,15 +155,20 @@ def test_liveness_answers_while_every_pool_thread_waits_for_a_turn(runtime: Runt
         with busy.turn():
             # the search holds the pool's only thread while it waits
             waiter, answers = _search_waiting_for_a_turn(client, busy)
-            probe: list[int] = []
-            prober = threading.Thread(
-                target=lambda: probe.append(client.get("/healthz").status_code)
-            )
+            probes: dict[str, str] = {}
+
+            def probe() -> None:
+                for path in ("/healthz", "/readyz", "/metrics"):
+                    answer = client.get(path)
+                    probes[path] = f"{answer.status_code} {answer.text}"
+
+            prober = threading.Thread(target=probe)
             prober.start()
             prober.join(30)
-            assert probe == [200] and answers == []
-            client.portal.call(_pool_threads, 2)  # a thread for the scrape (it is sync)
-            assert "clustermatch_ranking_waiting 1.0" in client.get("/metrics").text
+            assert answers == [], "the search still waits"
+            assert all(v.startswith("200 ") for v in probes.values()), probes
+            assert '"status":"ready"' in probes["/readyz"]
+            assert "clustermatch_ranking_waiting 1.0" in probes["/metrics"]
         waiter.join(30)
         assert answers == [200]
         assert "clustermatch_ranking_waiting 0.0" in client.get("/metrics").text

@@ -181,20 +181,8 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         "generation built yet, or changes since the last one); matching still sees them.",
         responses={503: {"description": "the index on disk cannot be served (see `detail`)"}},
     )
-    def readyz(services: ServicesDep) -> Any:
-        try:
-            generation = services.runtime.index.get()
-            pending = services.runtime.pending_changes()
-        except ClusterMatchError as exc:
-            return JSONResponse({"status": "not ready", "detail": str(exc)}, status_code=503)
-        return {
-            "status": "ready",
-            "generation": None if generation.is_empty else generation.manifest.generation,
-            "pending_changes": pending,
-            "stale": generation.is_empty or pending > 0,
-            "worker": os.getpid(),
-            "warming": services.runtime.warming,
-        }
+    async def readyz(services: ServicesDep) -> Any:
+        return await services.side_threads.run(lambda: readiness(services))
 
     @app.get(
         "/metrics",
@@ -203,14 +191,36 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {}}}},
     )
-    def prometheus(services: ServicesDep) -> Response:
-        manifest = services.runtime.index.get().manifest
-        metrics.index_chunks.set(manifest.chunks)
-        metrics.index_actors.set(manifest.actors)
-        metrics.ranking_waiting.set(services.turns.waiting)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus(services: ServicesDep) -> Response:
+        def scrape() -> bytes:
+            manifest = services.runtime.index.get().manifest
+            metrics.index_chunks.set(manifest.chunks)
+            metrics.index_actors.set(manifest.actors)
+            metrics.ranking_waiting.set(services.turns.waiting)
+            text: bytes = generate_latest(metrics.registry)
+            return text
+
+        text = await services.side_threads.run(scrape)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def readiness(services: Services) -> Any:
+    """The body of /readyz (in a side thread: the index may load, the store is read)."""
+    try:
+        generation = services.runtime.index.get()
+        pending = services.runtime.pending_changes()
+    except ClusterMatchError as exc:
+        return JSONResponse({"status": "not ready", "detail": str(exc)}, status_code=503)
+    return {
+        "status": "ready",
+        "generation": None if generation.is_empty else generation.manifest.generation,
+        "pending_changes": pending,
+        "stale": generation.is_empty or pending > 0,
+        "worker": os.getpid(),
+        "warming": services.runtime.warming,
+    }
 
 
 DOCS_ASSETS = "/static/docs"

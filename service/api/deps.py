@@ -12,7 +12,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.metrics import Metrics
-from service.api.slots import Slots
+from service.api.slots import SideThreads, Slots
 from service.audit import Action, AuditEvent, KeyUse, Who
 from service.deadline import Deadline
 from service.errors import FieldProblem, Forbidden, InvalidInput, RateLimited, Unauthorized
@@ -34,6 +34,8 @@ class Services:
     limiter: RateLimiter | None = None
     """None: no rate limit (an open service, or a rate of 0)."""
     key_use: KeyUse = field(default_factory=KeyUse)
+    side_threads: SideThreads = field(default_factory=SideThreads)
+    """Threads of their own for /readyz and /metrics, so probes never queue behind rankings."""
 
 
 # The dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread pool, one

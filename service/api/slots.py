@@ -19,12 +19,20 @@ A request that waits past its time budget is answered 503 as one that runs past 
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
 
 from service.deadline import Deadline
 from service.errors import TimedOut
+
+T = TypeVar("T")
 
 
 class Slots:
@@ -60,3 +68,23 @@ class Slots:
             yield
         finally:
             self._free.release()
+
+
+class SideThreads:
+    """A few threads beside the app's pool, for the operations endpoints that read the store or
+    the index (/readyz, /metrics). Under overload every thread of the pool may wait for a
+    ranking turn; a readiness probe queued behind them would time out and take a busy but
+    working worker out of service, which moves its load onto the others."""
+
+    def __init__(self, n: int = 2) -> None:
+        self.n = n
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter]
+        self._limiters = weakref.WeakKeyDictionary()
+
+    async def run(self, call: Callable[[], T]) -> T:
+        # A limiter belongs to the event loop it was made in (tests start several loops).
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = CapacityLimiter(self.n)
+        return await anyio.to_thread.run_sync(call, limiter=limiter)
