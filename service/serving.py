@@ -108,9 +108,14 @@ class DeltaLog:
         self.lexical = lexical
         """BM25 over the chunks (labelled by position), appended to with them (None where
         lexical search is switched off)."""
+        self._n = 0
+        """Chunks whose every column is written: what a view covers. Set last in `append`,
+        because readers take views without the lock: counting `ids` (written first) let a
+        search see a chunk whose actor code was not written yet (code 0 of an empty log:
+        IndexError, seen under load right after a publish)."""
 
     def __len__(self) -> int:
-        return self.ids.n
+        return self._n
 
     def append(
         self, chunks: list[StoredChunk], vectors: Vectors, summaries: dict[str, ActorSummary]
@@ -140,6 +145,7 @@ class DeltaLog:
                     VISIBILITY_LEVEL.get(chunk.visibility, 2),
                     summary.owner if summary is not None else Owner(),
                 )
+        self._n = start + len(chunks)  # published: views from now on include these chunks
 
     def _code(self, actor_id: str) -> int:
         code = self._code_of.get(actor_id)

@@ -162,6 +162,37 @@ def test_a_request_during_a_swap_never_pairs_the_new_generation_with_the_old_del
     assert after.generation is new and len(after.delta.superseded) == len(new.readmodel)
 
 
+def test_a_request_during_a_delta_append_sees_only_whole_chunks(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers take delta views without the writer's lock. A search arriving while a write is
+    appended (here: after the chunk ids are written, before their actor codes) must see the
+    delta as it was; it once saw the new chunks with unwritten actor codes and failed."""
+    import service.serving as serving
+
+    seed(runtime, 3)
+    runtime.reindexer.run()
+    runtime.index.reload()
+    seen: list[Any] = []
+    extend = serving._Grow.extend
+
+    def watched(self: Any, values: Any) -> None:
+        log_ = runtime.index._log
+        if log_ is not None and self is log_.actor_code:
+            seen.append(runtime.index.snapshot(refresh=False))  # a request meanwhile
+        extend(self, values)
+
+    monkeypatch.setattr(serving._Grow, "extend", watched)
+    runtime.ingestor.upsert([make_actor("fresh", [f"{WIND} fresh"])])
+    runtime.index.refresh_delta(embed=True)
+    assert seen, "the append ran"
+    during = seen[0]
+    assert len(during.delta) == 0 and len(during.delta.actor_code) == 0
+    assert runtime.matcher.search(WIND, limit=5).matches is not None  # the reader's view is whole
+    after = runtime.index.snapshot(refresh=False)
+    assert len(after.delta) == len(after.delta.actor_code) > 0
+
+
 def test_rollback(runtime: Runtime) -> None:
     seed(runtime, 3)
     first = runtime.reindexer.run().generation
@@ -282,7 +313,7 @@ def test_large_generations_are_hnsw_with_params_in_the_manifest(settings: Settin
     generation = runtime.index.get()
     assert generation is not None
     manifest = generation.manifest
-    assert manifest.index_kind == "faiss-idmap2-hnsw-ip" and report.recall_at_10 >= 0.95
+    assert manifest.index_kind == "faiss-idmap2-hnsw-sq8-ip" and report.recall_at_10 >= 0.95
     assert manifest.index_params == {"M": 32, "efConstruction": 200, "efSearch": 128}
     found = runtime.matcher.search(f"{WIND} 3", limit=5)
     assert found.matches[0].actor.id == "a3" and len(found.matches) == 5
