@@ -252,7 +252,7 @@ def build(
     gc.collect()
     rss_before = rss_bytes()
     started = time.perf_counter()
-    index = FaissIndex(vectors.shape[1], kind="hnsw" if kind == "hnsw" else "flat")
+    index = FaissIndex(vectors.shape[1], kind="hnsw-sq8" if kind == "hnsw" else "flat")
     added = 0
     elapsed = 0.0
     while added < len(vectors):

@@ -136,7 +136,7 @@ class Reindexer:
             actors = set(summaries)
         approximate = len(ids) >= self.hnsw_threshold
         index = FaissIndex(
-            self.embedder.dim, kind="hnsw" if approximate else "flat", hnsw=self.hnsw
+            self.embedder.dim, kind="hnsw-sq8" if approximate else "flat", hnsw=self.hnsw
         )
         index.add(ids, vectors)
         log.info(

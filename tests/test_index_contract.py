@@ -17,6 +17,7 @@ DIM = 16
 BACKENDS: dict[str, Callable[[int], VectorIndex]] = {
     "faiss": FaissIndex,
     "faiss-hnsw": lambda dim: FaissIndex(dim, kind="hnsw"),
+    "faiss-hnsw-sq8": lambda dim: FaissIndex(dim, kind="hnsw-sq8"),
     "exact": ExactIndex,
 }
 
@@ -87,7 +88,7 @@ def test_saved_faiss_index_loads_identically(tmp_path: Path) -> None:
     assert np.array_equal(loaded.search(queries, 5)[1], built.search(queries, 5)[1])
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-sq8"])
 def test_a_loaded_index_maps_its_file_and_refuses_writes(tmp_path: Path, kind: Kind) -> None:
     built = FaissIndex(DIM, kind=kind)
     vectors = clustered_vectors(300)
@@ -107,8 +108,57 @@ def test_a_loaded_index_maps_its_file_and_refuses_writes(tmp_path: Path, kind: K
     assert len(loaded) == 300
 
 
-def test_hnsw_with_a_small_allow_list_still_fills_k() -> None:
-    index = FaissIndex(DIM, kind="hnsw")
+def test_an_sq8_index_maps_its_codes_and_reads_its_float_vectors_by_rows(tmp_path: Path) -> None:
+    """The graph walks over 8-bit codes (the mapped file); what a caller gets back is exact:
+    scores are the float inner products, `reconstruct` the float vectors, read with `pread`
+    from the file beside the index (never mapped, so they never stay resident)."""
+    vectors = clustered_vectors(3000, seed=6)
+    ids = np.arange(10, 30010, 10, dtype=np.int64)[::-1].copy()  # added out of order
+    built = FaissIndex(DIM, kind="hnsw-sq8")
+    built.add(ids, vectors)
+    path = tmp_path / "index.faiss"
+    built.save(path)
+    loaded = FaissIndex.load(path)
+    assert loaded.kind == "faiss-idmap2-hnsw-sq8-ip"
+    floats = FaissIndex(DIM, kind="hnsw")
+    floats.add(ids, vectors)
+    floats.save(tmp_path / "floats.faiss")  # the same graph with float vectors in it
+    saved = (tmp_path / "floats.faiss").stat().st_size - path.stat().st_size
+    # one byte per dimension instead of four (the graphs' own sizes differ by a few bytes)
+    assert abs(saved - len(ids) * DIM * 3) < 0.01 * len(ids) * DIM * 3
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        mapped = maps.read_text()
+        assert str(path) in mapped and "index.vectors.npy" not in mapped
+    assert np.array_equal(loaded.reconstruct(ids[[0, 7, 2999]]), vectors[[0, 7, 2999]])
+    queries = clustered_vectors(4, seed=7)
+    scores, found = loaded.search(queries, 10)
+    exact = np.stack([loaded.reconstruct(row) @ q for q, row in zip(queries, found, strict=True)])
+    assert np.allclose(scores, exact, atol=1e-6), "exact scores, not the codes'"
+    assert (np.diff(scores, axis=1) <= 0).all()
+    oracle = ExactIndex(DIM)
+    oracle.add(ids, vectors)
+    _, want = oracle.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, want, strict=True)])
+    assert recall >= 0.9
+    with pytest.raises(KeyError):
+        loaded.reconstruct(np.array([11], dtype=np.int64))
+
+
+def test_an_sq8_index_without_its_vectors_is_corrupt(tmp_path: Path) -> None:
+    from service.errors import CorruptArtifact
+
+    built = FaissIndex(DIM, kind="hnsw-sq8")
+    built.add(np.arange(100, dtype=np.int64), clustered_vectors(100))
+    built.save(tmp_path / "index.faiss")
+    (tmp_path / "index.vectors.npy").unlink()
+    with pytest.raises(CorruptArtifact, match="vectors"):
+        FaissIndex.load(tmp_path / "index.faiss")
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-sq8"])
+def test_hnsw_with_a_small_allow_list_still_fills_k(kind: Kind) -> None:
+    index = FaissIndex(DIM, kind=kind)
     index.add(np.arange(5000, dtype=np.int64), clustered_vectors(5000, seed=4))
     allowed = np.array([7, 1234, 4999, 999_999], dtype=np.int64)  # 999_999 is not in the index
     _, ids = index.search(clustered_vectors(2, seed=5), 3, ChunkSelection(allow=allowed))
@@ -116,7 +166,7 @@ def test_hnsw_with_a_small_allow_list_still_fills_k() -> None:
     assert index.params == {"M": 32, "efConstruction": 200, "efSearch": 128}
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])  # hnsw-sq8 reconstructs outside FAISS
 def test_search_runs_with_the_configured_openmp_threads_in_any_thread(kind: Kind) -> None:
     """OpenMP's thread count belongs to the calling thread: a server's request threads never saw
     a count set at start-up, kept one OpenMP thread per core and paid for their spinning. A

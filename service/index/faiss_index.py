@@ -1,10 +1,22 @@
 """FAISS backend behind `IndexIDMap2` (stable int64 ids): exact inner product, or HNSW when big.
 
 - `flat`: `IndexFlatIP`, exact; the default while exact search is cheap.
-- `hnsw`: `IndexHNSWFlat` (inner product) for large generations; `efSearch` is passed per call
-  (`SearchParametersHNSW`), never set on the shared index, so concurrent searches never race.
-  A graph search restricted to a small allow-list can miss eligible vectors, so such filtered
-  searches run exactly over the allowed vectors instead: filters still fill `limit`.
+- `hnsw-sq8`: what large generations get. `IndexHNSWSQ`: the graph walks over 8-bit scalar-
+  quantised codes (384 bytes per vector instead of 1,536), and the float vectors lie beside it
+  in `<index>.vectors.npy`, rows in sorted-id order, read by rows with `pread` (`FileRows`)
+  for what must be exact: the found candidates are rescored with them (so scores are exact
+  inner products; only *which* vectors are found is approximate, and the recall probe of the
+  build measures that) and `reconstruct` returns them. Why: a graph walk touches vectors all
+  over the index, so within a few dozen searches every page of the mapped file is resident;
+  with float vectors in the graph that was 1.7 GB at 1M chunks (BENCHMARKS.md, session 9).
+  The float rows read per search (~100-200) never stay mapped.
+- `hnsw`: `IndexHNSWFlat`, float vectors in the graph: what generations before `hnsw-sq8`
+  hold; still loaded and searched.
+
+`efSearch` is passed per call (`SearchParametersHNSW`), never set on the shared index, so
+concurrent searches never race. A graph search restricted to a small allow-list can miss
+eligible vectors, so such filtered searches run exactly over the allowed vectors instead:
+filters still fill `limit`.
 
 A saved index is loaded memory-mapped (`IO_FLAG_MMAP_IFC`): the vectors and the HNSW graph stay
 in the page cache, shared by every worker process on the host, instead of one private copy per
@@ -31,15 +43,26 @@ import numpy as np
 
 from service.errors import CorruptArtifact
 from service.index.base import ChunkSelection, IdArray, Scores, Vectors
+from service.index.filerows import FileRows
 
 # faiss's SWIG-generated stubs describe the C++ signatures, not the numpy wrappers Python calls
 # (e.g. `remove_ids(array)`); typing it as Any keeps mypy honest about our own code only.
 faiss: Any = _faiss
 
-Kind = Literal["flat", "hnsw"]
+Kind = Literal["flat", "hnsw", "hnsw-sq8"]
 _search_threads = 1
 EXACT_SUBSET_MAX = 20_000
 """Allow-lists up to this size (or 5% of an HNSW index) are searched exactly over their vectors."""
+OVERFETCH = 2
+"""`hnsw-sq8` takes up to this many graph candidates per result asked (never more than the
+walk's beam, `efSearch`, holds anyway) and keeps the best by exact score: the 8-bit codes
+order near-ties (cosine errors ~1e-3) a little differently from the floats."""
+VECTORS_SUFFIX = ".vectors.npy"
+
+
+def vectors_path(index_path: Path) -> Path:
+    """Where an `hnsw-sq8` index keeps its float vectors: `index.faiss` -> `index.vectors.npy`."""
+    return index_path.with_suffix(VECTORS_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,7 @@ class FaissIndex:
         kind: Kind = "flat",
         hnsw: HnswParams | None = None,
         mapped: bool = False,
+        rows: Vectors | FileRows | None = None,
     ) -> None:
         self._dim = dim
         self.mapped = mapped
@@ -102,7 +126,12 @@ class FaissIndex:
         self._kind: Kind = kind
         self.hnsw = hnsw or HnswParams()
         if index is None:
-            if kind == "hnsw":
+            if kind == "hnsw-sq8":
+                inner = faiss.IndexHNSWSQ(
+                    dim, faiss.ScalarQuantizer.QT_8bit, self.hnsw.m, faiss.METRIC_INNER_PRODUCT
+                )
+                inner.hnsw.efConstruction = self.hnsw.ef_construction
+            elif kind == "hnsw":
                 inner = faiss.IndexHNSWFlat(dim, self.hnsw.m, faiss.METRIC_INNER_PRODUCT)
                 inner.hnsw.efConstruction = self.hnsw.ef_construction
             else:
@@ -110,6 +139,10 @@ class FaissIndex:
             index = faiss.IndexIDMap2(inner)
         self._index = index
         self._sorted_ids: IdArray | None = None
+        self._rows: Vectors | FileRows | None = rows
+        """`hnsw-sq8`: the float vectors, one row per id in sorted-id order."""
+        if kind == "hnsw-sq8" and rows is None:
+            self._rows = np.zeros((0, dim), dtype=np.float32)
 
     @property
     def dim(self) -> int:
@@ -117,11 +150,11 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        return f"faiss-idmap2-{'hnsw' if self._kind == 'hnsw' else 'flat'}-ip"
+        return f"faiss-idmap2-{self._kind}-ip"
 
     @property
     def params(self) -> dict[str, int]:
-        if self._kind != "hnsw":
+        if self._kind == "flat":
             return {}
         return {
             "M": self.hnsw.m,
@@ -136,7 +169,9 @@ class FaissIndex:
         """The same FAISS index (shared, not copied) searched with another efSearch; its
         `params`, published in the manifest, say so."""
         tuned = replace(self.hnsw, ef_search=ef_search)
-        return FaissIndex(self._dim, self._index, kind=self._kind, hnsw=tuned, mapped=self.mapped)
+        return FaissIndex(
+            self._dim, self._index, self._kind, tuned, mapped=self.mapped, rows=self._rows
+        )
 
     def _writable(self) -> None:
         if self.mapped:
@@ -147,25 +182,40 @@ class FaissIndex:
         if len(ids) != len(vectors):
             raise ValueError("ids and vectors differ in length")
         if len(ids):
-            self._index.add_with_ids(
-                np.ascontiguousarray(vectors, dtype=np.float32),
-                np.ascontiguousarray(ids, dtype=np.int64),
-            )
+            floats = np.ascontiguousarray(vectors, dtype=np.float32)
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            if self._kind == "hnsw-sq8":
+                if not self._index.is_trained:
+                    # The 8-bit codes' per-dimension ranges come from the first batch: a build
+                    # adds every vector at once (service.reindex); later values outside the
+                    # ranges are clipped, which the rescoring with the floats corrects.
+                    self._index.train(floats)
+                everything = np.concatenate([self.ids(), ids])
+                rows = np.concatenate([np.asarray(self._rows), floats])
+                order = np.argsort(everything, kind="stable")
+                self._rows = np.ascontiguousarray(rows[order])
+            self._index.add_with_ids(floats, ids)
             self._sorted_ids = None
 
     def remove(self, ids: IdArray) -> int:
         self._writable()
+        if self._kind != "flat":
+            raise ValueError("an HNSW index cannot remove vectors; build a new one")
         self._sorted_ids = None
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
     def ids(self) -> IdArray:
         return np.asarray(faiss.vector_to_array(self._index.id_map), dtype=np.int64)
 
-    def _present(self, ids: IdArray) -> IdArray:
-        """The subset of `ids` this index holds (sorted id array cached per index)."""
+    def _known(self) -> IdArray:
+        """Every id, sorted (cached per index: 8 bytes per vector)."""
         if self._sorted_ids is None:
             self._sorted_ids = np.sort(self.ids())
-        known = self._sorted_ids
+        return self._sorted_ids
+
+    def _present(self, ids: IdArray) -> IdArray:
+        """The subset of `ids` this index holds."""
+        known = self._known()
         positions = np.searchsorted(known, ids)
         positions[positions >= len(known)] = 0
         return ids[known[positions] == ids] if len(known) else ids[:0]
@@ -175,10 +225,13 @@ class FaissIndex:
     ) -> tuple[Scores, IdArray]:
         k = max(1, min(k, max(len(self), 1)))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self._kind == "hnsw":
+        if self._kind != "flat":
             allow = selection.allow if selection is not None else None
             if allow is not None and len(allow) <= max(EXACT_SUBSET_MAX, len(self) // 20):
                 return self._exact_subset(queries, k, np.asarray(allow, dtype=np.int64))
+        if self._kind == "hnsw-sq8":
+            return self._rescored(queries, k, selection)
+        if self._kind == "hnsw":  # float vectors in the graph: its scores are exact
             params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw.ef_search, k))
             selector = faiss_selector(selection)
             if selector is not None:
@@ -190,6 +243,34 @@ class FaissIndex:
             scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32), ids.astype(np.int64)
+
+    def _rescored(
+        self, queries: Vectors, k: int, selection: ChunkSelection | None
+    ) -> tuple[Scores, IdArray]:
+        """The graph's candidates by their 8-bit codes, then the best `k` by exact score."""
+        ef = max(self.hnsw.ef_search, k)
+        fetch = min(max(k, min(OVERFETCH * k, ef)), len(self))
+        params = faiss.SearchParametersHNSW(efSearch=ef)
+        selector = faiss_selector(selection)
+        if selector is not None:
+            params.sel = selector
+        with searching():
+            _, found = self._index.search(queries, fetch, params=params)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+        distinct = np.unique(found[found >= 0])
+        if not len(distinct):
+            return out_scores, out_ids
+        sims = queries @ self.reconstruct(distinct).T  # (queries, distinct candidates)
+        column = np.searchsorted(distinct, np.where(found >= 0, found, distinct[0]))
+        exact = np.take_along_axis(sims, column, axis=1)
+        exact[found < 0] = -np.inf
+        top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        width = top.shape[1]
+        out_scores[:, :width] = np.take_along_axis(exact, top, axis=1)
+        out_ids[:, :width] = np.take_along_axis(found, top, axis=1)
+        out_ids[out_scores == -np.inf] = -1
+        return out_scores, out_ids
 
     def _exact_subset(self, queries: Vectors, k: int, allow: IdArray) -> tuple[Scores, IdArray]:
         present = self._present(np.unique(allow))
@@ -207,12 +288,22 @@ class FaissIndex:
     def reconstruct(self, ids: IdArray) -> Vectors:
         if len(ids) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
+        if self._rows is not None:  # hnsw-sq8: the float rows, not the decoded codes
+            wanted = np.asarray(ids, dtype=np.int64)
+            known = self._known()
+            positions = np.searchsorted(known, wanted).clip(max=max(len(known) - 1, 0))
+            if not len(known) or not np.array_equal(known[positions], wanted):
+                raise KeyError("reconstruct: an id is not in the index")
+            return np.asarray(self._rows[positions], dtype=np.float32)
         with searching():
             out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
         return np.asarray(out, dtype=np.float32)
 
     def save(self, path: Path) -> None:
+        """Write the index to `path` (and, for `hnsw-sq8`, its float rows beside it)."""
         faiss.write_index(self._index, str(path))
+        if self._rows is not None:
+            np.save(vectors_path(path), np.asarray(self._rows, dtype=np.float32))
 
     @classmethod
     def load(cls, path: Path, hnsw: HnswParams | None = None) -> FaissIndex:
@@ -221,5 +312,22 @@ class FaissIndex:
         except RuntimeError as exc:
             raise CorruptArtifact(f"cannot read FAISS index {path}: {exc}") from exc
         inner = faiss.downcast_index(index.index)
-        kind: Kind = "hnsw" if isinstance(inner, faiss.IndexHNSWFlat) else "flat"
-        return cls(int(index.d), index, kind=kind, hnsw=hnsw, mapped=True)
+        kind: Kind = (
+            "hnsw-sq8"
+            if isinstance(inner, faiss.IndexHNSWSQ)
+            else "hnsw"
+            if isinstance(inner, faiss.IndexHNSWFlat)
+            else "flat"
+        )
+        rows = None
+        if kind == "hnsw-sq8":
+            try:
+                rows = FileRows(vectors_path(path))
+            except (OSError, ValueError) as exc:
+                raise CorruptArtifact(f"cannot read the vectors of {path}: {exc}") from exc
+            if rows.shape != (int(index.ntotal), int(index.d)) or rows.dtype != np.float32:
+                raise CorruptArtifact(
+                    f"{vectors_path(path).name} holds {rows.shape} {rows.dtype}, the index "
+                    f"{index.ntotal} vectors of dim {index.d}"
+                )
+        return cls(int(index.d), index, kind=kind, hnsw=hnsw, mapped=True, rows=rows)

@@ -3,6 +3,8 @@
 Layout under the index directory:
 
     generations/<generation-id>/index.faiss    the FAISS index (ids are store chunk ids)
+    generations/<generation-id>/index.vectors.npy  its float vectors, when the index holds
+                                               8-bit codes (`hnsw-sq8`, large generations)
     generations/<generation-id>/manifest.json  model, dim, counts, watermark, checksums, versions
     generations/<generation-id>/readmodel/     the read model (service.index.readmodel)
     generations/<generation-id>/lexical/       BM25 postings (service.lexical.GenerationLexical)
@@ -38,7 +40,7 @@ from service.errors import CorruptArtifact, IndexMismatch, NotFound
 from service.failpoints import failpoint
 from service.fsutil import fsync_path, sha256_file
 from service.index.base import VectorIndex
-from service.index.faiss_index import FaissIndex, HnswParams
+from service.index.faiss_index import FaissIndex, HnswParams, vectors_path
 from service.index.readmodel import FOLDER as READMODEL_FOLDER
 from service.index.readmodel import ReadModel
 from service.lexical import FOLDER as LEXICAL_FOLDER
@@ -80,6 +82,8 @@ class Manifest:
     """sha256 over the read model's files (empty for generations published before it)."""
     lexical_checksum: str = ""
     """sha256 over the BM25 postings' files (empty for generations published before them)."""
+    vectors_checksum: str = ""
+    """sha256 of `index.vectors.npy` (empty when the index holds its float vectors itself)."""
     format: int = MANIFEST_FORMAT
 
     @classmethod
@@ -236,6 +240,9 @@ class GenerationStore:
             lexical.save(staging)
         failpoint("publish-index-written")
         fsync_path(index_path)
+        vectors = vectors_path(index_path)
+        if vectors.is_file():
+            fsync_path(vectors)
         manifest = Manifest(
             generation=generation,
             dim=index.dim,
@@ -243,6 +250,7 @@ class GenerationStore:
             index_params=dict(getattr(index, "params", {})),
             chunks=len(index),
             checksum=sha256_file(index_path),
+            vectors_checksum=sha256_file(vectors) if vectors.is_file() else "",
             readmodel_checksum=readmodel_checksum(staging),
             lexical_checksum=(
                 readmodel_checksum(staging, LEXICAL_FOLDER) if lexical is not None else ""
@@ -352,6 +360,10 @@ class GenerationStore:
         index_path = self.generations_dir / generation / INDEX_FILE
         if sha256_file(index_path) != manifest.checksum:
             raise CorruptArtifact(f"index file of generation {generation} fails its checksum")
+        if manifest.vectors_checksum and (
+            sha256_file(vectors_path(index_path)) != manifest.vectors_checksum
+        ):
+            raise CorruptArtifact(f"index vectors of generation {generation} fail their checksum")
         params = manifest.index_params
         hnsw = (
             HnswParams(params["M"], params["efConstruction"], params["efSearch"])
