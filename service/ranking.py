@@ -290,7 +290,8 @@ class Ranker:
         rows = np.zeros(0, dtype=np.int64)
         index = self.snapshot.generation.index
         if len(index) and self.rows_ok.any():
-            scores, ids = index.search(q, min(k, len(index)), self.selection())
+            # The codes' scores suffice to choose rows: `score` reads their chunks exactly.
+            scores, ids = index.search(q, min(k, len(index)), self.selection(), exact_scores=False)
             flat_ids, flat_scores = ids.ravel(), scores.ravel()
             positions = self.rm.positions_of_ids(flat_ids)
             hit = (flat_ids >= 0) & (positions >= 0)

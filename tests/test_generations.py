@@ -83,6 +83,23 @@ def test_tampered_index_fails_checksum(tmp_path: Path) -> None:
         store.load(model_id="m/one", dim=4)
 
 
+def test_an_sq8_generation_checks_and_serves_its_float_vectors(tmp_path: Path) -> None:
+    store = GenerationStore(tmp_path)
+    index = FaissIndex(4, kind="hnsw-sq8")
+    index.add(np.arange(1, 4, dtype=np.int64), np.eye(4, dtype=np.float32)[:3])
+    manifest = store.publish(index, small_readmodel(), **FIELDS)
+    assert manifest.vectors_checksum and manifest.index_kind == "faiss-idmap2-hnsw-sq8-ip"
+    loaded = store.load(model_id="m/one", dim=4)
+    assert loaded is not None
+    assert np.array_equal(loaded.index.reconstruct(np.array([2])), np.eye(4)[1:2])
+    path = tmp_path / "generations" / manifest.generation / "index.vectors.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # one byte of the last vector
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifact, match="vectors of generation"):
+        store.load(model_id="m/one", dim=4)
+
+
 def test_prune_keeps_newest_and_debris_is_cleaned(tmp_path: Path) -> None:
     store = GenerationStore(tmp_path, keep=2)
     (tmp_path / "generations" / ".tmp-killed-build").mkdir(parents=True)

@@ -12,6 +12,7 @@ from service.embedding.base import l2_normalise
 from service.index.base import ChunkSelection, VectorIndex
 from service.index.exact import ExactIndex
 from service.index.faiss_index import FaissIndex, Kind
+from service.index.filerows import FileRows
 
 DIM = 16
 BACKENDS: dict[str, Callable[[int], VectorIndex]] = {
@@ -143,6 +144,15 @@ def test_an_sq8_index_maps_its_codes_and_reads_its_float_vectors_by_rows(tmp_pat
     assert recall >= 0.9
     with pytest.raises(KeyError):
         loaded.reconstruct(np.array([11], dtype=np.int64))
+    rows = loaded._rows
+    assert isinstance(rows, FileRows)
+    before = rows.reads
+    coded, coded_ids = loaded.search(queries, 10, exact_scores=False)
+    assert rows.reads == before, "the codes' scores read no float vector"
+    exact_again = np.stack(
+        [loaded.reconstruct(row) @ q for q, row in zip(queries, coded_ids, strict=True)]
+    )
+    assert np.abs(coded - exact_again).max() < 0.02 and not np.array_equal(coded, exact_again)
 
 
 def test_an_sq8_index_without_its_vectors_is_corrupt(tmp_path: Path) -> None:

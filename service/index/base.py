@@ -50,9 +50,16 @@ class VectorIndex(Protocol):
     def ids(self) -> IdArray: ...
 
     def search(
-        self, queries: Vectors, k: int, selection: ChunkSelection | None = None
+        self,
+        queries: Vectors,
+        k: int,
+        selection: ChunkSelection | None = None,
+        exact_scores: bool = True,
     ) -> tuple[Scores, IdArray]:
-        """Top-k per query, best first; rows are padded with id -1 and score -inf."""
+        """Top-k per query, best first; rows are padded with id -1 and score -inf. With
+        `exact_scores=False` an index that finds its candidates over compressed vectors may
+        return their compressed scores (errors ~1e-3) instead of reading the exact vectors: for
+        a caller that scores what it keeps exactly itself (the ranking's first stage)."""
         ...
 
     def reconstruct(self, ids: IdArray) -> Vectors:

@@ -43,7 +43,11 @@ class ExactIndex:
         return self._ids.copy()
 
     def search(
-        self, queries: Vectors, k: int, selection: ChunkSelection | None = None
+        self,
+        queries: Vectors,
+        k: int,
+        selection: ChunkSelection | None = None,
+        exact_scores: bool = True,  # always exact here
     ) -> tuple[Scores, IdArray]:
         k = max(1, min(k, max(len(self), 1)))
         scores = np.asarray(queries, dtype=np.float32) @ self._vectors.T

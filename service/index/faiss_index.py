@@ -6,7 +6,9 @@
   in `<index>.vectors.npy`, rows in sorted-id order, read by rows with `pread` (`FileRows`)
   for what must be exact: the found candidates are rescored with them (so scores are exact
   inner products; only *which* vectors are found is approximate, and the recall probe of the
-  build measures that) and `reconstruct` returns them. Why: a graph walk touches vectors all
+  build measures that) and `reconstruct` returns them. A caller that scores what it keeps
+  exactly itself (the ranking's first stage) asks for the codes' scores (`exact_scores=False`)
+  and reads nothing twice. Why: a graph walk touches vectors all
   over the index, so within a few dozen searches every page of the mapped file is resident;
   with float vectors in the graph that was 1.7 GB at 1M chunks (BENCHMARKS.md, session 9).
   The float rows read per search (~100-200) never stay mapped.
@@ -221,7 +223,11 @@ class FaissIndex:
         return ids[known[positions] == ids] if len(known) else ids[:0]
 
     def search(
-        self, queries: Vectors, k: int, selection: ChunkSelection | None = None
+        self,
+        queries: Vectors,
+        k: int,
+        selection: ChunkSelection | None = None,
+        exact_scores: bool = True,
     ) -> tuple[Scores, IdArray]:
         k = max(1, min(k, max(len(self), 1)))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -229,9 +235,9 @@ class FaissIndex:
             allow = selection.allow if selection is not None else None
             if allow is not None and len(allow) <= max(EXACT_SUBSET_MAX, len(self) // 20):
                 return self._exact_subset(queries, k, np.asarray(allow, dtype=np.int64))
-        if self._kind == "hnsw-sq8":
+        if self._kind == "hnsw-sq8" and exact_scores:
             return self._rescored(queries, k, selection)
-        if self._kind == "hnsw":  # float vectors in the graph: its scores are exact
+        if self._kind != "flat":  # hnsw: exact scores; hnsw-sq8: the codes' scores
             params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw.ef_search, k))
             selector = faiss_selector(selection)
             if selector is not None:
