@@ -239,10 +239,11 @@ def test_array_scores_equal_the_block_formula(runtime: Runtime, aggregate: str) 
 def test_a_ranked_response_reads_the_store_once_for_its_page(
     settings: Settings, probe_seconds: float
 ) -> None:
-    """Counted SQL statements (work, not seconds): a search and a match of a stored actor make
-    one statement for the whole page, names included; besides it, the probe for chunks other
-    processes wrote, at most once per `delta_probe_seconds` (every query at 0)."""
-    import sqlalchemy as sa
+    """Counted SQL statements (work, not seconds, at the DB-API: `tests/statements.py`): a
+    search and a match of a stored actor make one statement for the whole page, names
+    included, and no BEGIN around it; besides it, the probe for chunks other processes wrote,
+    at most once per `delta_probe_seconds` (every query at 0)."""
+    from tests.statements import sqlite_statements
 
     settings = settings.model_copy(update={"delta_probe_seconds": probe_seconds})
     runtime = Runtime(settings, embedder=FakeEmbedder())
@@ -252,25 +253,20 @@ def test_a_ranked_response_reads_the_store_once_for_its_page(
     runtime.reindexer.run()
     runtime.matcher.search("offshore wind blade")  # warm: first use builds lazy parts
     engine = runtime.store.engine  # type: ignore[attr-defined]
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with sqlite_statements(engine) as statements:
         found = runtime.matcher.search("offshore wind blade", limit=10)
-        searched = list(statements)
+        searched = [s for s in statements if not s.startswith("PRAGMA")]
         statements.clear()
         matched = runtime.matcher.match_actor("a3", limit=10)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
+        matching = [s for s in statements if not s.startswith("PRAGMA")]
     assert len(found.matches) == 10 and all(m.actor.name for m in found.matches)
     assert len(matched.matches) == 10 and "a3" not in {m.actor.id for m in matched.matches}
-    probes = 1 if probe_seconds == 0 else 0  # max(chunk id), then the page
+    # The probe (max(chunk id)) is a plain read: BEGIN, SELECT, ROLLBACK; the page is one
+    # SELECT alone (a stored actor's query passages come from the generation).
+    probes = 3 if probe_seconds == 0 else 0
     assert len(searched) == 1 + probes, searched
-    assert len(statements) == 1 + probes, statements
+    assert searched[-1].startswith("SELECT") and "JOIN actors" in searched[-1]
+    assert len(matching) == 1 + probes, matching
     runtime.close()
 
 

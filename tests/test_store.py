@@ -123,6 +123,27 @@ def test_page_reads_only_what_still_exists(store: SqlProfileStore) -> None:
     assert [c.text for c in store.chunks_by_ids(chunk_ids).values()] == ["one", "two"]
 
 
+def test_the_hot_reads_answer_like_the_plain_ones_at_every_list_length(
+    store: SqlProfileStore,
+) -> None:
+    """`page` and `names_of` run compiled SQL on the DB-API connection, with their id list
+    padded to a few lengths: every length, repeats and unknown ids answer as a plain read."""
+    store.upsert_actors(
+        [
+            (make_actor(f"a{i}", ["x", "y"]), drafts(make_actor(f"a{i}", ["x", "y"])))
+            for i in range(500)
+        ]
+    )
+    ids = [c.id for c in store.chunks_of_actors([f"a{i}" for i in range(500)])]
+    for n in (1, 2, 3, 17, 64, 65, 900, 901, 1000):
+        wanted = [*ids[:n], ids[0], 10**9]  # a repeat and an unknown id
+        chunks, names = store.page(wanted)
+        assert chunks == store.chunks_by_ids(wanted)
+        assert names == {c.actor_id: f"Actor {c.actor_id}" for c in chunks.values()}
+        assert store.names_of([c.actor_id for c in chunks.values()]) == names
+    assert store.page([]) == ({}, {}) and store.names_of(["nobody"]) == {}
+
+
 def test_iter_chunks_in_id_order_after_a_watermark(store: SqlProfileStore) -> None:
     for i in range(7):
         put(store, make_actor(f"a{i}", [f"text {i}", f"more {i}"]))
@@ -161,7 +182,7 @@ def test_actor_ids_page_in_byte_order(store: SqlProfileStore) -> None:
 
 
 def test_feedback_and_partners(store: SqlProfileStore) -> None:
-    from service.feedback import Feedback, Label
+    from service.feedback import Feedback, Label, context_of
 
     put(store, make_actor("a", ["x"]))
     item = Feedback(tenant="t1", actor_id="b", label=Label("contacted"), for_actor="a")
@@ -175,6 +196,13 @@ def test_feedback_and_partners(store: SqlProfileStore) -> None:
         "t1": {"met": 1},
         "t2": {"met": 1},
     }
+    for tenant in ("t1", "t2", "t3", None):
+        for context in (context_of("a", None), context_of(None, "wind"), "other", None):
+            for labels in ({"met"}, {"met", "contacted"}, {"not_relevant"}):
+                want = {f.actor_id for f in store.list_feedback(tenant, context, labels)}
+                assert store.feedback_actors(tenant, context, labels) == want
+    assert store.feedback_actors("t1", None, {"met"}) == {"b"}
+    assert store.feedback_actors("t1", None, ()) == set()
     partnered = Actor.parse(make_actor("p", ["y"]).model_dump() | {"partners": ["a", "z"]})
     put(store, partnered)
     assert store.partners_of("p") == ("a", "z")

@@ -33,16 +33,14 @@ def tailored(
     context = context_of(for_actor, query) if for_actor or query else None
     left_out: set[str] = set()
     if context is not None:
-        dismissed = store.list_feedback(tenant, context, {Label.NOT_RELEVANT})
-        left_out.update(f.actor_id for f in dismissed)
+        left_out.update(store.feedback_actors(tenant, context, {Label.NOT_RELEVANT}))
     if new_contacts_only:
         if for_actor:
             left_out.update(store.partners_of(for_actor))
-            contacts = store.list_feedback(tenant, context, CONTACT_LABELS)
+            left_out.update(store.feedback_actors(tenant, context, CONTACT_LABELS))
         else:  # the manager made the contacts, in whatever context
             left_out.update(partners)
-            contacts = store.list_feedback(tenant, labels=CONTACT_LABELS)
-        left_out.update(f.actor_id for f in contacts)
+            left_out.update(store.feedback_actors(tenant, None, CONTACT_LABELS))
     if not left_out:
         return filters
     return replace(filters, exclude_actor_ids=filters.exclude_actor_ids | left_out)

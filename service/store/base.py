@@ -251,6 +251,13 @@ class ProfileStore(Protocol):
         """Current feedback, of one tenant or (None) of all, optionally of one context."""
         ...
 
+    def feedback_actors(
+        self, tenant: str | None, context: str | None, labels: Collection[str]
+    ) -> set[str]:
+        """The actors `list_feedback(tenant, context, labels)` names, as one hot read (every
+        search and match asks it for the tenant's dismissals)."""
+        ...
+
     def feedback_counts(self, tenant: str | None = None) -> list[FeedbackCounts]: ...
 
     def max_chunk_id(self) -> int: ...

@@ -45,6 +45,7 @@ from service.store.base import (
     StoreCounts,
     StoredChunk,
 )
+from service.store.hot import HotSelect
 
 log = logging.getLogger("clustermatch.store")
 
@@ -375,6 +376,8 @@ class SqlProfileStore:
         # The first requests of a fresh server arrive together: one of them creates the schema.
         self._engine_lock = threading.Lock()
         self._write_key: int | None = None
+        self._feedback_queries: dict[tuple[bool, bool], HotSelect] = {}
+        """`feedback_actors`' statements, by (any tenant, any context)."""
 
     @property
     def is_postgresql(self) -> bool:
@@ -671,12 +674,19 @@ class SqlProfileStore:
         with self._read() as conn:
             return [(r.id, r.name) for r in conn.execute(sa.select(actors.c.id, actors.c.name))]
 
+    @cached_property
+    def _names_query(self) -> HotSelect:
+        return HotSelect(
+            sa.select(actors.c.id, actors.c.name).where(
+                actors.c.id.in_(sa.bindparam("ids", expanding=True))
+            ),
+            "ids",
+        )
+
     def names_of(self, actor_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        with self._read() as conn:
-            for part in _chunked(list(dict.fromkeys(actor_ids))):
-                query = sa.select(actors.c.id, actors.c.name).where(actors.c.id.in_(part))
-                out.update((r.id, r.name) for r in conn.execute(query))
+        for part in _chunked(list(dict.fromkeys(actor_ids))):
+            out.update((row[0], row[1]) for row in self._names_query.rows(self.engine, part))
         return out
 
     def _summaries(self, conn: Connection, ids: Sequence[str]) -> dict[str, ActorSummary]:
@@ -777,23 +787,25 @@ class SqlProfileStore:
         return out
 
     @cached_property
-    def _page_query(self) -> sa.Select[Any]:
-        """Built once: an expanding parameter keeps the statement's cache key constant."""
-        return (
+    def _page_query(self) -> HotSelect:
+        """One statement per page (`service.store.hot`: compiled once, run on the DB-API)."""
+        return HotSelect(
             self._chunk_query()
             .add_columns(actors.c.name)
             .join(actors, actors.c.id == chunks.c.actor_id)
-            .where(chunks.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .where(chunks.c.id.in_(sa.bindparam("ids", expanding=True))),
+            "ids",
         )
 
     def page(self, chunk_ids: Sequence[int]) -> tuple[dict[int, StoredChunk], dict[str, str]]:
         found: dict[int, StoredChunk] = {}
         names: dict[str, str] = {}
-        with self._read() as conn:  # one statement for a page (up to 900 chunks)
-            for part in _chunked(list(dict.fromkeys(int(i) for i in chunk_ids))):
-                for row in conn.execute(self._page_query, {"ids": part}).all():
-                    found[row[0]] = StoredChunk(*row[:-1])
-                    names[row[1]] = row[-1]
+        # One statement for a page (up to 900 chunks; each slice beyond is its own snapshot,
+        # which is fine: every chunk proves its own actor's version).
+        for part in _chunked(list(dict.fromkeys(int(i) for i in chunk_ids))):
+            for row in self._page_query.rows(self.engine, part):
+                found[row[0]] = StoredChunk(*row[:-1])
+                names[row[1]] = row[-1]
         return found, names
 
     def chunks_of_actors(self, actor_ids: Sequence[str]) -> list[StoredChunk]:
@@ -976,6 +988,29 @@ class SqlProfileStore:
             )
             for r in rows
         ]
+
+    def feedback_actors(
+        self, tenant: str | None, context: str | None, labels: Collection[str]
+    ) -> set[str]:
+        if not labels:
+            return set()
+        key = (tenant is None, context is None)
+        hot = self._feedback_queries.get(key)
+        if hot is None:
+            query = sa.select(feedback.c.actor_id).where(
+                feedback.c.label.in_(sa.bindparam("labels", expanding=True))
+            )
+            scalars: tuple[str, ...] = ()
+            if tenant is not None:
+                query = query.where(feedback.c.tenant == sa.bindparam("tenant"))
+                scalars += ("tenant",)
+            if context is not None:
+                query = query.where(feedback.c.context == sa.bindparam("context"))
+                scalars += ("context",)
+            hot = self._feedback_queries[key] = HotSelect(query, "labels", scalars)
+        given = {"tenant": tenant, "context": context}
+        rows = hot.rows(self.engine, sorted(labels), **{k: given[k] for k in hot.scalars})
+        return {row[0] for row in rows}
 
     def feedback_counts(self, tenant: str | None = None) -> list[FeedbackCounts]:
         query = sa.select(feedback.c.tenant, feedback.c.label, sa.func.count()).group_by(
