@@ -88,7 +88,7 @@ def test_an_sq8_generation_checks_and_serves_its_float_vectors(tmp_path: Path) -
     index = FaissIndex(4, kind="hnsw-sq8")
     index.add(np.arange(1, 4, dtype=np.int64), np.eye(4, dtype=np.float32)[:3])
     manifest = store.publish(index, small_readmodel(), **FIELDS)
-    assert manifest.vectors_checksum and manifest.index_kind == "faiss-idmap2-hnsw-sq8-ip"
+    assert manifest.vectors_checksum and manifest.index_kind == "faiss-idmap-hnsw-sq8-ip"
     loaded = store.load(model_id="m/one", dim=4)
     assert loaded is not None
     assert np.array_equal(loaded.index.reconstruct(np.array([2])), np.eye(4)[1:2])

@@ -313,7 +313,7 @@ def test_large_generations_are_hnsw_with_params_in_the_manifest(settings: Settin
     generation = runtime.index.get()
     assert generation is not None
     manifest = generation.manifest
-    assert manifest.index_kind == "faiss-idmap2-hnsw-sq8-ip" and report.recall_at_10 >= 0.95
+    assert manifest.index_kind == "faiss-idmap-hnsw-sq8-ip" and report.recall_at_10 >= 0.95
     assert manifest.index_params == {"M": 32, "efConstruction": 200, "efSearch": 128}
     found = runtime.matcher.search(f"{WIND} 3", limit=5)
     assert found.matches[0].actor.id == "a3" and len(found.matches) == 5

@@ -134,7 +134,7 @@ def test_the_chosen_ef_search_is_published_and_every_load_uses_it(
 ) -> None:
     runtime, report, manifest, lines = rebuilt(settings, caplog, HnswParams(4, 10, 8))
     chosen = manifest.index_params["efSearch"]
-    assert manifest.index_kind == "faiss-idmap2-hnsw-sq8-ip" and chosen in (64, 128, 256, 512)
+    assert manifest.index_kind == "faiss-idmap-hnsw-sq8-ip" and chosen in (64, 128, 256, 512)
     assert manifest.recall_at_10 == report.recall_at_10 >= recall.MIN_RECALL_AT_10
     tried = {int(line.rsplit(" ", 1)[1]): float(line.split()[3]) for line in lines}
     assert max(tried) == chosen and tried[chosen] >= recall.MIN_RECALL_AT_10

@@ -1,5 +1,7 @@
 """FAISS backend behind `IndexIDMap2` (stable int64 ids): exact inner product, or HNSW when big.
 
+(`hnsw-sq8` sits behind `IndexIDMap`, which keeps no reverse map: it never reconstructs.)
+
 - `flat`: `IndexFlatIP`, exact; the default while exact search is cheap.
 - `hnsw-sq8`: what large generations get. `IndexHNSWSQ`: the graph walks over 8-bit scalar-
   quantised codes (384 bytes per vector instead of 1,536), and the float vectors lie beside it
@@ -138,7 +140,9 @@ class FaissIndex:
                 inner.hnsw.efConstruction = self.hnsw.ef_construction
             else:
                 inner = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIDMap2(inner)
+            # IDMap2 keeps a reverse map (id -> position: ~50 MiB of heap per worker at 1M)
+            # for `reconstruct`; an 8-bit index reconstructs from its float rows instead.
+            index = faiss.IndexIDMap(inner) if kind == "hnsw-sq8" else faiss.IndexIDMap2(inner)
         self._index = index
         self._sorted_ids: IdArray | None = None
         self._rows: Vectors | FileRows | None = rows
@@ -152,7 +156,8 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        return f"faiss-idmap2-{self._kind}-ip"
+        idmap = "idmap" if self._kind == "hnsw-sq8" else "idmap2"
+        return f"faiss-{idmap}-{self._kind}-ip"
 
     @property
     def params(self) -> dict[str, int]:
