@@ -156,6 +156,12 @@ def test_an_sq8_index_maps_its_codes_and_reads_its_float_vectors_by_rows(tmp_pat
         [loaded.reconstruct(row) @ q for q, row in zip(queries, coded_ids, strict=True)]
     )
     assert np.abs(coded - exact_again).max() < 0.02 and not np.array_equal(coded, exact_again)
+    some = ids[[5, 0, 2999, 1234]]  # the ids were added in descending order
+    before = rows.reads
+    decoded = loaded.reconstruct(some, exact=False)
+    assert rows.reads == before, "decoded from the codes, no float read"
+    assert np.abs(decoded - vectors[[5, 0, 2999, 1234]]).max() < 0.02
+    assert np.allclose(decoded, built.reconstruct(some, exact=False), atol=1e-6)
 
 
 def test_an_sq8_index_without_its_vectors_is_corrupt(tmp_path: Path) -> None:

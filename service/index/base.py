@@ -62,8 +62,10 @@ class VectorIndex(Protocol):
         a caller that scores what it keeps exactly itself (the ranking's first stage)."""
         ...
 
-    def reconstruct(self, ids: IdArray) -> Vectors:
-        """The stored vectors of `ids` (every id must be present)."""
+    def reconstruct(self, ids: IdArray, exact: bool = True) -> Vectors:
+        """The stored vectors of `ids` (every id must be present). With `exact=False` an index
+        over compressed vectors may return them decoded (errors ~1e-3 per coordinate sum) instead
+        of reading the floats: for scoring many candidates, not for vectors that leave it."""
         ...
 
     def save(self, path: Path) -> None: ...

@@ -67,7 +67,7 @@ class ExactIndex:
             out_ids[row, : valid.sum()] = self._ids[order][valid]
         return out_scores, out_ids
 
-    def reconstruct(self, ids: IdArray) -> Vectors:
+    def reconstruct(self, ids: IdArray, exact: bool = True) -> Vectors:  # always exact here
         position = {int(i): n for n, i in enumerate(self._ids)}
         return self._vectors[[position[int(i)] for i in ids]].reshape(-1, self._dim)
 

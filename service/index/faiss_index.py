@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import faiss as _faiss
 import numpy as np
+import numpy.typing as npt
 
 from service.errors import CorruptArtifact
 from service.index.base import ChunkSelection, IdArray, Scores, Vectors
@@ -147,6 +148,9 @@ class FaissIndex:
         self._sorted_ids: IdArray | None = None
         self._rows: Vectors | FileRows | None = rows
         """`hnsw-sq8`: the float vectors, one row per id in sorted-id order."""
+        self._codes: tuple[Any, npt.NDArray[np.uint8], IdArray | None] | None = None
+        """`hnsw-sq8`: its quantiser, a view of the (mapped) codes, and each sorted id's
+        position among them where the ids were not added in order (`_coded`)."""
         if kind == "hnsw-sq8" and rows is None:
             self._rows = np.zeros((0, dim), dtype=np.float32)
 
@@ -203,6 +207,7 @@ class FaissIndex:
                 self._rows = np.ascontiguousarray(rows[order])
             self._index.add_with_ids(floats, ids)
             self._sorted_ids = None
+            self._codes = None
 
     def remove(self, ids: IdArray) -> int:
         self._writable()
@@ -219,6 +224,17 @@ class FaissIndex:
         if self._sorted_ids is None:
             self._sorted_ids = np.sort(self.ids())
         return self._sorted_ids
+
+    def _coded(self) -> tuple[Any, npt.NDArray[np.uint8], IdArray | None]:
+        """An `hnsw-sq8` index's quantiser and codes (a view, not a copy: the mapped file's)."""
+        if self._codes is None:
+            storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+            n, size = int(storage.ntotal), int(storage.code_size)
+            codes = faiss.rev_swig_ptr(storage.codes.data(), n * size).reshape(n, size)
+            added = self.ids()  # codes are in the order the ids were added
+            order = None if bool(np.all(added[1:] > added[:-1])) else np.argsort(added)
+            self._codes = (storage, codes, order)
+        return self._codes
 
     def _present(self, ids: IdArray) -> IdArray:
         """The subset of `ids` this index holds."""
@@ -239,7 +255,8 @@ class FaissIndex:
         if self._kind != "flat":
             allow = selection.allow if selection is not None else None
             if allow is not None and len(allow) <= max(EXACT_SUBSET_MAX, len(self) // 20):
-                return self._exact_subset(queries, k, np.asarray(allow, dtype=np.int64))
+                allowed = np.asarray(allow, dtype=np.int64)
+                return self._exact_subset(queries, k, allowed, exact_scores)
         if self._kind == "hnsw-sq8" and exact_scores:
             return self._rescored(queries, k, selection)
         if self._kind != "flat":  # hnsw: exact scores; hnsw-sq8: the codes' scores
@@ -283,29 +300,38 @@ class FaissIndex:
         out_ids[out_scores == -np.inf] = -1
         return out_scores, out_ids
 
-    def _exact_subset(self, queries: Vectors, k: int, allow: IdArray) -> tuple[Scores, IdArray]:
+    def _exact_subset(
+        self, queries: Vectors, k: int, allow: IdArray, exact_scores: bool = True
+    ) -> tuple[Scores, IdArray]:
         present = self._present(np.unique(allow))
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
         if len(present) == 0:
             return out_scores, out_ids
-        sims = queries @ self.reconstruct(present).T
+        sims = queries @ self.reconstruct(present, exact=exact_scores).T
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         width = top.shape[1]
         out_scores[:, :width] = np.take_along_axis(sims, top, axis=1)
         out_ids[:, :width] = present[top]
         return out_scores, out_ids
 
-    def reconstruct(self, ids: IdArray) -> Vectors:
+    def reconstruct(self, ids: IdArray, exact: bool = True) -> Vectors:
         if len(ids) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        if self._rows is not None:  # hnsw-sq8: the float rows, not the decoded codes
+        if self._rows is not None:  # hnsw-sq8
             wanted = np.asarray(ids, dtype=np.int64)
             known = self._known()
             positions = np.searchsorted(known, wanted).clip(max=max(len(known) - 1, 0))
             if not len(known) or not np.array_equal(known[positions], wanted):
                 raise KeyError("reconstruct: an id is not in the index")
-            return np.asarray(self._rows[positions], dtype=np.float32)
+            if exact:  # the float rows, one pread per run of nearby rows
+                return np.asarray(self._rows[positions], dtype=np.float32)
+            # The codes, decoded in C: ~20 us for 150 chunks where the preads of their floats
+            # took ~150 us (under load, 16% of a search's CPU: BENCHMARKS.md, session 10).
+            quantiser, codes, order = self._coded()
+            at = positions if order is None else order[positions]
+            decoded = quantiser.sa_decode(np.ascontiguousarray(codes[at]))
+            return np.asarray(decoded, dtype=np.float32)
         with searching():
             out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
         return np.asarray(out, dtype=np.float32)
