@@ -229,3 +229,37 @@ def test_search_runs_with_the_configured_openmp_threads_in_any_thread(kind: Kind
     worker.start()
     worker.join()
     assert seen == {"search": 1, "reconstruct": 1, "after": 3}
+
+
+def test_decoding_sq8_codes_runs_with_the_configured_openmp_threads() -> None:
+    """`sa_decode` is an OpenMP loop too: outside `searching()` every decoded batch spun one
+    thread per core (1 client at 100k: 11.1 against 8.9 ms of CPU per search, same latency)."""
+    import threading
+
+    import faiss
+
+    from service.index import faiss_index
+
+    rng = np.random.default_rng(6)
+    index = FaissIndex(8, kind="hnsw-sq8")
+    index.add(np.arange(50, dtype=np.int64), l2_normalise(rng.normal(size=(50, 8))))
+    quantiser, codes, order = index._coded()
+    seen: dict[str, int] = {}
+
+    class Spy:
+        def sa_decode(self, *args: object) -> object:
+            seen["decode"] = faiss.omp_get_max_threads()
+            return quantiser.sa_decode(*args)
+
+    index._codes = (Spy(), codes, order)
+
+    def request_thread() -> None:
+        faiss.omp_set_num_threads(3)
+        index.reconstruct(np.arange(5, dtype=np.int64), exact=False)
+        seen["after"] = faiss.omp_get_max_threads()
+
+    faiss_index.set_search_threads(1)
+    worker = threading.Thread(target=request_thread)
+    worker.start()
+    worker.join()
+    assert seen == {"decode": 1, "after": 3}

@@ -330,7 +330,8 @@ class FaissIndex:
             # took ~150 us (under load, 16% of a search's CPU: BENCHMARKS.md, session 10).
             quantiser, codes, order = self._coded()
             at = positions if order is None else order[positions]
-            decoded = quantiser.sa_decode(np.ascontiguousarray(codes[at]))
+            with searching():  # sa_decode is an OpenMP loop: one thread, as every search
+                decoded = quantiser.sa_decode(np.ascontiguousarray(codes[at]))
             return np.asarray(decoded, dtype=np.float32)
         with searching():
             out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
