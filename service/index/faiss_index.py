@@ -1,19 +1,18 @@
 """FAISS backend behind `IndexIDMap2` (stable int64 ids): exact inner product, or HNSW when big.
 
-(`hnsw-sq8` sits behind `IndexIDMap`, which keeps no reverse map: it never reconstructs.)
-
 - `flat`: `IndexFlatIP`, exact; the default while exact search is cheap.
-- `hnsw-sq8`: what large generations get. `IndexHNSWSQ`: the graph walks over 8-bit scalar-
-  quantised codes (384 bytes per vector instead of 1,536), and the float vectors lie beside it
-  in `<index>.vectors.npy`, rows in sorted-id order, read by rows with `pread` (`FileRows`)
-  for what must be exact: the found candidates are rescored with them (so scores are exact
-  inner products; only *which* vectors are found is approximate, and the recall probe of the
-  build measures that) and `reconstruct` returns them. A caller that scores what it keeps
-  exactly itself (the ranking's first stage) asks for the codes' scores (`exact_scores=False`)
-  and reads nothing twice. Why: a graph walk touches vectors all
-  over the index, so within a few dozen searches every page of the mapped file is resident;
-  with float vectors in the graph that was 1.7 GB at 1M chunks (BENCHMARKS.md, session 9).
-  The float rows read per search (~100-200) never stay mapped.
+- `hnsw-sq8`: what large generations get. `IndexHNSWSQ` behind `IndexIDMap` (no reverse id map:
+  it reconstructs from its own rows and codes): the graph walks over 8-bit scalar-quantised
+  codes (384 bytes per vector instead of 1,536), and the float vectors lie beside it in
+  `<index>.vectors.npy`, rows in sorted-id order, read by rows with `pread` (`FileRows`), never
+  mapped. Why: a graph walk touches vectors all over the index, so within a few dozen searches
+  every page of the mapped file is resident; with float vectors in the graph that was 1.7 GB at
+  1M chunks (BENCHMARKS.md, session 9). By default what leaves the index is exact: a search's
+  candidates are rescored with the floats (only *which* vectors are found is approximate, and
+  the build's recall probe measures that) and `reconstruct` returns the floats. The ranking,
+  which scores many candidates' chunks, asks for the codes instead (`exact_scores=False`,
+  `reconstruct(..., exact=False)`: decoded in C, within ~1e-3 of the float cosine), because a
+  `pread` per candidate cost 16% of a search's CPU (BENCHMARKS.md, session 10).
 - `hnsw`: `IndexHNSWFlat`, float vectors in the graph: what generations before `hnsw-sq8`
   hold; still loaded and searched.
 
@@ -199,7 +198,7 @@ class FaissIndex:
                 if not self._index.is_trained:
                     # The 8-bit codes' per-dimension ranges come from the first batch: a build
                     # adds every vector at once (service.reindex); later values outside the
-                    # ranges are clipped, which the rescoring with the floats corrects.
+                    # ranges are clipped (exact searches rescore with the floats anyway).
                     self._index.train(floats)
                 everything = np.concatenate([self.ids(), ids])
                 rows = np.concatenate([np.asarray(self._rows), floats])
