@@ -290,7 +290,7 @@ class Ranker:
         rows = np.zeros(0, dtype=np.int64)
         index = self.snapshot.generation.index
         if len(index) and self.rows_ok.any():
-            # The codes' scores suffice to choose rows: `score` reads their chunks exactly.
+            # The codes' scores suffice to choose rows (`score` then scores their chunks).
             scores, ids = index.search(q, min(k, len(index)), self.selection(), exact_scores=False)
             flat_ids, flat_scores = ids.ravel(), scores.ravel()
             positions = self.rm.positions_of_ids(flat_ids)
