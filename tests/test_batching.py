@@ -86,3 +86,42 @@ def test_without_waiting_a_lone_query_goes_at_once_and_a_burst_shares_the_next_c
     expected = FakeEmbedder().embed(texts, role="query")
     assert all(np.allclose(results[i][0], expected[i]) for i in range(16))
     assert batched.batches == 2, "one call for the lone first query, one for the burst"
+
+
+def test_a_leader_is_answered_after_its_own_batch_and_hands_the_lead_on() -> None:
+    """Under steady load the queue never empties: the caller that led a batch must not go on
+    embedding the others' queries before it answers its own request."""
+    calls = threading.Semaphore(0)  # one release lets one model call finish
+    inside = threading.Semaphore(0)  # released as each model call starts
+
+    class Gated(FakeEmbedder):
+        def embed(self, texts, role="passage"):  # type: ignore[no-untyped-def]
+            inside.release()
+            assert calls.acquire(timeout=10)
+            return super().embed(texts, role)
+
+    batched = MicroBatchingEmbedder(Gated(), max_wait=0.0)
+    results: dict[int, np.ndarray] = {}
+
+    def ask(i: int) -> None:
+        results[i] = batched.embed([f"query {i}"], role="query")
+
+    first = threading.Thread(target=ask, args=(0,))
+    first.start()
+    assert inside.acquire(timeout=5), "the first caller leads"
+    rest = [threading.Thread(target=ask, args=(i,)) for i in range(1, 4)]
+    for thread in rest:
+        thread.start()
+    while len(batched._queue) < 3:
+        time.sleep(0.001)
+    calls.release()  # the first batch (the leader's query alone) finishes
+    first.join(5)
+    assert not first.is_alive(), "the leader answered while the next batch is still pending"
+    assert inside.acquire(timeout=5), "the oldest waiting query leads the next batch"
+    assert 0 in results and batched.batches == 1
+    calls.release()
+    for thread in rest:
+        thread.join(5)
+    expected = FakeEmbedder().embed([f"query {i}" for i in range(4)], role="query")
+    assert all(np.allclose(results[i][0], expected[i]) for i in range(4))
+    assert batched.batches == 2 and batched._leading is False and not batched._queue

@@ -73,6 +73,30 @@ def test_a_wait_past_the_budget_is_timed_out_and_frees_nothing() -> None:
         pass
 
 
+def test_a_freed_turn_goes_to_the_oldest_waiter_not_to_a_newcomer() -> None:
+    turns = Slots(1)
+    order: list[int] = []
+
+    def work(i: int) -> None:
+        with turns.turn():
+            order.append(i)
+
+    waiters = []
+    with turns.turn():
+        for i in range(3):  # queued one after the other, so their order is known
+            waiters.append(threading.Thread(target=work, args=(i,)))
+            waiters[-1].start()
+            while turns.waiting < i + 1:
+                threading.Event().wait(0.001)
+    # The turn was handed to waiter 0 as it was given back: a request arriving now (before
+    # waiter 0 has even run) finds none free, and its spent budget times it out.
+    with pytest.raises(TimedOut), turns.turn(spent()):
+        raise AssertionError("a newcomer must not jump the queue")
+    for thread in waiters:
+        thread.join(10)
+    assert order == [0, 1, 2] and turns.waiting == 0
+
+
 def test_the_api_answers_503_when_no_turn_frees_in_time(runtime: Runtime) -> None:
     runtime.ingestor.upsert([Actor.parse(actor_data("a0", ["laser welding of steel frames"]))])
     app = create_app(runtime)

@@ -3,7 +3,7 @@
 A worker hands every request to a thread of its pool (40 by default). Under load, sixteen
 rankings in one process then share one core and one GIL: each runs many times slower than
 alone, all of them finish late together, and the switching itself costs CPU. With a few turns
-the others wait, in about their order of arrival, without using the CPU, so a ranking runs at
+the others wait, in their order of arrival, without using the CPU, so a ranking runs at
 its own speed and the waiting time is what a queue costs. Two turns, not one: while one request
 embeds its query (ONNX, which releases the GIL) the other ranks in Python, and queries that
 arrive together still share a model call (service.embedding.batching); a free-text search
@@ -14,6 +14,11 @@ Measured at 100,000 chunks on two workers against 40 at once (the pool; BENCHMAR
 session 7): the p99 of 16 searching clients 135 against 168 ms, 4 matching clients 173 against
 88 req/s; search throughput within the noise.
 
+Turns are handed on in order of arrival: a freed turn goes to the oldest waiting request, never
+to one that just arrived. (A semaphore lets a newcomer take a turn between the release and the
+woken waiter's run, and the waiter then queues again at the back; under the GIL that gap is
+wide, and those requests were the tail of a 16-client load.)
+
 A request that waits past its time budget is answered 503 as one that runs past it.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -38,36 +44,51 @@ T = TypeVar("T")
 class Slots:
     def __init__(self, n: int) -> None:
         self.n = n
-        self._free = threading.BoundedSemaphore(n)
+        self._free = n
         self._lock = threading.Lock()
-        self.waiting = 0
-        """Requests waiting for a turn now (the semaphore does not say; the
-        `clustermatch_ranking_waiting` gauge and tests read it)."""
+        self._queue: deque[threading.Event] = deque()
+        """The waiting requests, oldest first; a freed turn is handed to the head."""
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a turn now (the `clustermatch_ranking_waiting` gauge and tests
+        read it)."""
+        return len(self._queue)
 
     @contextmanager
     def turn(self, deadline: Deadline | None = None) -> Iterator[None]:
         """Hold one turn for the block; wait for one at most until `deadline` runs out."""
-        if not self._free.acquire(blocking=False):
-            with self._lock:
-                self.waiting += 1
-            try:
-                timeout = None if deadline is None else max(0.0, deadline.remaining())
-                got = self._free.acquire(timeout=timeout)
-            finally:
+        with self._lock:
+            handed = None
+            if self._free and not self._queue:
+                self._free -= 1
+            else:
+                handed = threading.Event()
+                self._queue.append(handed)
+        if handed is not None:
+            timeout = None if deadline is None else max(0.0, deadline.remaining())
+            if not handed.wait(timeout):
                 with self._lock:
-                    self.waiting -= 1
-            if not got:
-                assert deadline is not None
-                raise TimedOut(
-                    f"the request's budget of {deadline.seconds:g} s "
-                    "(CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS) ran out while it waited for one of "
-                    f"this worker's {self.n} ranking turns (CLUSTERMATCH_RANKING_TURNS); the "
-                    "server is overloaded: retry later, or ask the operator for more workers"
-                )
+                    gave_up = handed in self._queue  # else it was handed a turn just now
+                    if gave_up:
+                        self._queue.remove(handed)
+                if gave_up:
+                    assert deadline is not None
+                    raise TimedOut(
+                        f"the request's budget of {deadline.seconds:g} s "
+                        "(CLUSTERMATCH_REQUEST_TIMEOUT_SECONDS) ran out while it waited for one "
+                        f"of this worker's {self.n} ranking turns (CLUSTERMATCH_RANKING_TURNS); "
+                        "the server is overloaded: retry later, or ask the operator for more "
+                        "workers"
+                    )
         try:
             yield
         finally:
-            self._free.release()
+            with self._lock:
+                if self._queue:
+                    self._queue.popleft().set()  # the turn passes on, never freed in between
+                else:
+                    self._free += 1
 
 
 class SideThreads:

@@ -1,12 +1,18 @@
 """Micro-batching of concurrent one-text query embeddings.
 
 On two cores, sixteen requests that each embed one query fight over the CPU and each pays the
-per-call overhead. Here one caller at a time leads: it embeds every query queued so far in one
-batch and hands each caller its row, then the queries that arrived during that model call, and
-so on until the queue is empty. Batches form by themselves under load, and a lone query pays
-nothing extra: it does not wait for company (`max_wait` 0, the default; a positive `max_wait`
-makes the leader linger that long first, which a lone query pays in full). Passages (bulk work,
-already batched) and multi-text calls go straight through.
+per-call overhead. Here one caller at a time leads: it embeds every query queued so far (its own
+first) in one batch, hands each caller its row, and passes the lead to the oldest query still
+queued, which embeds what arrived during that model call, and so on until the queue is empty.
+Batches form by themselves under load, and a lone query pays nothing extra: it does not wait
+for company (`max_wait` 0, the default; a positive `max_wait` makes the first leader linger that
+long, which a lone query pays in full). Passages (bulk work, already batched) and multi-text
+calls go straight through.
+
+The lead passes on after one batch because a leader that kept embedding until the queue ran
+dry would answer its own request only then: under steady load the queue never empties, and one
+request in a worker waited for batch after batch of the others' (the slowest searches of a
+16-client load).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     vector: Vectors | None = None
     error: BaseException | None = None
+    leads: bool = False
+    """Woken to lead the next batch rather than with its answer."""
 
 
 class MicroBatchingEmbedder:
@@ -60,34 +68,38 @@ class MicroBatchingEmbedder:
         pending = _Pending(texts[0])
         with self._lock:
             self._queue.append(pending)
-            lead = not self._leading
+            first = not self._leading
             self._leading = True
-        if lead:
-            self._lead()
-        pending.done.wait()
+        if not first:
+            pending.done.wait()  # answered, or handed the lead
+        if first or pending.leads:
+            self._lead(linger=first)
         if pending.error is not None:
             raise pending.error
         assert pending.vector is not None
         return pending.vector[None, :]
 
-    def _lead(self) -> None:
-        """Embed what has queued up, batch after batch, until the queue is empty."""
-        if self.max_wait > 0:
+    def _lead(self, linger: bool) -> None:
+        """Embed what has queued up (the leader's own query heads the queue) in one batch,
+        answer it, then hand the lead to the oldest query left, or give it up if none is."""
+        if linger and self.max_wait > 0:
             time.sleep(self.max_wait)
-        while True:
-            with self._lock:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                if not batch:
-                    self._leading = False  # under the lock: a newcomer will lead
-                    return
-            try:
-                vectors = self.inner.embed([p.text for p in batch], role="query")
-                self.batches += 1
-                for row, item in enumerate(batch):
-                    item.vector = np.asarray(vectors[row], dtype=np.float32)
-            except BaseException as exc:  # every waiter must wake, and learn why
-                for item in batch:
-                    item.error = exc
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+        try:
+            vectors = self.inner.embed([p.text for p in batch], role="query")
+            self.batches += 1
+            for row, item in enumerate(batch):
+                item.vector = np.asarray(vectors[row], dtype=np.float32)
+        except BaseException as exc:  # every waiter must wake, and learn why
             for item in batch:
-                item.done.set()
+                item.error = exc
+        for item in batch[1:]:
+            item.done.set()
+        with self._lock:
+            if self._queue:
+                self._queue[0].leads = True
+                self._queue[0].done.set()
+            else:
+                self._leading = False  # under the lock: a newcomer will lead
