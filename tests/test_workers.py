@@ -4,8 +4,11 @@ query on every worker at once; a delete is never returned after it returned."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,3 +127,54 @@ def test_keep_alive_connections_spread_over_both_workers(
         for client in clients:
             client.close()
     assert len(workers) == 2 and again == workers
+
+
+def test_keep_alive_connections_even_out_when_the_hash_splits_them_unevenly(
+    deployment: tuple[str, dict[str, str]],
+) -> None:
+    """The kernel places connections, not requests: 12 kept-alive connections on one worker
+    and 4 on the other stay so unless the fuller worker closes its surplus
+    (service.api.balance), after which its clients reconnect and the hash places them anew."""
+    url, _ = deployment
+    deadline = time.monotonic() + 120  # both workers answer once their models are loaded
+    while len(readiness(url, 20)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    target = httpx.URL(url)
+
+    def ask(connection: http.client.HTTPConnection) -> tuple[int, bool]:
+        connection.request("GET", "/readyz")
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        # http.client reconnects by itself on the next request after a `Connection: close`
+        return body["worker"], response.getheader("connection", "").lower() == "close"
+
+    kept: dict[int, list[http.client.HTTPConnection]] = {}
+    for _ in range(400):  # keep 12 connections that landed on one worker, 4 on the other
+        connection = http.client.HTTPConnection(target.host, target.port, timeout=10)
+        worker, _closed = ask(connection)
+        first = next(iter(kept), worker)
+        wanted = 12 if worker == first else 4
+        if len(kept.setdefault(worker, [])) < wanted:
+            kept[worker].append(connection)
+        else:
+            connection.close()
+        if sorted(len(c) for c in kept.values()) == [4, 12]:
+            break
+    assert sorted(len(c) for c in kept.values()) == [4, 12], "could not set up the uneven split"
+    connections = [c for group in kept.values() for c in group]
+    closes = 0
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            answers = [ask(c) for c in connections]
+            closes += sum(closed for _, closed in answers)
+            split = Counter(worker for worker, closed in answers if not closed)
+            if not any(closed for _, closed in answers) and sorted(split.values()) == [8, 8]:
+                break
+            assert time.monotonic() < deadline, f"still uneven after 30 s: {split}"
+            time.sleep(0.05)
+    finally:
+        for connection in connections:
+            connection.close()
+    assert closes >= 4, "the fuller worker closed its surplus"

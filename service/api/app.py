@@ -23,6 +23,7 @@ from service import __version__
 from service.alerts import Alerts, AlertWorker
 from service.api import errors
 from service.api.audit import AUDIT_FLUSH_SECONDS, AuditWriter
+from service.api.balance import FairShare, FairShareMiddleware, FairShareThread
 from service.api.deps import Services, ServicesDep
 from service.api.headers import SecurityHeadersMiddleware
 from service.api.limits import BodyLimitMiddleware
@@ -64,8 +65,11 @@ within one response, not across models or calibrated as probabilities.
 """
 
 
-def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
+def create_app(runtime: Runtime, warm: bool = False, workers: int = 1) -> FastAPI:
+    """`workers`: how many worker processes serve the port (`clustermatch serve --workers`);
+    with more than one, each keeps to its share of the open connections (service.api.balance)."""
     settings = runtime.settings
+    share = FairShare(workers)
     metrics = Metrics()
     set_search_threads(settings.faiss_threads)
 
@@ -119,9 +123,12 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             runtime.store, services.key_use, settings.audit_retention_days, AUDIT_FLUSH_SECONDS
         )
         audit.start()
+        sharing = FairShareThread(share)
+        sharing.start()
         try:
             yield
         finally:
+            sharing.stop()
             alerts.stop()
             watcher.stop()
             audit.stop()
@@ -155,6 +162,7 @@ def create_app(runtime: Runtime, warm: bool = False) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
+    app.add_middleware(FairShareMiddleware, share=share)
     app.include_router(actors_router)
     app.include_router(match_router)
     app.include_router(index_router)

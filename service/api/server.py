@@ -12,6 +12,9 @@ from fastapi import FastAPI
 
 from service.config import LOG_LEVEL_ENV
 
+WORKERS_ENV = "CLUSTERMATCH_SERVE_WORKERS"
+"""How many workers serve the port; set by `serve_workers` for the workers it starts."""
+
 
 def app() -> FastAPI:
     from service.api.app import create_app
@@ -20,7 +23,7 @@ def app() -> FastAPI:
 
     level = os.environ.get(LOG_LEVEL_ENV, "info").upper()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    return create_app(Runtime(Settings()), warm=True)
+    return create_app(Runtime(Settings()), warm=True, workers=int(os.environ.get(WORKERS_ENV, "1")))
 
 
 WORKER_HEALTHCHECK_SECONDS = 60
@@ -40,6 +43,9 @@ def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
       keep-alive clients all landed on one worker in about one run of three (one core busy, the
       other idle: ~50 against ~100 searches/s at 100k chunks, measured with
       /proc/<pid>/stat per worker).
+    - the kernel's hash places connections, not requests: every worker keeps to its share of
+      the open connections by closing the ones above it (service.api.balance), so clients that
+      keep theirs open still end up spread evenly.
     - sockets are made with `IPPROTO_TCP` so that asyncio turns Nagle off on every accepted
       connection. uvicorn's own `Config.bind_socket()` leaves the protocol at 0, asyncio then
       skips `TCP_NODELAY`, and every keep-alive request after the first waits ~40 ms for the
@@ -59,6 +65,7 @@ def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
         log_level=log_level,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
+    os.environ[WORKERS_ENV] = str(workers)  # the workers inherit it
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     def listening_socket() -> socket.socket:
