@@ -1,80 +1,90 @@
-"""Fair shares of the open connections (service.api.balance), on a /proc of the test's making.
-The two-worker convergence runs on a real server in tests/test_workers.py."""
+"""Fair shares of the open connections (service.api.balance): the kernel's counts on real
+sockets, and the decisions on counts of the test's making. The two-worker convergence runs on
+a real server in tests/test_workers.py."""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
-from service.api.balance import FairShare, established_sockets, own_sockets
+import pytest
 
-HEADER = (
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
-    "timeout inode\n"
-)
+from service.api.balance import FairShare, established_sockets, kernel_counts, own_sockets
 
 
-def row(local_port: int, state: str, inode: int, remote_port: int = 50000) -> str:
-    return (
-        f"   0: 0100007F:{local_port:04X} 0100007F:{remote_port:04X} {state} "
-        f"00000000:00000000 00:00000000 00000000     0        0 {inode} 1 0000000000000000\n"
-    )
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server
 
 
-def fake_proc(tmp_path: Path, port: int, mine: list[int], others: list[int]) -> Path:
-    """Established connections to `port`, `mine` held by this process, `others` elsewhere;
-    besides them a listening socket, a closing connection and a connection of another port."""
-    proc = tmp_path / "proc"
-    (proc / "net").mkdir(parents=True)
-    (proc / "self" / "fd").mkdir(parents=True)
-    v4 = [row(port, "0A", 900)]  # the listening socket is not a connection
-    v4 += [row(port, "01", i) for i in mine[: len(mine) // 2] + others]
-    v4 += [row(port, "06", 901), row(port + 1, "01", 902)]  # closing; another port
-    v4 += [row(50001, "01", 903, remote_port=port)]  # a client's end of a connection to it
-    v6 = [row(port, "01", i) for i in mine[len(mine) // 2 :]]
-    (proc / "net" / "tcp").write_text(HEADER + "".join(v4))
-    (proc / "net" / "tcp6").write_text(HEADER + "".join(v6))
-    for n, inode in enumerate([*mine, 900, 901, 902, 903]):
-        os.symlink(f"socket:[{inode}]", proc / "self" / "fd" / str(n + 3))
-    os.symlink("/dev/null", proc / "self" / "fd" / "0")
-    os.symlink("pipe:[77]", proc / "self" / "fd" / "1")
-    return proc
-
-
-def test_the_kernel_tables_give_every_open_connection_and_this_process_its_own(
-    tmp_path: Path,
+def test_the_kernel_names_every_open_connection_to_the_port_and_this_process_its_own(
+    listener: socket.socket,
 ) -> None:
-    proc = fake_proc(tmp_path, 8000, mine=[1, 2, 3, 4], others=[5, 6])
-    assert established_sockets(proc, 8000) == {1, 2, 3, 4, 5, 6}
-    assert own_sockets(proc) == {1, 2, 3, 4, 900, 901, 902, 903}
+    port = listener.getsockname()[1]
+    assert established_sockets(port) == set()  # listening is not a connection
+    with ExitStack() as open_sockets:
+        accepted = []
+        for _ in range(3):
+            client = open_sockets.enter_context(socket.create_connection(("127.0.0.1", port)))
+            assert client.getsockname()[1] != port
+            accepted.append(open_sockets.enter_context(listener.accept()[0]))
+        inodes = {os.fstat(s.fileno()).st_ino for s in accepted}
+        assert established_sockets(port) == inodes, "the server ends, not the clients'"
+        assert inodes <= own_sockets()
+        assert kernel_counts(port) == (3, 3)
+        accepted.pop().close()
+        assert kernel_counts(port)[0] == 2
+    assert established_sockets(port) == set()
 
 
-def test_a_worker_above_its_share_closes_the_surplus_once_per_count(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, 8000, mine=[1, 2, 3, 4, 5, 6, 7], others=[8, 9, 10])
-    share = FairShare(2, proc)
+def test_own_sockets_reads_only_socket_descriptors(tmp_path: Path) -> None:
+    fds = tmp_path / "self" / "fd"
+    fds.mkdir(parents=True)
+    for n, target in enumerate(["socket:[11]", "/dev/null", "pipe:[77]", "socket:[12]"]):
+        os.symlink(target, fds / str(n))
+    assert own_sockets(tmp_path) == {11, 12}
+    assert own_sockets(tmp_path / "missing") == set()
+
+
+def counted(total: int, own: int) -> FairShare:
+    share = FairShare(2, counts=lambda _port: (total, own))
     share.port = 8000
-    share.refresh()  # 10 open, 5 each is fair, this one holds 7
+    share.refresh()
+    return share
+
+
+def test_a_worker_above_its_share_closes_the_surplus_once_per_count() -> None:
+    share = counted(total=10, own=7)  # 5 each is fair
     assert [share.should_close() for _ in range(4)] == [True, True, False, False]
-    share.refresh()  # counted again (the kernel's tables have not changed): 2 more
+    share.refresh()  # counted again (nobody reconnected in between): 2 more
     assert [share.should_close() for _ in range(3)] == [True, True, False]
     assert share.closed == 4
 
 
-def test_a_worker_at_or_below_its_share_closes_nothing(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, 8000, mine=[1, 2, 3, 4, 5], others=[6, 7, 8, 9])
-    share = FairShare(2, proc)  # 9 open: 5 is this one's share, rounded up
-    share.port = 8000
-    share.refresh()
-    assert not share.should_close()
+def test_a_worker_at_or_below_its_share_closes_nothing() -> None:
+    assert not counted(total=9, own=5).should_close()  # 5 is its share, rounded up
+    assert not counted(total=10, own=3).should_close()
 
 
-def test_one_worker_an_unknown_port_or_no_proc_closes_nothing(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, 8000, mine=[1, 2, 3, 4, 5, 6, 7], others=[8])
-    alone = FairShare(1, proc)
+def test_one_worker_an_unknown_port_or_a_silent_kernel_closes_nothing() -> None:
+    alone = FairShare(1, counts=lambda _port: (10, 10))
     alone.port = 8000
-    unknown = FairShare(2, proc)  # no request has told it the port yet
-    blind = FairShare(2, tmp_path / "no-proc")
+    unknown = FairShare(2, counts=lambda _port: (10, 10))  # no request told it the port yet
+    asked: list[int] = []
+
+    def refused(port: int) -> tuple[int, int]:
+        asked.append(port)
+        raise OSError("no netlink here")
+
+    blind = FairShare(2, counts=refused)
     blind.port = 8000
-    for share in (alone, unknown, blind):
+    for share in (alone, unknown, blind, blind):
         share.refresh()
         assert not share.should_close()
+    assert asked == [8000], "a kernel that does not answer is not asked every second"
