@@ -166,6 +166,12 @@ def add_temporal(commands: Any) -> None:
         action="store_true",
         help="do not page through the service's whole order (the AUC then sees only the top 50)",
     )
+    p.add_argument(
+        "--no-search",
+        action="store_true",
+        help="skip the free-text rows (service-search:<model>: GET /v1/search with each query "
+        "actor's own texts, on its behalf, new contacts only)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             actors_file=args.actors,
             projects_file=args.projects,
             complete_orders=not args.top_only,
+            search=not args.no_search,
             progress=not args.quiet,
         )
         results = run_temporal(temporal)

@@ -4,7 +4,8 @@
 the tests' fake-embedder CLI) on a free loopback port with its own data directory and model
 profile, loads profiles with `POST /v1/actors/bulk`, rebuilds the index with
 `POST /v1/index/rebuild`, and stops the process at the end. `HttpRanker` ranks with
-`POST /v1/match {"actor_id", "limit", "exclude_actors"}`.
+`POST /v1/match {"actor_id", "limit", "exclude_actors"}`, `HttpSearchRanker` with
+`GET /v1/search?q=<the actor's texts>&for_actor=<it>&new_contacts_only=true`.
 """
 
 from __future__ import annotations
@@ -212,6 +213,19 @@ class ServerProcess:
         matches = self._ok(self.http.post("/v1/match", json=body))["matches"]
         return [(m["actor"]["id"], float(m["score"])) for m in matches]
 
+    def search(self, text: str, for_actor: str, limit: int) -> list[tuple[str, float]]:
+        # On behalf of the query actor with new contacts only: the service leaves out the actor
+        # itself and its known partners (its profile's `partners`), as a match's exclude does.
+        params: dict[str, str | int] = {
+            "q": text,
+            "for_actor": for_actor,
+            "new_contacts_only": "true",
+            "limit": limit,
+            "collapse": "false",
+        }
+        results = self._ok(self.http.get("/v1/search", params=params))["results"]
+        return [(r["actor"]["id"], float(r["score"])) for r in results]
+
 
 class MatchEndpoint(Protocol):
     def match(
@@ -256,3 +270,39 @@ class HttpRanker:
                 position += 1
         self.ordered[query] = len(keys)
         return Ranked([a for a, _ in pages[0]], keys)
+
+
+class SearchEndpoint(Protocol):
+    def search(self, text: str, for_actor: str, limit: int) -> list[tuple[str, float]]: ...
+
+
+SEARCH_CHARACTERS = 2_000
+"""What `GET /v1/search` accepts as `q`."""
+
+
+def profile_query(texts: Iterable[str], budget: int = SEARCH_CHARACTERS) -> str:
+    """An actor's documents as one free-text query: joined in order, cut at a word boundary
+    within `budget` characters."""
+    text = " ".join(t.strip() for t in texts if t.strip())
+    if len(text) <= budget:
+        return text
+    cut = text[:budget]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
+
+
+class HttpSearchRanker:
+    """The service's free-text search through `GET /v1/search`: the query actor's own texts as
+    the query (`profile_query`), on its behalf (`for_actor`, `new_contacts_only`: never the
+    actor, never a known partner). A search pages no further than its `limit` (at most
+    PAGE here), so the pairwise tests see that order only: every other actor ties below it."""
+
+    def __init__(self, server: SearchEndpoint, name: str, texts: Mapping[str, str]) -> None:
+        self.server, self.name, self.texts = server, name, texts
+        self.requests = 0
+
+    def rank(self, query: str, exclude: frozenset[str], limit: int) -> Ranked:
+        page = self.server.search(self.texts[query], query, max(limit, PAGE))
+        self.requests += 1
+        top = [a for a, _ in page]
+        keys = {actor: -float(position) for position, actor in enumerate(top)}
+        return Ranked(top[:limit], keys)

@@ -29,7 +29,13 @@ from service.evaluation import (
     library_versions,
     load_profiles,
 )
-from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
+from service.evaluation_server import (
+    HttpRanker,
+    HttpSearchRanker,
+    ServerProcess,
+    passed_settings,
+    profile_query,
+)
 from service.evaluation_temporal import (
     ACTORS_FILE,
     METRICS,
@@ -48,6 +54,7 @@ from service.evaluation_temporal import (
     paired_difference,
     summarise,
 )
+from service.ingest import document_text
 
 MODELS = ("all-minilm-l6-v2", "multilingual-e5-small")
 BASELINES = (
@@ -80,6 +87,8 @@ class TemporalConfig:
     """Load each profile's 2007 partners into its `partners` (what the network signal reads)."""
     complete_orders: bool = True
     """Page through the service's whole order for the pairwise AUC (else: only the top 50)."""
+    search: bool = True
+    """Also ask `GET /v1/search` with each query actor's own texts (rows `service-search:`)."""
     progress: bool = False
 
 
@@ -123,8 +132,12 @@ def split_figures(split: TemporalSplit, future_count: int, used: int) -> dict[st
 
 
 def _serve_and_rank(
-    model: str, actors: list[dict[str, Any]], split: TemporalSplit, config: TemporalConfig
-) -> tuple[Records, dict[str, Any]]:
+    model: str,
+    actors: list[dict[str, Any]],
+    split: TemporalSplit,
+    config: TemporalConfig,
+    texts: Mapping[str, str],
+) -> tuple[Records, Records | None, dict[str, Any]]:
     timings: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="clustermatch-temporal-") as tmp:
         server = ServerProcess(Path(tmp) / "data", model, module=config.server_module)
@@ -142,6 +155,11 @@ def _serve_and_rank(
             ranker = HttpRanker(server, f"service:{model}", complete=config.complete_orders)
             records = evaluate(ranker, split, progress=config.progress)
             timings["query_seconds"] = round(records.seconds, 1)
+            searched = None
+            if config.search:
+                searcher = HttpSearchRanker(server, f"service-search:{model}", texts)
+                searched = evaluate(searcher, split, progress=config.progress)
+                timings["search_seconds"] = round(searched.seconds, 1)
         incomplete = sum(
             1
             for q in split.queries
@@ -155,7 +173,7 @@ def _serve_and_rank(
             "requests": ranker.requests,
             "incomplete_orders": incomplete,
         }
-    return records, info
+    return records, searched, info
 
 
 def run_temporal(
@@ -179,9 +197,14 @@ def run_temporal(
         for p in profiles
         if p["id"] in accepted
     ]
+    texts = {a.id: profile_query(document_text(d) for d in a.documents) for a in actors}
     for model in config.models:
         name = f"service:{model}"
-        records[name], servers[model] = _serve_and_rank(model, served, split, config)
+        records[name], searched, servers[model] = _serve_and_rank(
+            model, served, split, config, texts
+        )
+        if searched is not None:
+            records[f"service-search:{model}"] = searched
         if "mean-vector" in config.baselines:
             embed_started = time.perf_counter()
             embedder = embedders(model)
@@ -252,9 +275,10 @@ def run_temporal(
 
 
 def _row_order(name: str) -> tuple[int, int]:
-    """Services first, then mean-vector baselines (in model order), then the other baselines."""
+    """Services (matches, then searches), then mean-vector baselines (in model order), then
+    the other baselines."""
     kind, _, model = name.partition(":")
-    first = {"service": 0, "mean-vector": 1}.get(kind, 2)
+    first = {"service": 0, "service-search": 1, "mean-vector": 2}.get(kind, 3)
     second = (
         MODELS.index(model)
         if model in MODELS

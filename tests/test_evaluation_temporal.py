@@ -15,7 +15,13 @@ from service.domain import Actor
 from service.embedding.fake import FakeEmbedder
 from service.evaluation import Corpus, MostConnectedMethod
 from service.evaluation_kinds import WithinKind
-from service.evaluation_server import HttpRanker, ServerProcess, passed_settings
+from service.evaluation_server import (
+    HttpRanker,
+    HttpSearchRanker,
+    ServerProcess,
+    passed_settings,
+    profile_query,
+)
 from service.evaluation_stages import (
     ActivityPrior,
     Combined,
@@ -273,6 +279,35 @@ def test_http_ranker_pages_through_the_whole_order() -> None:
     assert len(top_only.rank("x449", frozenset(), 50).keys) == 50
 
 
+class StubSearch:
+    def __init__(self, order: list[tuple[str, float]], partners: dict[str, set[str]]) -> None:
+        self.order, self.partners = order, partners
+        self.calls: list[tuple[str, str, int]] = []
+
+    def search(self, text: str, for_actor: str, limit: int) -> list[tuple[str, float]]:
+        skip = self.partners.get(for_actor, set()) | {for_actor}
+        self.calls.append((text, for_actor, limit))
+        return [(a, s) for a, s in self.order if a not in skip][:limit]
+
+
+def test_http_search_ranker_asks_with_the_actors_texts_on_its_behalf() -> None:
+    order = [(f"x{i:03d}", 1.0 - i / 1000) for i in range(300)]
+    server = StubSearch(order, {"x010": {"x000", "x001"}})
+    ranker = HttpSearchRanker(server, "service-search:stub", {"x010": "rotor blades"})
+    ranked = ranker.rank("x010", frozenset({"x000", "x001"}), 50)
+    assert server.calls == [("rotor blades", "x010", 200)]  # one request, the API's largest page
+    assert ranked.top == [a for a, _ in order[2:] if a != "x010"][:50]
+    assert len(ranked.keys) == 200 and ranked.keys["x002"] > ranked.keys["x003"]
+    assert "x299" not in ranked.keys  # beyond the page: ties below it in the pairwise tests
+
+
+def test_a_profile_query_joins_the_texts_within_the_search_limit() -> None:
+    assert profile_query([" Rotor blades ", "", "wind farms"]) == "Rotor blades wind farms"
+    long = profile_query(["word " * 1000])
+    assert len(long) <= 2000 and long.endswith("word") and long == long.strip()
+    assert profile_query(["x" * 3000]) == "x" * 2000  # no word boundary: cut at the limit
+
+
 def test_server_settings_passed_on_leave_out_what_the_run_decides() -> None:
     environ = {"CLUSTERMATCH_AGGREGATE": "max", "CLUSTERMATCH_MODEL": "x", "HOME": "/root"}
     assert passed_settings(environ) == {"CLUSTERMATCH_AGGREGATE": "max"}
@@ -307,16 +342,20 @@ def test_a_whole_run_through_a_real_server(tmp_path: Path) -> None:
     baselines = {b for b in BASELINES if b != "mean-vector"}
     assert set(results["methods"]) == {
         "service:all-minilm-l6-v2",
+        "service-search:all-minilm-l6-v2",
         "mean-vector:all-minilm-l6-v2",
         *baselines,
     }
     assert {"common-neighbours", "partner-pagerank"} <= baselines
-    assert list(results["methods"])[:2] == [
+    assert list(results["methods"])[:3] == [
         "service:all-minilm-l6-v2",
+        "service-search:all-minilm-l6-v2",
         "mean-vector:all-minilm-l6-v2",
     ]
-    overall = results["methods"]["service:all-minilm-l6-v2"]["overall"]
-    assert overall["ndcg@10"]["n"] == 5 and 0 <= overall["ndcg@10"]["mean"] <= 1
+    for name in ("service:all-minilm-l6-v2", "service-search:all-minilm-l6-v2"):
+        overall = results["methods"][name]["overall"]
+        assert overall["ndcg@10"]["n"] == 5 and 0 <= overall["ndcg@10"]["mean"] <= 1
+    assert server["search_seconds"] >= 0
     assert "| service:all-minilm-l6-v2 |" in markdown_temporal(results)
     json.dumps(results)
 
