@@ -88,3 +88,24 @@ def test_one_worker_an_unknown_port_or_a_silent_kernel_closes_nothing() -> None:
         share.refresh()
         assert not share.should_close()
     assert asked == [8000], "a kernel that does not answer is not asked every second"
+
+
+def test_the_middleware_closes_the_picked_responses_and_counts_them() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry, Counter
+
+    from service.api.balance import FairShareMiddleware
+
+    share = FairShare(2, counts=lambda _port: (10, 7))
+    closed = Counter("closed", "test", registry=CollectorRegistry())
+    app = FastAPI()
+    app.get("/ping")(lambda: {"ok": True})
+    app.add_middleware(FairShareMiddleware, share=share, closed=closed)
+    with TestClient(app) as client:
+        assert client.get("/ping").headers.get("connection") is None  # learns the port
+        share.refresh()  # 10 open, 7 of them here: 2 above the share of 5
+        answers = [client.get("/ping") for _ in range(3)]
+    assert [a.headers.get("connection") for a in answers] == ["close", "close", None]
+    assert all(a.json() == {"ok": True} for a in answers)
+    assert closed._value.get() == 2 and share.port == 80

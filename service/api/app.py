@@ -162,7 +162,7 @@ def create_app(runtime: Runtime, warm: bool = False, workers: int = 1) -> FastAP
             max_age=600,
         )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
-    app.add_middleware(FairShareMiddleware, share=share)
+    app.add_middleware(FairShareMiddleware, share=share, closed=metrics.connections_rebalanced)
     app.include_router(actors_router)
     app.include_router(match_router)
     app.include_router(index_router)

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -185,11 +186,13 @@ class FairShareThread:
 
 
 class FairShareMiddleware:
-    """Adds `Connection: close` to the responses that `FairShare` picks."""
+    """Adds `Connection: close` to the responses that `FairShare` picks, and counts them in
+    `closed` (a Prometheus counter, `clustermatch_connections_rebalanced_total`)."""
 
-    def __init__(self, app: ASGIApp, share: FairShare) -> None:
+    def __init__(self, app: ASGIApp, share: FairShare, closed: Counter | None = None) -> None:
         self.app = app
         self.share = share
+        self.closed = closed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.share.workers < 2:
@@ -203,6 +206,8 @@ class FairShareMiddleware:
             if message["type"] == "http.response.start" and self.share.should_close():
                 headers = [*message.get("headers", []), (b"connection", b"close")]
                 message = {**message, "headers": headers}
+                if self.closed is not None:
+                    self.closed.inc()
             await send(message)
 
         await self.app(scope, receive, closing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -35,6 +35,12 @@ class Metrics:
             "clustermatch_ranking_waiting",
             "Searches and matches of this worker waiting for a ranking turn now "
             "(CLUSTERMATCH_RANKING_TURNS); a queue that stays above zero asks for more workers",
+            registry=self.registry,
+        )
+        self.connections_rebalanced = Counter(
+            "clustermatch_connections_rebalanced",
+            "Connections this worker closed because it held more than its share of the port's "
+            "open connections (service.api.balance); the clients reconnected",
             registry=self.registry,
         )
 
