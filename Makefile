@@ -60,8 +60,8 @@ bench: install  ## benchmarks (not in `make test`, ~35 min): results in .bench/r
 	$(BIN)/python scripts/bench_report.py capture embedding -- $(BIN)/python scripts/bench_embedding.py --texts 800 --repeats 5 --batch-sizes 16 32
 	$(BIN)/python scripts/bench_index.py --sizes 10000 100000 1000000 --rounds 3 --max-build-seconds 600
 	$(BIN)/python scripts/bench_report.py capture rebuild -- $(BIN)/python scripts/bench_rebuild.py --full-repeats 2 --repeats 3 --changed 0.01
-	$(BIN)/python scripts/bench_http.py --chunks 100000 --variants onnx-int8:workers=2 onnx-int8:workers=2,micro_batch_ms=2 onnx-fp32:workers=2 --rounds 3
-	$(BIN)/python scripts/bench_txtai.py --rounds 3 --http-16 1000 --backends torch onnx-int8 --http-variants onnx-int8:workers=2
+	$(BIN)/python scripts/bench_http.py --chunks 100000 --variants onnx-int8:workers=2 onnx-int8:workers=2,micro_batch_ms=2 onnx-fp32:workers=2 --rounds 3 --search-16 1500
+	$(BIN)/python scripts/bench_txtai.py --rounds 3 --http-16 1500 --backends torch onnx-int8 --http-variants onnx-int8:workers=2
 	$(BIN)/python scripts/bench_report.py render --out BENCHMARKS.md
 
 clean:  ## remove the virtual environment and caches (keeps indexes/)
