@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from service.api.schemas import SEARCH_QUERY_CHARACTERS
 from service.config import CHECKOUT_DIR
 from service.evaluation_temporal import Ranked
 
@@ -276,11 +277,7 @@ class SearchEndpoint(Protocol):
     def search(self, text: str, for_actor: str, limit: int) -> list[tuple[str, float]]: ...
 
 
-SEARCH_CHARACTERS = 2_000
-"""What `GET /v1/search` accepts as `q`."""
-
-
-def profile_query(texts: Iterable[str], budget: int = SEARCH_CHARACTERS) -> str:
+def profile_query(texts: Iterable[str], budget: int = SEARCH_QUERY_CHARACTERS) -> str:
     """An actor's documents as one free-text query: joined in order, cut at a word boundary
     within `budget` characters."""
     text = " ".join(t.strip() for t in texts if t.strip())

@@ -10,6 +10,7 @@ from service.api.deps import Reader, RequestDeadline, ServicesDep, reject_unknow
 from service.api.personal import searching_for, tailored
 from service.api.schemas import (
     PROFILE_EXAMPLE,
+    SEARCH_QUERY_CHARACTERS,
     MatchRequest,
     MatchResponse,
     SearchResponse,
@@ -122,7 +123,10 @@ def search(
     services: ServicesDep,
     principal: Reader,
     deadline: RequestDeadline,
-    q: Annotated[str, Query(min_length=1, max_length=2_000, examples=["offshore wind blades"])],
+    q: Annotated[
+        str,
+        Query(min_length=1, max_length=SEARCH_QUERY_CHARACTERS, examples=["offshore wind blades"]),
+    ],
     limit: Annotated[int, Query(ge=1, le=200)] = 10,
     country: Annotated[Countries | None, Query()] = None,
     region: Annotated[Regions | None, Query()] = None,

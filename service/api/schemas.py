@@ -14,6 +14,9 @@ from service.domain import ActorSummary, Document, Identifier, Match, ProfileFie
 from service.filters import Filters
 from service.store import SameAttribute
 
+SEARCH_QUERY_CHARACTERS = 2_000
+"""The longest `q` that `GET /v1/search` accepts."""
+
 PROFILE_EXAMPLE: dict[str, Any] = {
     "name": "ACME Composites GmbH",
     "kind": "company",
